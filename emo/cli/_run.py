@@ -1,0 +1,56 @@
+"""The command line's edge: exceptions become messages and exit codes, signals end runs cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+import click
+
+from emo.errors import EXIT_BROKEN_PIPE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, EmoError
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so the run unwinds like on Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _silence_stdout() -> None:
+    # Further writes (interpreter shutdown flushes) must not raise again on the closed pipe.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def guarded(command: Callable[..., object]) -> int:
+    """Run a click command in standalone-off mode and return the process exit code."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        rv = command.main(standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return EXIT_USAGE
+    except click.exceptions.Abort:
+        return EXIT_SIGINT
+    except EmoError as e:
+        click.echo(f"emo: error: {e}", err=True)
+        return e.exit_code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        click.echo("emo: interrupted", err=True)
+        return EXIT_SIGINT
+    except Terminated:
+        click.echo("emo: terminated", err=True)
+        return EXIT_SIGTERM

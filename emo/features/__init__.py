@@ -1,0 +1,36 @@
+"""Feature groups: what each is, its size, and which ones ``emo features`` computes by default.
+
+Hand-crafted groups (Kim et al. section IV) live in :mod:`emo.features.color` and
+:mod:`emo.features.texture` and run batched on torch tensors; ``object`` and ``deep`` come from
+the backbone; ``scene`` from a segmentation network (:mod:`emo.features.scene`).
+"""
+
+from __future__ import annotations
+
+# Fixed sizes of the hand-crafted groups; object/deep/scene sizes come from the network.
+HANDCRAFTED_DIMS = {"color": 22, "lbp": 59, "gist": 512}
+NETWORK_GROUPS = ("object", "deep")
+ALL_GROUPS = ("color", "lbp", "gist", "object", "deep", "scene")
+DEFAULT_GROUPS = ("color", "lbp", "gist", "object", "deep")
+
+# Side of the square view hand-crafted features are computed on (GIST's customary 256 x 256).
+HANDCRAFTED_SIZE = 256
+
+DESCRIPTIONS = {
+    "color": "22: mean R,G,B; mean H,S,V; HSV histogram peak (bin index, share); 11 colour-name "
+    "shares; Valdez-Mehrabian pleasure, arousal, dominance",
+    "lbp": "59: uniform LBP histogram (8 neighbours, radius 1), sums to 1",
+    "gist": "512: Gabor energy, 4 scales x 8 orientations x 4x4 grid",
+    "object": "1000: ImageNet class probabilities (+ object_top: top-5 names)",
+    "deep": "backbone penultimate embedding (1280 for mobilenet_v2)",
+    "scene": "share of pixels per semantic class of a segmentation network (--scene-model)",
+}
+
+
+def parse_groups(spec: str) -> tuple[str, ...]:
+    """``"color,deep"`` -> ``("color", "deep")``; an unknown name raises ValueError."""
+    groups = tuple(dict.fromkeys(g.strip() for g in spec.split(",") if g.strip()))
+    bad = [g for g in groups if g not in ALL_GROUPS]
+    if bad or not groups:
+        raise ValueError(f"unknown feature group(s) {', '.join(bad) or '(none)'}; known: {', '.join(ALL_GROUPS)}")
+    return groups

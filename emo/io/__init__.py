@@ -1,0 +1,1 @@
+"""Records in and out: input parsing, image decoding, JSONL writing."""

@@ -1,0 +1,153 @@
+"""Decode one image file into the pixel views the pipeline's stages ask for.
+
+Every bad file becomes an :class:`emo.errors.InputError` with a kind from
+:data:`emo.errors.ERROR_KINDS`; nothing else escapes. Decoding runs on worker threads (Pillow
+releases the GIL while it decodes and resizes).
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import stat
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from emo.errors import InputError
+
+# The pixel limit is ours to enforce (per call); Pillow's global check would only warn below 2x.
+Image.MAX_IMAGE_PIXELS = None
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+@dataclass(frozen=True)
+class View:
+    """A square uint8 view of an image, ``(size, size, 3)``.
+
+    ``mode="crop"``: resize the shorter side to ``resize`` then take the centre ``size`` square
+    (torchvision's eval transform). ``mode="squash"``: resize to ``size`` x ``size`` ignoring
+    the aspect ratio (hand-crafted features that want the whole picture).
+    """
+
+    size: int
+    resize: int = 0
+    mode: str = "crop"
+
+    def draft_side(self) -> int:
+        """Shorter side the decoder must deliver for this view to lose nothing."""
+        return (self.resize or self.size) if self.mode == "crop" else self.size
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Result of :func:`decode`: upright original size and one array per requested view."""
+
+    size: tuple[int, int]
+    views: dict[View, np.ndarray]
+
+
+def _check_file(path: Path) -> int:
+    """Stat before opening, so a FIFO never blocks a worker and each OS error gets its kind."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError("not_found", "no such file") from None
+    except PermissionError:
+        raise InputError("permission_denied", "permission denied") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError("read_error", "too many levels of symbolic links") from None
+        raise InputError("read_error", e.strerror or str(e)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError("is_directory", "is a directory (use -r to walk folders)")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError("not_a_file", "not a regular file")
+    if st.st_size == 0:
+        raise InputError("empty_file", "file is empty (0 bytes)")
+    return st.st_size
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparency is laid on white, 16-bit scaled not clipped."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(img).astype(np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
+        a = np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _view(img: Image.Image, v: View) -> np.ndarray:
+    w, h = img.size
+    if v.mode == "squash":
+        out = img.resize((v.size, v.size), Image.BILINEAR)
+    else:
+        side = v.resize or v.size
+        scale = side / min(w, h)
+        nw, nh = max(v.size, round(w * scale)), max(v.size, round(h * scale))
+        out = img.resize((nw, nh), Image.BILINEAR)
+        left, top = (nw - v.size) // 2, (nh - v.size) // 2
+        out = out.crop((left, top, left + v.size, top + v.size))
+    return np.asarray(out, dtype=np.uint8)
+
+
+def decode(path: Path, views: tuple[View, ...], max_pixels: int) -> Decoded:
+    """Open ``path``, apply EXIF orientation, and return the requested views.
+
+    Raises :class:`InputError` for every kind of bad file; ``max_pixels`` (width x height,
+    0 for no limit) turns a decompression bomb into ``too_large`` before any pixel is decoded.
+    """
+    _check_file(path)
+    try:
+        img = Image.open(path)
+    except UnidentifiedImageError:
+        raise InputError("not_an_image", "not an image Pillow can read") from None
+    except Image.DecompressionBombError as e:
+        raise InputError("too_large", str(e)) from None
+    except PermissionError:
+        raise InputError("permission_denied", "permission denied") from None
+    except OSError as e:
+        raise InputError("read_error", e.strerror or str(e)) from None
+    with img:
+        w, h = img.size
+        if max_pixels and w * h > max_pixels:
+            raise InputError("too_large", f"{w}x{h} = {w * h} pixels is over the limit of {max_pixels}")
+        if w == 0 or h == 0:
+            raise InputError("not_an_image", "image has no pixels")
+        try:
+            orientation = img.getexif().get(0x0112, 1)
+        except Exception:  # a broken EXIF block should not cost the picture
+            orientation = 1
+        upright = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+        need = max((v.draft_side() for v in views), default=0)
+        if need and img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK", "YCbCr"):
+            # Decode at a reduced DCT scale, never below what the largest view needs.
+            scale = need / min(w, h)
+            if scale < 1:
+                img.draft(img.mode, (math.ceil(w * scale), math.ceil(h * scale)))
+        try:
+            img.load()
+            img = ImageOps.exif_transpose(img) if orientation != 1 else img
+            rgb = _to_rgb(img)
+        except Image.DecompressionBombError as e:
+            raise InputError("too_large", str(e)) from None
+        except (OSError, SyntaxError, ValueError, IndexError, struct.error) as e:
+            msg = str(e) or type(e).__name__
+            kind = "truncated" if "truncat" in msg.lower() or isinstance(e, (OSError, SyntaxError)) else "read_error"
+            raise InputError(kind, f"cannot decode image: {msg}") from None
+        return Decoded(upright, {v: _view(rgb, v) for v in views})
+

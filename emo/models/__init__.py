@@ -1,0 +1,66 @@
+"""Networks: the registry (pure data), weights resolution, and :func:`create`, the one front door."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from emo.config import Settings, from_env
+from emo.errors import ModelError
+from emo.models.registry import REGISTRY, NetworkEntry, get, names
+
+if TYPE_CHECKING:
+    from emo.models.backbones import Backbone
+
+__all__ = ["REGISTRY", "NetworkEntry", "create", "get", "names", "imagenet_labels"]
+
+
+def _builder(entry: NetworkEntry):
+    mod, fn = entry.builder.split(":")
+    return getattr(importlib.import_module(mod), fn)
+
+
+def create(
+    name: str,
+    settings: Settings | None = None,
+    pretrained: bool = True,
+    weights: Path | None = None,
+) -> Backbone:
+    """Build the backbone ``name`` in eval mode on the CPU, with verified weights.
+
+    ``pretrained=False`` leaves random weights (tests, shape checks). The returned module has
+    ``weights_sha256`` set to the full digest of the file it loaded ("" when random).
+    """
+    from emo.models.backbones import Backbone
+    from emo.models.weights import load_state_dict, resolve
+
+    settings = settings or from_env()
+    try:
+        entry = get(name)
+    except KeyError as e:
+        raise ModelError(str(e.args[0])) from None
+    if entry.task != "backbone":
+        raise ModelError(f"{name} is a {entry.task}, not a backbone")
+    net, split = _builder(entry)()
+    digest = ""
+    if pretrained:
+        if entry.weights is None:
+            raise ModelError(f"{name} has no weights in the registry")
+        path, digest = resolve(entry.weights, settings, explicit=weights)
+        state = load_state_dict(path)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as e:
+            raise ModelError(f"{path}: does not fit {name}: {str(e)[:300]}") from None
+    body, classifier = split(net)
+    model = Backbone(body, classifier, entry).eval()
+    model.weights_sha256 = digest
+    return model
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet-1k class names in torchvision's order."""
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    return list(_IMAGENET_CATEGORIES)

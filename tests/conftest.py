@@ -1,0 +1,113 @@
+"""Shared fixtures: real images made with Pillow, real corrupt files, a tiny registered network,
+and caches kept in tmp_path through EMO_* variables."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "emo" / "data" / "samples"
+EMOTION6 = REPO.parent / "shared" / "data" / "emotion6"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own cache, and no EMO_* setting leaks in from the developer's shell."""
+    for k in list(os.environ):
+        if k.startswith("EMO_"):
+            monkeypatch.delenv(k)
+    cache = tmp_path_factory.mktemp("emo-cache")
+    monkeypatch.setenv("EMO_CACHE_DIR", str(cache))
+    return cache
+
+
+def make_image(path: Path, size=(64, 48), color=(200, 30, 30), mode="RGB", fmt=None, **save) -> Path:
+    """Write a real image: a colour field with a gradient so that every pixel is not the same."""
+    w, h = size
+    grad = np.linspace(0, 1, w, dtype=np.float32)[None, :, None]
+    arr = (np.array(color, dtype=np.float32)[None, None, :] * (0.5 + 0.5 * grad)).repeat(h, 0)
+    img = Image.fromarray(arr.astype(np.uint8), "RGB")
+    if mode != "RGB":
+        img = img.convert(mode)
+    img.save(path, format=fmt, **save)
+    return path
+
+
+@pytest.fixture
+def image_dir(tmp_path) -> Path:
+    """A folder with three good images of different colours and formats."""
+    d = tmp_path / "imgs"
+    d.mkdir()
+    make_image(d / "red.jpg", color=(220, 20, 20))
+    make_image(d / "green.png", color=(20, 200, 40))
+    make_image(d / "blue.webp", color=(20, 40, 220))
+    return d
+
+
+@pytest.fixture
+def bad_files(tmp_path) -> dict[str, Path]:
+    """Real corrupt inputs: zero bytes, truncated JPEG, text named .jpg, a directory."""
+    d = tmp_path / "bad"
+    d.mkdir()
+    good = make_image(d / "good.jpg", size=(128, 96))
+    data = good.read_bytes()
+    (d / "empty.jpg").write_bytes(b"")
+    (d / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (d / "text.jpg").write_text("this is not an image\n")
+    (d / "folder.jpg").mkdir()
+    return {p.stem: p for p in d.iterdir()}
+
+
+def _tiny_builder():
+    """A 2-layer conv net with the Backbone contract: 10 classes, 8-d embedding."""
+    import torch
+    from torch import nn
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU())
+            self.classifier = nn.Linear(8, 10)
+
+    def split(net):
+        from emo.models.backbones import _Pooled
+
+        return _Pooled(net.features), net.classifier
+
+    torch.manual_seed(0)
+    return Tiny(), split
+
+
+@pytest.fixture
+def tiny_backbone(tmp_path, monkeypatch):
+    """Register ``tiny_test``: a random-init network whose weights file is written and hashed here."""
+    import torch
+
+    from emo.models import registry
+    from emo.models.registry import NetworkEntry, Preprocess, WeightsFile
+
+    net, _ = _tiny_builder()
+    wdir = tmp_path / "weights"
+    wdir.mkdir()
+    path = wdir / "tiny_test.pth"
+    torch.save(net.state_dict(), path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    entry = NetworkEntry(
+        name="tiny_test",
+        builder="tests.conftest:_tiny_builder",
+        task="backbone",
+        weights=WeightsFile("tiny_test.pth", digest),
+        preprocess=Preprocess(crop=32, resize=36),
+        embed_dim=8,
+        num_classes=10,
+        stages=(("features.0", 8),),
+    )
+    monkeypatch.setitem(registry.REGISTRY, "tiny_test", entry)
+    monkeypatch.setenv("EMO_WEIGHTS_DIR", str(wdir))
+    return entry
