@@ -24,6 +24,8 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
             monkeypatch.delenv(k)
     cache = tmp_path_factory.mktemp("emo-cache")
     monkeypatch.setenv("EMO_CACHE_DIR", str(cache))
+    # Compiling engines costs tens of seconds; tests that check compilation opt back in.
+    monkeypatch.setenv("EMO_BACKEND", "eager")
     return cache
 
 
