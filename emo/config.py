@@ -7,6 +7,7 @@ command-line option: the option wins.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -77,7 +78,9 @@ def validate(s: Settings) -> Settings:
         raise ConfigError("batch size must be at least 1")
     if s.workers < 0:
         raise ConfigError("workers must be 0 (automatic) or more")
-    if not (s.device in ("auto", "cpu", "cuda") or s.device.startswith("cuda:")):
+    if s.max_pixels < 0:
+        raise ConfigError("max pixels must be 0 (no limit) or more")
+    if not (s.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", s.device)):
         raise ConfigError(f"device {s.device!r} is not auto, cpu, cuda or cuda:N")
     return s
 
