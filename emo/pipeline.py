@@ -76,9 +76,10 @@ def _run_stage(stage: Stage, items: list[Item]) -> None:
         return
     except EmoError:
         raise
-    except Exception:
-        if len(items) == 1:
-            raise
+    except Exception as e:
+        if len(items) == 1:  # nothing to retry: this item is the bad one
+            items[0].fail("model_error", f"{type(e).__name__}: {e}")
+            return
     for item in items:
         try:
             stage.run([item])

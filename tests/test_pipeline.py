@@ -1,0 +1,273 @@
+"""emo.pipeline: order, error isolation, decode only when wanted, bounded look-ahead."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emo import pipeline
+from emo.config import DEFAULTS
+from emo.errors import ModelError
+from emo.io.decode import View
+from emo.io.records import Item
+from emo.pipeline import Pipeline, Summary, run
+from tests.conftest import make_image
+
+VIEW = View(16, mode="squash")
+
+
+class RedStage:
+    """Writes each image's mean red value; raises on any batch holding a path with ``poison``."""
+
+    views = (VIEW,)
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def wants(self, item: Item) -> bool:
+        return "red" not in item.record
+
+    def run(self, items: list[Item]) -> None:
+        self.batches.append(len(items))
+        if any("poison" in str(it.path) for it in items):
+            raise ValueError("poisoned input")
+        for it in items:
+            it.record["red"] = float(it.views[VIEW][..., 0].mean())
+
+
+def _settings(batch_size: int, workers: int = 2):
+    return replace(DEFAULTS, batch_size=batch_size, workers=workers)
+
+
+def _collect(items, stages, batch_size, workers=2):
+    out: list[Item] = []
+    summary = run(items, stages, _settings(batch_size, workers), out.extend, on_error=lambda it: None)
+    return out, summary
+
+
+@pytest.fixture
+def mixed(tmp_path, bad_files) -> list[tuple[Path, float | None]]:
+    """Good images (each its own red level) interleaved with bad files; expected mean red or None."""
+    inputs: list[tuple[Path, float | None]] = []
+    bad = [bad_files["empty"], bad_files["truncated"], bad_files["text"], bad_files["folder"], tmp_path / "missing.jpg"]
+    for i in range(12):
+        red = 20 + 18 * i
+        p = make_image(tmp_path / f"img{i:02d}.png", size=(40, 30), color=(red, 10, 10))
+        arr = np.asarray(Image.open(p).convert("RGB").resize((16, 16), Image.BILINEAR))
+        inputs.append((p, float(arr[..., 0].mean())))
+        if i % 2 == 1 and bad:
+            inputs.append((bad.pop(), None))
+    return inputs
+
+
+def _items(inputs) -> list[Item]:
+    return [Item(i, {"path": str(p), "n": i}, path=p) for i, (p, _) in enumerate(inputs)]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 7])
+@pytest.mark.parametrize("workers", [1, 3])
+def test_order_and_results_with_mixed_inputs(mixed, batch_size, workers):
+    out, summary = _collect(_items(mixed), [RedStage()], batch_size, workers)
+    assert [it.record["n"] for it in out] == list(range(len(mixed)))
+    for it, (path, red) in zip(out, mixed):
+        assert it.record["path"] == str(path)
+        if red is None:
+            assert not it.ok and "red" not in it.record and it.record["error"]["kind"] != "model_error"
+        else:
+            assert it.ok, it.record
+            assert it.record["red"] == pytest.approx(red, abs=0.01)  # this image's own pixels
+        assert it.views == {}  # pixels are dropped once the batch is written
+    assert summary == Summary(total=len(mixed), failed=5)
+
+
+def test_error_kinds_of_bad_inputs(mixed):
+    out, _ = _collect(_items(mixed), [RedStage()], 4)
+    kinds = sorted(it.record["error"]["kind"] for it in out if not it.ok)
+    assert kinds == ["empty_file", "is_directory", "not_an_image", "not_found", "truncated"]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 7])
+def test_a_stage_that_fails_on_one_item_isolates_it(tmp_path, batch_size):
+    paths = [make_image(tmp_path / f"{name}.png", color=(30 * i + 10, 0, 0))
+             for i, name in enumerate(["a", "b", "poison", "c", "d"])]
+    stage = RedStage()
+    out, summary = _collect([Item(i, {"path": str(p)}, path=p) for i, p in enumerate(paths)], [stage], batch_size)
+    assert [it.ok for it in out] == [True, True, False, True, True]
+    assert out[2].record["error"] == {"kind": "model_error", "message": "ValueError: poisoned input"}
+    assert all("red" in it.record for i, it in enumerate(out) if i != 2)
+    assert summary == Summary(total=5, failed=1)
+
+
+def test_later_stages_skip_items_an_earlier_stage_failed(tmp_path):
+    paths = [make_image(tmp_path / f"{n}.png") for n in ("a", "poison", "b")]
+    seen: list[str] = []
+
+    class After:
+        views = ()
+
+        def wants(self, item):
+            return True
+
+        def run(self, items):
+            seen.extend(Path(it.path).stem for it in items)
+
+    _collect([Item(i, {"path": str(p)}, path=p) for i, p in enumerate(paths)], [RedStage(), After()], 3)
+    assert seen == ["a", "b"]
+
+
+def test_an_emo_error_from_a_stage_stops_the_run(tmp_path):
+    p = make_image(tmp_path / "a.png")
+
+    class Broken:
+        views = ()
+
+        def wants(self, item):
+            return True
+
+        def run(self, items):
+            raise ModelError("engine cannot run")
+
+    with pytest.raises(ModelError, match="engine cannot run"):
+        _collect([Item(0, {"path": str(p)}, path=p), Item(1, {"path": str(p)}, path=p)], [Broken()], 2)
+
+
+def test_an_emo_error_during_the_item_by_item_retry_stops_the_run(tmp_path):
+    paths = [make_image(tmp_path / f"{n}.png") for n in ("a", "b")]
+
+    class FailsThenFatal:
+        views = ()
+
+        def wants(self, item):
+            return True
+
+        def run(self, items):
+            if len(items) > 1:
+                raise RuntimeError("batch failed")
+            raise ModelError("fatal")
+
+    with pytest.raises(ModelError, match="fatal"):
+        _collect([Item(i, {"path": str(p)}, path=p) for i, p in enumerate(paths)], [FailsThenFatal()], 2)
+
+
+@pytest.fixture
+def count_decodes(monkeypatch):
+    calls: list[Path] = []
+    real = pipeline.decode
+
+    def counting(path, views, max_pixels):
+        calls.append(path)
+        return real(path, views, max_pixels)
+
+    monkeypatch.setattr(pipeline, "decode", counting)
+    return calls
+
+
+def test_no_decoding_when_no_stage_wants_the_item(tmp_path, count_decodes):
+    paths = [make_image(tmp_path / f"{n}.png") for n in ("a", "b", "c")]
+    items = [Item(i, {"path": str(p), "red": 1.0}, path=p) for i, p in enumerate(paths)]  # already done
+    stage = RedStage()
+    out, summary = _collect(items, [stage], 2)
+    assert count_decodes == [] and stage.batches == []
+    assert [it.record["red"] for it in out] == [1.0, 1.0, 1.0] and summary.failed == 0
+
+
+def test_decoding_only_for_items_that_want_it(tmp_path, count_decodes):
+    paths = [make_image(tmp_path / f"{n}.png") for n in ("a", "b", "c", "d")]
+    items = [Item(i, {"path": str(p), **({"red": 0.0} if i % 2 else {})}, path=p) for i, p in enumerate(paths)]
+    _collect(items, [RedStage()], 4)
+    assert sorted(count_decodes) == [paths[0], paths[2]]
+
+
+def test_no_decoding_for_a_stage_without_views(tmp_path, count_decodes):
+    p = make_image(tmp_path / "a.png")
+
+    class RecordOnly:
+        views = ()
+
+        def wants(self, item):
+            return True
+
+        def run(self, items):
+            for it in items:
+                it.record["done"] = True
+
+    out, _ = _collect([Item(0, {"path": str(p)}, path=p)], [RecordOnly()], 1)
+    assert count_decodes == [] and out[0].record["done"] is True
+
+
+def test_each_image_decoded_once_for_several_stages(tmp_path, count_decodes):
+    p = make_image(tmp_path / "a.png")
+
+    class Other(RedStage):
+        views = (VIEW, View(8, mode="squash"))
+
+        def wants(self, item):
+            return "other" not in item.record
+
+        def run(self, items):
+            for it in items:
+                it.record["other"] = it.views[View(8, mode="squash")].shape
+
+    out, _ = _collect([Item(0, {"path": str(p)}, path=p)], [RedStage(), Other()], 1)
+    assert count_decodes == [p]
+    assert out[0].record["other"] == (8, 8, 3) and "red" in out[0].record
+
+
+def test_a_record_without_path_that_needs_pixels_is_a_bad_record():
+    items = [Item(0, {"features": {"deep": [1.0]}})]
+    out, summary = _collect(items, [RedStage()], 1)
+    assert out[0].record["error"]["kind"] == "bad_record" and summary.failed == 1
+
+
+def test_already_failed_items_pass_through_untouched(tmp_path, count_decodes):
+    p = make_image(tmp_path / "a.png")
+    bad = Item(0, {"line": 1})
+    bad.fail("bad_line", "line 1 is not valid JSON")
+    out, summary = _collect([bad, Item(1, {"path": str(p)}, path=p)], [RedStage()], 2)
+    assert out[0].record == {"line": 1, "error": {"kind": "bad_line", "message": "line 1 is not valid JSON"}}
+    assert count_decodes == [p] and summary == Summary(2, 1)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_look_ahead_is_bounded(tmp_path, batch_size):
+    p = make_image(tmp_path / "a.png", size=(20, 20))
+    n, lookahead = 40, 2
+    pulled = 0
+
+    def gen():
+        nonlocal pulled
+        for i in range(n):
+            pulled += 1
+            yield Item(i, {"path": str(p)}, path=p)
+
+    ahead: list[int] = []
+    done = 0
+    for batch in Pipeline([RedStage()], _settings(batch_size), lookahead=lookahead).run(gen()):
+        done += len(batch)
+        ahead.append(pulled - done)
+    assert done == n
+    # At most the batch being written plus `lookahead` batches are in flight, and no more.
+    assert max(ahead) == lookahead * batch_size
+    assert pulled == n
+
+
+def test_breaking_off_early_cancels_pending_work(tmp_path):
+    p = make_image(tmp_path / "a.png")
+    gen = Pipeline([RedStage()], _settings(1)).run(Item(i, {"path": str(p)}, path=p) for i in range(100))
+    first = next(gen)
+    gen.close()  # what `emo ... | head -1` does to the loop: no hang, no error
+    assert first[0].record["red"] > 0
+
+
+def test_stderr_line_per_failed_input(tmp_path, capsys):
+    good = make_image(tmp_path / "a.png")
+    items = [Item(0, {"path": str(tmp_path / "nope.jpg")}, path=tmp_path / "nope.jpg"), Item(1, {"path": str(good)}, path=good)]
+    out: list[Item] = []
+    summary = run(items, [RedStage()], _settings(2), out.extend)
+    err = capsys.readouterr().err
+    assert err == f"emo: {tmp_path / 'nope.jpg'}: not_found: no such file\n"
+    assert summary == Summary(2, 1)
