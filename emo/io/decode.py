@@ -121,7 +121,9 @@ def decode(path: Path, views: tuple[View, ...], max_pixels: int) -> Decoded:
     except PermissionError:
         raise InputError("permission_denied", "permission denied") from None
     except OSError as e:
-        raise InputError("read_error", e.strerror or str(e)) from None
+        # Pillow reads the headers on open: a file cut inside them is truncated, not unreadable.
+        kind = "truncated" if "truncat" in str(e).lower() else "read_error"
+        raise InputError(kind, e.strerror or str(e)) from None
     with img:
         w, h = img.size
         if max_pixels and w * h > max_pixels:
