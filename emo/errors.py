@@ -40,6 +40,10 @@ class HashMismatch(ModelError):
     """A weights file whose sha256 differs from the registry's."""
 
 
+class OutputError(EmoError):
+    """The output cannot be written (disk full, read-only folder, a resume file emo cannot read)."""
+
+
 class NotBuiltYet(EmoError):
     """A subcommand or option whose implementation has not landed yet."""
 

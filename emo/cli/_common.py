@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from emo import config
-from emo.errors import EXIT_OK, EXIT_SOME_FAILED, ConfigError
+from emo.errors import EXIT_OK, EXIT_SOME_FAILED, ConfigError, UsageError
 
 F = Callable[..., Any]
 
@@ -32,6 +32,14 @@ def input_options(f: F) -> F:
                  help="Resolve relative paths against this folder [default: current folder]."),
             _opt("-q", "--quiet", is_flag=True, help="No progress and no per-input error lines on stderr."),
             _opt("-v", "--verbose", is_flag=True, help="Say on stderr which network, engine and device run."),
+            _opt("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="Write records to FILE instead of stdout; FILE is replaced only when the run ends."),
+            _opt("--resume", is_flag=True,
+                 help="With -o: skip inputs FILE already holds (by path, and sha256 where the input gives one) "
+                      "and append, so a killed run continues where it stopped."),
+            _opt("--fail-fast", is_flag=True,
+                 help="Stop at the first bad input (after writing its error record), exit 1. "
+                      "Default: write an error record for each bad input and go on."),
         ]
     ):
         f = deco(f)
@@ -94,43 +102,94 @@ def _progress(enabled: bool):
                     console=__import__("rich.console").console.Console(stderr=True))
 
 
+class _FailFast(Exception):
+    """The first bad input was written and --fail-fast asks to stop there."""
+
+
+def _stdout_writer():
+    """A writer on stdout's file descriptor, or on its binary stream when it has none (tests)."""
+    from emo.io.writer import JsonlWriter
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return JsonlWriter(sys.stdout.buffer)
+    sys.stdout.flush()
+    return JsonlWriter(fd)
+
+
 def run_stages(opts: dict[str, Any], build_stages: Callable[[config.Settings], Sequence[Any]]) -> int:
     """Read inputs, run the stages ``build_stages(settings)`` returns, write JSONL; the exit code."""
     import time
 
+    from emo.io.output import OutputFile, skip_done
     from emo.io.records import read_inputs
-    from emo.io.writer import JsonlWriter
-    from emo.pipeline import run
+    from emo.pipeline import _stderr_error, run
 
+    out_path: Path | None = opts.get("output")
+    resume, fail_fast = opts.get("resume", False), opts.get("fail_fast", False)
+    if resume and out_path is None:
+        raise UsageError("--resume needs -o FILE: it continues the run whose records FILE holds")
     settings = settings_from(opts)
     stages = build_stages(settings)
     stdin = None if opts["paths"] else sys.stdin.buffer
     if stdin is not None and sys.stdin.isatty() and not opts.get("null"):
         click.echo("emo: reading paths from the terminal; end with Ctrl-D (emo --help for usage)", err=True)
     items = read_inputs(opts["paths"], stdin, null=opts["null"], recursive=opts["recursive"], root=opts["root"])
-    writer = JsonlWriter(sys.stdout.fileno())
-    quiet = opts.get("quiet", False)
-    progress = _progress(not quiet and sys.stderr.isatty())
-    on_error = (lambda item: None) if quiet else None
+    out = OutputFile(out_path, resume) if out_path is not None else None
+    writer = out.open() if out is not None else _stdout_writer()
+    if out is not None and out.done:
+        items = skip_done(items, out.done)
+    quiet, verbose = opts.get("quiet", False), opts.get("verbose", False)
+    reported = 0
+
+    def on_error(item: Any) -> None:
+        nonlocal reported
+        reported += 1
+        if not quiet and not (fail_fast and reported > 1):  # --fail-fast: only the one it stops at
+            _stderr_error(item)
+
     start, done = time.perf_counter(), 0
+    progress = _progress(not quiet and sys.stderr.isatty())
+    task = progress.add_task("emo", total=None, rate="") if progress is not None else None
 
-    if progress is None:
-        summary = run(items, stages, settings, lambda b: writer.write(it.record for it in b), on_error)
-    else:
-        with progress:
-            task = progress.add_task("emo", total=None, rate="")
+    def sink(batch: list[Any]) -> None:
+        nonlocal done
+        bad = next((i for i, it in enumerate(batch) if not it.ok), None) if fail_fast else None
+        keep = batch if bad is None else batch[: bad + 1]
+        writer.write(it.record for it in keep)
+        done += len(keep)
+        if progress is not None:
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            progress.update(task, completed=done, rate=f"{rate:.1f} img/s")
+        if bad is not None:
+            raise _FailFast(batch[bad].label)
 
-            def sink(batch):
-                nonlocal done
-                writer.write(it.record for it in batch)
-                done += len(batch)
-                rate = done / max(time.perf_counter() - start, 1e-9)
-                progress.update(task, completed=done, rate=f"{rate:.1f} img/s")
-
+    stopped_at = None
+    try:
+        if progress is not None:
+            progress.start()
+        try:
             summary = run(items, stages, settings, sink, on_error)
-    if opts.get("verbose"):
+        except _FailFast as e:
+            stopped_at = str(e)
+    except BaseException:
+        if out is not None:
+            out.abort()
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
+    if out is not None:
+        out.commit()
+    if stopped_at is not None:
+        if not quiet:
+            click.echo(f"emo: stopped at the first bad input, {stopped_at} (--fail-fast)", err=True)
+        return EXIT_SOME_FAILED
+    if verbose:
         secs = time.perf_counter() - start
-        click.echo(f"emo: {summary.total} inputs, {summary.failed} failed, {secs:.1f} s", err=True)
+        skipped = f", {len(out.done)} already in {out_path}" if out is not None and out.done else ""
+        click.echo(f"emo: {summary.total} inputs, {summary.failed} failed{skipped}, {secs:.1f} s", err=True)
     return EXIT_SOME_FAILED if summary.failed else EXIT_OK
 
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import stat
+import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import orjson
 
+from emo.errors import OutputError
+
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
+_BLOCKED = {signal.SIGINT, signal.SIGTERM}
 
 
 def _default(obj: Any) -> Any:
@@ -26,28 +32,67 @@ def dumps(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record, option=_OPTS, default=_default)
 
 
-class JsonlWriter:
-    """Writes batches of records to a file descriptor.
+def _is_regular(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
 
-    A batch goes out with signals blocked, so Ctrl-C or SIGTERM can stop the run between lines
-    but never inside one: the reader only ever sees complete lines.
+
+class JsonlWriter:
+    """Writes batches of records to a file descriptor or a binary stream.
+
+    A batch goes out with SIGINT and SIGTERM blocked, so Ctrl-C or a kill stops the run between
+    lines but never inside one: the reader only ever sees complete lines. When a regular file
+    cannot take a whole batch (disk full), it is cut back to where the batch began, so it still
+    ends with a complete line. A closed pipe raises :class:`BrokenPipeError` (the CLI exits
+    quietly); any other write failure raises :class:`emo.errors.OutputError`.
     """
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
+    def __init__(self, out: int | IO[bytes], name: str = "stdout") -> None:
+        self.out = out
+        self.name = name
         self.lines = 0
+        self._regular = isinstance(out, int) and _is_regular(out)
 
     def write(self, records: Iterable[dict[str, Any]]) -> None:
+        """Write ``records`` as lines, all or none of the batch (regular files)."""
         data = b"".join(dumps(r) for r in records)
         if not data:
             return
-        blocked = {signal.SIGINT, signal.SIGTERM}
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        # Signal masks are per thread and only the main thread gets Python's handlers.
+        main = threading.current_thread() is threading.main_thread()
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED) if main else None
         try:
-            view = memoryview(data)
-            while view:
-                n = os.write(self.fd, view)
-                view = view[n:]
+            self._write(data)
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            if old is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)
         self.lines += data.count(b"\n")
+
+    def _write(self, data: bytes) -> None:
+        if not isinstance(self.out, int):
+            try:
+                self.out.write(data)
+                self.out.flush()
+            except BrokenPipeError:
+                raise
+            except OSError as e:
+                raise OutputError(f"cannot write {self.name}: {e.strerror or e}") from None
+            return
+        start = os.fstat(self.out).st_size if self._regular else None
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self.out, view)
+                view = view[n:]
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            if start is not None:
+                try:
+                    os.ftruncate(self.out, start)
+                except OSError:
+                    pass
+            hint = " (disk full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+            raise OutputError(f"cannot write {self.name}: {e.strerror or e}{hint}") from None
