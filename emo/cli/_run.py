@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import click
 
@@ -29,11 +29,14 @@ def _silence_stdout() -> None:
         pass
 
 
-def guarded(command: Callable[..., object]) -> int:
-    """Run a click command in standalone-off mode and return the process exit code."""
+def guarded(command: click.Command, args: Sequence[str] | None = None) -> int:
+    """Run a click command in standalone-off mode and return the process exit code.
+
+    ``args`` defaults to ``sys.argv[1:]``; tests pass their own to run in-process.
+    """
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        rv = command.main(standalone_mode=False)
+        rv = command.main(args=args, prog_name="emo", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as e:
         return e.exit_code

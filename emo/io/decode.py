@@ -60,6 +60,8 @@ def _check_file(path: Path) -> int:
         raise InputError("not_found", "no such file") from None
     except PermissionError:
         raise InputError("permission_denied", "permission denied") from None
+    except ValueError:  # a NUL byte inside a JSON "path"
+        raise InputError("bad_record", "path contains a NUL byte") from None
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise InputError("read_error", "too many levels of symbolic links") from None
@@ -71,6 +73,21 @@ def _check_file(path: Path) -> int:
     if st.st_size == 0:
         raise InputError("empty_file", "file is empty (0 bytes)")
     return st.st_size
+
+
+# Leading bytes of the formats emo meets most: a file that starts like one but that Pillow
+# cannot identify was cut short, not some other kind of file.
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
+
+
+def _has_image_signature(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    webp = head.startswith(b"RIFF") and head[8:12] == b"WEBP"
+    return webp or any(head.startswith(sig) for sig in _SIGNATURES)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -99,9 +116,12 @@ def _view(img: Image.Image, v: View) -> np.ndarray:
         side = v.resize or v.size
         scale = side / min(w, h)
         nw, nh = max(v.size, round(w * scale)), max(v.size, round(h * scale))
-        out = img.resize((nw, nh), Image.BILINEAR)
         left, top = (nw - v.size) // 2, (nh - v.size) // 2
-        out = out.crop((left, top, left + v.size, top + v.size))
+        # Resize only the source box the centre crop covers: a 20000 x 20 strip would otherwise
+        # be blown up to 256000 x 256 first (same pixels as resize-then-crop, within 1 level).
+        sx, sy = w / nw, h / nh
+        box = (left * sx, top * sy, (left + v.size) * sx, (top + v.size) * sy)
+        out = img.resize((v.size, v.size), Image.BILINEAR, box=box)
     return np.asarray(out, dtype=np.uint8)
 
 
@@ -115,9 +135,13 @@ def decode(path: Path, views: tuple[View, ...], max_pixels: int) -> Decoded:
     try:
         img = Image.open(path)
     except UnidentifiedImageError:
+        if _has_image_signature(path):
+            raise InputError("truncated", "image data ends inside its headers") from None
         raise InputError("not_an_image", "not an image Pillow can read") from None
     except Image.DecompressionBombError as e:
         raise InputError("too_large", str(e)) from None
+    except FileNotFoundError:  # deleted between the listing (or the stat) and the open
+        raise InputError("not_found", "no such file") from None
     except PermissionError:
         raise InputError("permission_denied", "permission denied") from None
     except OSError as e:

@@ -67,6 +67,15 @@ def _resolve(path: str, root: Path | None) -> Path:
     return p
 
 
+# Longest path Linux accepts (PATH_MAX); a longer plain line cannot name a file.
+MAX_PATH_BYTES = 4096
+
+
+def _printable(path: str) -> str:
+    """A path for the record: bytes that are not UTF-8 (surrogate escapes) become U+FFFD."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _preview(raw: bytes, limit: int = 80) -> str:
     text = raw[:limit].decode("utf-8", errors="replace")
     return text + ("…" if len(raw) > limit else "")
@@ -87,6 +96,19 @@ def item_from_line(index: int, raw: bytes, root: Path | None) -> Item:
             item.fail("bad_record", f"line {index + 1} is not a JSON object")
             return item
         return item_from_record(index, obj, root)
+    if len(raw) > MAX_PATH_BYTES:
+        item = Item(index, {"line": index + 1})
+        item.fail("bad_line", f"line {index + 1} is {len(raw)} bytes, too long for a path: {_preview(raw)}")
+        return item
+    if stripped[:1] in (b"[", b'"') and not _resolve(raw.decode("utf-8", "surrogateescape"), root).exists():
+        try:
+            orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            pass  # not JSON: an ordinary (missing) path
+        else:
+            item = Item(index, {"line": index + 1})
+            item.fail("bad_record", f'line {index + 1} is JSON but not an object with a "path": {_preview(raw)}')
+            return item
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -121,17 +143,25 @@ def item_from_record(index: int, obj: dict[str, Any], root: Path | None) -> Item
 
 
 def _split(stream: IO[bytes], sep: bytes, chunk: int = 1 << 16) -> Iterator[bytes]:
-    """Yield ``sep``-terminated pieces of a binary stream, without the separator."""
-    buf = b""
+    """Yield ``sep``-terminated pieces of a binary stream, without the separator.
+
+    A long piece is gathered chunk by chunk and joined once, so a 10 MB line costs 10 MB.
+    """
+    pending: list[bytes] = []  # chunks of a piece whose separator has not come yet
     while True:
         data = stream.read1(chunk) if hasattr(stream, "read1") else stream.read(chunk)
         if not data:
             break
-        buf += data
-        *parts, buf = buf.split(sep)
+        if sep not in data:
+            pending.append(data)
+            continue
+        first, *parts, rest = data.split(sep)
+        pending.append(first)
+        yield b"".join(pending)
         yield from parts
-    if buf:
-        yield buf
+        pending = [rest] if rest else []
+    if pending:
+        yield b"".join(pending)
 
 
 def walk(folder: Path) -> Iterator[Path]:
@@ -159,10 +189,10 @@ def read_inputs(
             p = _resolve(arg, root)
             if recursive and p.is_dir():
                 for f in walk(p):
-                    yield Item(index, {KEY_PATH: str(f)}, path=f)
+                    yield Item(index, {KEY_PATH: _printable(str(f))}, path=f)
                     index += 1
                 continue
-            yield Item(index, {KEY_PATH: arg}, path=p)
+            yield Item(index, {KEY_PATH: _printable(arg)}, path=p)
             index += 1
         return
     if stdin is None:
@@ -182,7 +212,7 @@ def read_inputs(
             item = item_from_line(index, raw, root)
         if recursive and item.ok and item.path is not None and item.path.is_dir():
             for f in walk(item.path):
-                yield Item(index, {KEY_PATH: str(f)}, path=f)
+                yield Item(index, {KEY_PATH: _printable(str(f))}, path=f)
                 index += 1
             continue
         yield item
