@@ -86,21 +86,11 @@ def _tiny_builder():
     return Tiny(), split
 
 
-@pytest.fixture
-def tiny_backbone(tmp_path, monkeypatch):
-    """Register ``tiny_test``: a random-init network whose weights file is written and hashed here."""
-    import torch
-
-    from emo.models import registry
+def tiny_entry(digest: str):
+    """The registry entry of ``tiny_test`` (also registered by subprocess tests)."""
     from emo.models.registry import NetworkEntry, Preprocess, WeightsFile
 
-    net, _ = _tiny_builder()
-    wdir = tmp_path / "weights"
-    wdir.mkdir()
-    path = wdir / "tiny_test.pth"
-    torch.save(net.state_dict(), path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    entry = NetworkEntry(
+    return NetworkEntry(
         name="tiny_test",
         builder="tests.conftest:_tiny_builder",
         task="backbone",
@@ -110,6 +100,21 @@ def tiny_backbone(tmp_path, monkeypatch):
         num_classes=10,
         stages=(("features.0", 8),),
     )
+
+
+@pytest.fixture
+def tiny_backbone(tmp_path, monkeypatch):
+    """Register ``tiny_test``: a random-init network whose weights file is written and hashed here."""
+    import torch
+
+    from emo.models import registry
+
+    net, _ = _tiny_builder()
+    wdir = tmp_path / "weights"
+    wdir.mkdir()
+    path = wdir / "tiny_test.pth"
+    torch.save(net.state_dict(), path)
+    entry = tiny_entry(hashlib.sha256(path.read_bytes()).hexdigest())
     monkeypatch.setitem(registry.REGISTRY, "tiny_test", entry)
     monkeypatch.setenv("EMO_WEIGHTS_DIR", str(wdir))
     return entry
