@@ -32,7 +32,10 @@ class View:
 
     ``mode="crop"``: resize the shorter side to ``resize`` then take the centre ``size`` square
     (torchvision's eval transform). ``mode="squash"``: resize to ``size`` x ``size`` ignoring
-    the aspect ratio (hand-crafted features that want the whole picture).
+    the aspect ratio (hand-crafted features that want the whole picture). ``mode="fit"``: the
+    whole picture with its aspect kept, the longer side resized to ``size``, laid at the top-left
+    of a ``size`` x ``size`` canvas of the ImageNet mean colour (regions, whose boxes map back to
+    the original by :func:`fit_size` alone).
     """
 
     size: int
@@ -108,10 +111,25 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _view(img: Image.Image, v: View) -> np.ndarray:
+# Padding of ``fit`` views: the ImageNet mean, which normalises to about zero.
+FIT_FILL = (124, 116, 104)
+
+
+def fit_size(w: int, h: int, size: int) -> tuple[int, int]:
+    """``(width, height)`` of a ``w`` x ``h`` picture inside a ``fit`` view of ``size``."""
+    scale = size / max(w, h)
+    return min(size, max(1, round(w * scale))), min(size, max(1, round(h * scale)))
+
+
+def _view(img: Image.Image, v: View, upright: tuple[int, int] | None = None) -> np.ndarray:
     w, h = img.size
     if v.mode == "squash":
         out = img.resize((v.size, v.size), Image.BILINEAR)
+    elif v.mode == "fit":
+        # Sized from the upright original, not the drafted decode, so boxes map back exactly.
+        nw, nh = fit_size(*(upright or (w, h)), v.size)
+        out = Image.new("RGB", (v.size, v.size), FIT_FILL)
+        out.paste(img.resize((nw, nh), Image.BILINEAR), (0, 0))
     else:
         side = v.resize or v.size
         scale = side / min(w, h)
@@ -175,5 +193,5 @@ def decode(path: Path, views: tuple[View, ...], max_pixels: int) -> Decoded:
             msg = str(e) or type(e).__name__
             kind = "truncated" if "truncat" in msg.lower() or isinstance(e, (OSError, SyntaxError)) else "read_error"
             raise InputError(kind, f"cannot decode image: {msg}") from None
-        return Decoded(upright, {v: _view(rgb, v) for v in views})
+        return Decoded(upright, {v: _view(rgb, v, upright) for v in views})
 
