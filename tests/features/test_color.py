@@ -1,0 +1,72 @@
+"""Colour features against inputs whose answer is known by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from emo.features import HANDCRAFTED_DIMS
+from emo.features.color import COLOR_TERMS, color_features, color_name_shares, rgb_to_hsv
+
+
+def _batch(*images: Image.Image) -> torch.Tensor:
+    arr = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2)
+
+
+def _solid(rgb, size=(32, 24)) -> Image.Image:
+    return Image.new("RGB", size, rgb)
+
+
+def test_pure_red_image():
+    f = color_features(_batch(_solid((255, 0, 0))))[0]
+    assert f.shape == (HANDCRAFTED_DIMS["color"],)
+    torch.testing.assert_close(f[0:3], torch.tensor([1.0, 0.0, 0.0]))
+    torch.testing.assert_close(f[3:6], torch.tensor([0.0, 1.0, 1.0]))  # hue 0, full S and V
+    assert f[6].item() == 9 * 0 + 3 * 2 + 2  # hue bin 0, top saturation and value bins
+    assert f[7].item() == pytest.approx(1.0)
+    assert f[8 + COLOR_TERMS.index("red")].item() == pytest.approx(1.0)
+    # Valdez-Mehrabian with brightness 1 and saturation 1
+    torch.testing.assert_close(f[19:22], torch.tensor([0.69 + 0.22, -0.31 + 0.60, -0.76 + 0.32]))
+
+
+def test_half_white_half_blue_shares_and_means():
+    im = Image.new("RGB", (40, 20), (255, 255, 255))
+    im.paste((0, 0, 255), (0, 0, 20, 20))
+    f = color_features(_batch(im))[0]
+    torch.testing.assert_close(f[0:3], torch.tensor([0.5, 0.5, 1.0]))
+    names = dict(zip(COLOR_TERMS, f[8:19].tolist()))
+    assert names["white"] == pytest.approx(0.5) and names["blue"] == pytest.approx(0.5)
+    assert f[7].item() == pytest.approx(0.5)  # two bins tie at half the pixels each
+    assert f[4].item() == pytest.approx(0.5)  # mean saturation: 1 (blue) and 0 (white)
+
+
+@pytest.mark.parametrize(
+    "rgb, term",
+    [((0, 0, 0), "black"), ((128, 128, 128), "grey"), ((250, 250, 250), "white"), ((0, 128, 0), "green"),
+     ((255, 255, 0), "yellow"), ((255, 140, 0), "orange"), ((130, 65, 20), "brown"), ((255, 160, 190), "pink"),
+     ((120, 0, 140), "purple"), ((30, 60, 200), "blue"), ((150, 200, 255), "blue"), ((190, 20, 20), "red")],
+)
+def test_colour_names_of_typical_colours(rgb, term):
+    shares = color_name_shares(_batch(_solid(rgb, (4, 4))))[0]
+    assert COLOR_TERMS[int(shares.argmax())] == term
+    assert shares.sum().item() == pytest.approx(1.0)
+
+
+def test_hsv_matches_colorsys():
+    import colorsys
+
+    rng = np.random.default_rng(0)
+    px = rng.random((50, 3)).astype(np.float32)
+    hsv = rgb_to_hsv(torch.from_numpy(px).T.reshape(1, 3, 50, 1))[0, :, :, 0].T.numpy()
+    want = np.array([colorsys.rgb_to_hsv(*p) for p in px])
+    np.testing.assert_allclose(hsv, want, atol=1e-5)
+
+
+def test_batch_rows_are_independent():
+    a, b = _solid((10, 200, 30)), _solid((240, 240, 10))
+    both = color_features(_batch(a, b))
+    torch.testing.assert_close(both[1], color_features(_batch(b))[0])
+    assert torch.isfinite(both).all()

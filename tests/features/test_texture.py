@@ -1,0 +1,104 @@
+"""LBP and GIST against their definitions, on images made with Pillow and numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from emo.features import HANDCRAFTED_DIMS
+from emo.features.texture import LBP_BINS, gist, lbp_codes, lbp_histogram, to_gray
+
+
+def _gray(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(arr, dtype=np.float32))[None, None]
+
+
+def _uniform_rank(code: int) -> int:
+    """Bin of a uniform code, counted independently: uniform codes below it, by string rotation."""
+    def uniform(c: int) -> bool:
+        s = format(c, "08b")
+        return sum(a != b for a, b in zip(s, s[1:] + s[0])) <= 2
+
+    assert uniform(code)
+    return sum(uniform(c) for c in range(code))
+
+
+def test_lbp_constant_image_is_all_code_255():
+    img = Image.new("L", (20, 15), 77)
+    h = lbp_histogram(_gray(np.asarray(img)) / 255.0)[0]
+    assert h.shape == (LBP_BINS,) == (HANDCRAFTED_DIMS["lbp"],)
+    assert h[57].item() == pytest.approx(1.0)  # every neighbour >= centre: code 255, last uniform bin
+
+
+def test_lbp_checkerboard_half_nonuniform():
+    cb = (np.add.outer(np.arange(10), np.arange(12)) % 2).astype(np.float32)
+    h = lbp_histogram(_gray(cb))[0]
+    # value-1 centres see 0,1,0,1,... around them (8 transitions: bin 58); value-0 centres code 255
+    assert h[58].item() == pytest.approx(0.5) and h[57].item() == pytest.approx(0.5)
+    assert h.sum().item() == pytest.approx(1.0)
+
+
+def test_lbp_step_edge_code_and_bin():
+    img = Image.new("L", (12, 9), 0)
+    ImageDraw.Draw(img).rectangle((6, 0, 11, 8), fill=255)  # right half bright
+    g = _gray(np.asarray(img)) / 255.0
+    codes = lbp_codes(g)[0]
+    # a bright pixel next to the edge has its three left neighbours (p = 3, 4, 5) darker
+    assert int(codes[3, 5]) == 255 - (8 + 16 + 32)
+    h = lbp_histogram(g)[0]
+    assert h[_uniform_rank(199)].item() == pytest.approx(1 / 10)  # one column of 10 interior ones
+    assert h[57].item() == pytest.approx(9 / 10)
+
+
+def test_lbp_accepts_bhw_and_batches():
+    rng = np.random.default_rng(1)
+    a = torch.from_numpy(rng.random((3, 16, 16), dtype=np.float32))
+    torch.testing.assert_close(lbp_histogram(a), lbp_histogram(a[:, None]))
+    torch.testing.assert_close(lbp_histogram(a)[2], lbp_histogram(a[2:3])[0])
+
+
+def _stripes(period: float, direction: tuple[float, float], size: int = 256) -> torch.Tensor:
+    """Sinusoidal stripes whose intensity varies along ``direction`` = (dx, dy)."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    phase = 2 * np.pi * (direction[0] * x + direction[1] * y) / period
+    img = Image.fromarray((127.5 + 127.5 * np.sin(phase)).astype(np.uint8), "L")
+    return _gray(np.asarray(img)) / 255.0
+
+
+def _peak(descriptor: torch.Tensor) -> tuple[int, int]:
+    """(scale, orientation) with the most energy summed over the 4 x 4 grid."""
+    return divmod(int(descriptor.view(4, 8, 16).sum(-1).argmax()), 8)
+
+
+@pytest.mark.parametrize("scale, period", [(0, 3.4), (1, 6.2), (2, 11.4), (3, 21.0)])
+def test_gist_stripes_land_in_their_scale_and_orientation(scale, period):
+    vertical = _stripes(period, (1.0, 0.0))
+    assert _peak(gist(vertical)[0]) == (scale, 0)
+    # rotating the picture by 90 degrees moves the energy to the orthogonal orientation
+    assert _peak(gist(torch.rot90(vertical, 1, (-2, -1)))[0]) == (scale, 4)
+
+
+def test_gist_diagonal_orientations():
+    r = 2 ** -0.5
+    assert _peak(gist(_stripes(8.0, (r, r)))[0])[1] == 6
+    assert _peak(gist(_stripes(8.0, (r, -r)))[0])[1] == 2
+
+
+def test_gist_grid_follows_where_the_texture_is():
+    img = np.full((256, 256), 0.5, dtype=np.float32)
+    img[:64, 192:] = _stripes(6.2, (1.0, 0.0))[0, 0, :64, 192:].numpy()  # top-right cell only
+    d = gist(_gray(img))[0].view(32, 4, 4)  # (filter, col, row)
+    energy = d.sum(0)
+    assert divmod(int(energy.argmax()), 4) == (3, 0)  # column 3, row 0
+
+
+def test_gist_dims_deterministic_finite():
+    rng = np.random.default_rng(0)
+    rgb = torch.from_numpy(rng.random((2, 3, 256, 256), dtype=np.float32))
+    a, b = gist(to_gray(rgb)), gist(to_gray(rgb))
+    assert a.shape == (2, HANDCRAFTED_DIMS["gist"])
+    assert torch.equal(a, b) and torch.isfinite(a).all()
+    torch.testing.assert_close(a[1], gist(to_gray(rgb[1:]))[0])
+    assert torch.count_nonzero(gist(torch.full((1, 1, 256, 256), 0.4))) == 0  # a flat picture has no texture
