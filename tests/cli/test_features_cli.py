@@ -1,0 +1,128 @@
+"""``emo features`` end to end, in-process: dims, pass-through, order, errors, real networks."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from emo.features import HANDCRAFTED_DIMS
+from emo.models import imagenet_labels
+from tests.cli.test_models import emo
+from tests.conftest import EMOTION6, SAMPLES, make_image
+
+TINY = ("--set", "object,deep", "--backbone", "tiny_test")
+
+
+def test_object_and_deep_dims_from_arguments(monkeypatch, tiny_backbone, image_dir):
+    paths = [str(image_dir / n) for n in ("red.jpg", "green.png", "blue.webp")]
+    r = emo(monkeypatch, "features", *TINY, *paths)
+    assert r.code == 0, r.err
+    assert r.err == ""  # no progress bar and no chatter when stderr is not a terminal
+    recs = r.records()
+    assert [rec["path"] for rec in recs] == paths
+    for rec in recs:
+        assert set(rec) == {"path", "features"}
+        f = rec["features"]
+        assert set(f) == {"object", "deep", "object_top"}
+        assert len(f["object"]) == tiny_backbone.num_classes == 10
+        assert len(f["deep"]) == tiny_backbone.embed_dim == 8
+        assert sum(f["object"]) == pytest.approx(1.0, abs=1e-5)
+        assert len(f["object_top"]) == 5
+    assert recs[0]["features"]["deep"] != recs[2]["features"]["deep"]  # each image its own numbers
+
+
+def test_json_fields_pass_through_untouched_in_order(monkeypatch, tiny_backbone, tmp_path):
+    imgs = [make_image(tmp_path / f"{n}.png", color=c) for n, c in (("z", (250, 0, 0)), ("a", (0, 0, 250)))]
+    inputs = [
+        {"id": 7, "path": str(imgs[0]), "label": "joy", "valence": 6.25, "note": "ünïcode ✓", "nested": {"k": [1, None, True]}},
+        str(imgs[1]),
+        {"arousal": 3, "path": str(imgs[1]), "distribution": [0.5, 0.5], "tags": []},
+    ]
+    stdin = b"".join((orjson.dumps(x) if isinstance(x, dict) else x.encode()) + b"\n" for x in inputs)
+    r = emo(monkeypatch, "features", *TINY, input=stdin)
+    assert r.code == 0, r.err
+    recs = r.records()
+    assert len(recs) == 3
+    for rec, given in zip(recs, inputs):
+        given = given if isinstance(given, dict) else {"path": given}
+        assert list(rec)[:-1] == list(given)  # same keys, same order, "features" added last
+        assert {k: rec[k] for k in given} == given
+        assert len(rec["features"]["deep"]) == 8
+    assert recs[1]["features"] == recs[2]["features"]  # the same image twice
+
+
+def test_precomputed_features_are_kept_and_not_recomputed(monkeypatch, tiny_backbone, tmp_path):
+    # The file does not exist: a record that carries its features never needs the pixels.
+    deep = [0.25, -1.5, 2.0, 0.0, 1.0, 3.5, -0.125, 8.0]
+    line = orjson.dumps({"path": str(tmp_path / "gone.jpg"), "features": {"deep": deep, "other": [1.0]}})
+    r = emo(monkeypatch, "features", "--set", "deep", "--backbone", "tiny_test", input=line + b"\n")
+    assert r.code == 0, r.err
+    (rec,) = r.records()
+    assert rec["features"] == {"deep": deep, "other": [1.0]}
+
+
+def test_bad_inputs_keep_their_place_and_exit_1(monkeypatch, tiny_backbone, bad_files, image_dir):
+    paths = [str(image_dir / "red.jpg"), str(bad_files["text"]), str(image_dir / "blue.webp"), str(bad_files["empty"])]
+    r = emo(monkeypatch, "features", *TINY, *paths)
+    assert r.code == 1
+    recs = r.records()
+    assert [rec["path"] for rec in recs] == paths
+    assert ["error" in rec for rec in recs] == [False, True, False, True]
+    assert recs[1]["error"]["kind"] == "not_an_image" and recs[3]["error"]["kind"] == "empty_file"
+    assert "features" not in recs[1]
+    lines = r.err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"emo: {paths[1]}: not_an_image")
+
+
+def test_unknown_group_is_a_usage_error(monkeypatch):
+    r = emo(monkeypatch, "features", "--set", "color,smell", "x.jpg")
+    assert r.code == 2 and "unknown feature group(s) smell" in r.err and r.out == b""
+
+
+def test_unknown_backbone_is_exit_2(monkeypatch, image_dir):
+    r = emo(monkeypatch, "features", "--set", "deep", "--backbone", "nope", str(image_dir / "red.jpg"))
+    assert r.code == 2 and "unknown network 'nope'" in r.err and r.out == b""
+
+
+def test_help_documents_the_dims(monkeypatch):
+    text = emo(monkeypatch, "features", "--help").out.decode()
+    assert "color,lbp,gist,object,deep" in text  # the default set
+    for group, dims in HANDCRAFTED_DIMS.items():
+        assert f"{group:7s} {dims}:" in text
+    assert "object  1000: ImageNet class probabilities" in text
+    assert "1280 for mobilenet_v2" in text
+
+
+def test_mobilenet_v2_object_top1_of_the_cat_is_a_cat(monkeypatch):
+    r = emo(monkeypatch, "features", "--set", "object,deep", str(SAMPLES / "cat.jpg"), str(SAMPLES / "rocket.jpg"))
+    assert r.code == 0, r.err
+    cat, rocket = r.records()
+    labels = imagenet_labels()
+    top = int(np.argmax(cat["features"]["object"]))
+    assert 281 <= top <= 285 and cat["features"]["object_top"][0] == labels[top]
+    assert len(cat["features"]["object"]) == 1000 and len(cat["features"]["deep"]) == 1280
+    assert not 281 <= int(np.argmax(rocket["features"]["object"])) <= 285
+
+
+def _emotion6_sample(n: int = 10) -> list[str]:
+    images = EMOTION6 / "images"
+    if not images.is_dir():
+        pytest.skip(f"{images} is absent (the shared data folder lives beside the clone as ../shared)")
+    found = sorted(images.rglob("*.jpg"))
+    step = max(1, len(found) // n)
+    picked = found[::step][:n]
+    return [str(p) for p in picked[1::2] + picked[0::2]]  # not sorted: order must follow the input
+
+
+def test_emotion6_find_pipe_features(monkeypatch):
+    """The issue's demonstration, small: ``find images -name '*.jpg' | emo features``."""
+    paths = _emotion6_sample()
+    r = emo(monkeypatch, "features", "-q", input="".join(p + "\n" for p in paths))
+    assert r.code == 0, r.err
+    recs = r.records()
+    assert [rec["path"] for rec in recs] == paths
+    dims = {**HANDCRAFTED_DIMS, "object": 1000, "deep": 1280, "object_top": 5}
+    for rec in recs:
+        assert {g: len(v) for g, v in rec["features"].items()} == dims
+        assert all(np.isfinite(rec["features"][g]).all() for g in dims if g != "object_top")
