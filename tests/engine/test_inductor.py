@@ -1,0 +1,147 @@
+"""The inductor backend on real images: equal to eager, loaded from the cache, corrupt files rebuilt."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emo.config import Settings, from_env
+from emo.engine import Profile, load
+from emo.io.decode import View, decode
+from tests.conftest import EMOTION6, SAMPLES
+
+
+def _real_batch(size: int, resize: int, n: int = 7) -> torch.Tensor:
+    """``(n, 3, size, size) uint8`` from real photos (samples, then Emotion6 when present)."""
+    paths = sorted(SAMPLES.glob("*.jpg"))
+    if EMOTION6.is_dir():
+        paths += sorted((EMOTION6 / "images").rglob("*.jpg"))[:n]
+    view = View(size, resize, "crop")
+    arr = np.stack([decode(p, (view,), 0).views[view] for p in paths[:n]])
+    return torch.from_numpy(arr).permute(0, 3, 1, 2)
+
+
+def _tiny(tiny_backbone):
+    from emo.models import create
+
+    return create("tiny_test", from_env())
+
+
+def test_inductor_equals_eager_on_real_images(tiny_backbone, tiny_cache):
+    model = _tiny(tiny_backbone)
+    settings = Settings(device="cpu", backend="inductor", cache_dir=str(tiny_cache))
+    eng = load(model, network_id="tiny_test", weights_sha256=model.weights_sha256, profile=Profile(32, 32), settings=settings)
+    assert eng.backend == "inductor" and not eng.built  # the session's engine, loaded from the cache
+    x = _real_batch(32, 36)
+    with torch.inference_mode():
+        ref = model(x)
+    for n in (1, x.shape[0]):  # a batch of 1 (the last, short batch) as well as a full one
+        got = eng(x[:n])
+        for g, r in zip(got, ref):
+            assert g.shape == r[:n].shape
+            assert torch.allclose(g, r[:n], atol=1e-4, rtol=0), (g - r[:n]).abs().max()
+
+
+def test_truncated_package_is_detected_removed_and_rebuilt(tiny_backbone, tiny_cache, monkeypatch, capsys):
+    from emo.engine import inductor
+
+    model = _tiny(tiny_backbone)
+    (pkg,) = (tiny_cache / "engines").glob("*.pt2")
+    good = pkg.read_bytes()
+    pkg.write_bytes(good[: len(good) // 3])
+    builds = []
+
+    def rebuild(model, profile, device, precision, out: Path):
+        builds.append(out)
+        out.write_bytes(good)  # what a fresh compile would write, without another minute of compiling
+        return {"min_batch": 1, "max_batch": profile.max_batch}
+
+    monkeypatch.setattr(inductor, "build", rebuild)
+    settings = Settings(device="cpu", backend="inductor", cache_dir=str(tiny_cache))
+    eng = load(model, network_id="tiny_test", weights_sha256=model.weights_sha256, profile=Profile(32, 32), settings=settings)
+    assert len(builds) == 1 and eng.built and pkg.read_bytes() == good
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "corrupt" in err[0] and pkg.name in err[0]
+    x = _real_batch(32, 36, n=3)
+    assert torch.allclose(eng(x)[1], model(x)[1], atol=1e-4)
+
+
+def _cli(args: list[str], monkeypatch) -> int:
+    from emo.cli import cli
+    from emo.cli._run import guarded
+
+    monkeypatch.setattr("sys.argv", ["emo", *args])
+    return guarded(cli)
+
+
+def test_features_through_the_cached_engine_match_eager(tiny_backbone, tiny_cache, monkeypatch, capfd):
+    import orjson
+
+    imgs = [str(p) for p in sorted(SAMPLES.glob("*.jpg"))[:3]]
+    base = ["features", "--set", "deep", "--backbone", "tiny_test", "--device", "cpu", "-q"]
+    assert _cli(base + ["--backend", "eager", *imgs], monkeypatch) == 0
+    eager = [orjson.loads(ln) for ln in capfd.readouterr().out.splitlines()]
+    assert _cli(base + ["--backend", "inductor", "-v", *imgs], monkeypatch) == 0
+    out, err = capfd.readouterr()
+    compiled = [orjson.loads(ln) for ln in out.splitlines()]
+    assert "engine inductor" in err and "loaded from" in err
+    assert len(compiled) == len(eager) == len(imgs)
+    for a, b in zip(compiled, eager):
+        assert np.allclose(a["features"]["deep"], b["features"]["deep"], atol=1e-4)
+
+
+def test_engines_cli_list_build_clear(tiny_backbone, tiny_cache, monkeypatch, capfd):
+    import orjson
+
+    assert _cli(["engines", "build", "--device", "cpu", "--backend", "inductor", "tiny_test"], monkeypatch) == 0
+    out = capfd.readouterr().out
+    assert out.startswith("tiny_test\tinductor\tcpu\t") and "cached" in out
+    assert _cli(["engines", "list", "--json"], monkeypatch) == 0
+    (row,) = [orjson.loads(ln) for ln in capfd.readouterr().out.splitlines()]
+    assert row["network"] == "tiny_test" and row["backend"] == "inductor" and row["size"] > 0
+    assert row["profile"] == "3x32x32:b1-32-32:uint8" and row["device"].startswith("cpu")
+    assert _cli(["engines", "list"], monkeypatch) == 0
+    table = capfd.readouterr().out
+    assert "tiny_test" in table and "inductor" in table and "ago" in table
+    assert _cli(["engines", "clear", "--older-than", "1"], monkeypatch) == 0  # just used: kept
+    assert "removed 0 engine(s)" in capfd.readouterr().err
+    assert _cli(["engines", "clear"], monkeypatch) == 0
+    assert "removed 1 engine(s)" in capfd.readouterr().err
+    assert not list((tiny_cache / "engines").glob("*.pt2"))
+
+
+def test_engines_build_unknown_name_is_exit_2(monkeypatch, capfd):
+    assert _cli(["engines", "build", "no_such_net"], monkeypatch) == 2
+    assert "unknown network" in capfd.readouterr().err
+
+
+def test_explicit_tensorrt_on_cpu_is_exit_2(tiny_backbone, monkeypatch, capfd):
+    img = str(sorted(SAMPLES.glob("*.jpg"))[0])
+    rc = _cli(["features", "--set", "deep", "--backbone", "tiny_test", "--device", "cpu", "--backend", "tensorrt", img], monkeypatch)
+    out, err = capfd.readouterr()
+    assert rc == 2 and out == ""
+    assert "tensorrt" in err and "CUDA" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_inductor_equals_eager(tmp_path):
+    """The real default network, compiled (about a minute on 2 cores, or loaded from EMO_TEST_ENGINE_CACHE)."""
+    from emo.models import create, get
+
+    cache = os.environ.get("EMO_TEST_ENGINE_CACHE") or str(tmp_path)
+    settings = Settings(device="cpu", backend="inductor", cache_dir=cache)
+    model = create("mobilenet_v2", settings)
+    pp = get("mobilenet_v2").preprocess
+    eng = load(model, network_id="mobilenet_v2", weights_sha256=model.weights_sha256, profile=Profile(pp.crop, 32), settings=settings)
+    assert eng.backend == "inductor"
+    x = _real_batch(pp.crop, pp.resize, n=8)
+    with torch.inference_mode():
+        ref = model(x)
+    got = eng(x)
+    for g, r in zip(got, ref):
+        assert torch.allclose(g, r, atol=1e-4, rtol=0), (g - r).abs().max()
+    assert torch.equal(got[0].argmax(1), ref[0].argmax(1))
