@@ -1,14 +1,130 @@
-"""``emo classify``: not built yet; answers with a clear error and exit 2."""
+"""``emo classify``: the emotion distribution and sentiment of each image."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from emo.cli._common import not_built
+from emo.cli._common import input_options, pass_opts, run_options, run_stages
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def classify(args: tuple[str, ...]) -> int:
-    """Not built yet: exits 2 without computing anything."""
-    return not_built("emo classify", "issue 4: emotion heads")
+def complete_heads(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from emo.heads import names
+
+    return [n for n in names() if n.startswith(incomplete)]
+
+
+def head_option(default_name: str) -> Any:
+    return click.option("--head", default=None, shell_complete=complete_heads,
+                        help=f"Head: a shipped name (see emo models) or a file from emo fit [default: {default_name}; env EMO_HEAD].")
+
+
+def feature_stages(heads: list[Any], settings: Any, verbose: bool) -> list[Any]:
+    """Stages that fill the feature groups the heads need, built only when a record lacks them.
+
+    The backbone is built on the first batch that needs it, so records that already carry
+    ``features`` never load a network. Every head is checked against the run's backbone first.
+    """
+    from emo.cli._common import backbone_engine
+    from emo.errors import ConfigError
+    from emo.features import HANDCRAFTED_DIMS
+    from emo.io.decode import View
+    from emo.models.registry import get
+    from emo.stages.heads import LazyStage
+
+    groups = tuple(dict.fromkeys(g for h in heads for g in h.groups))
+    stages: list[Any] = []
+    hand = tuple(g for g in groups if g in HANDCRAFTED_DIMS)
+    if hand:
+        from emo.engine import resolve_device
+        from emo.stages.features import HandcraftedStage
+
+        stages.append(HandcraftedStage(hand, resolve_device(settings.device)))
+    net = tuple(g for g in groups if g in ("object", "deep"))
+    if net:
+        try:
+            entry = get(settings.backbone)
+        except KeyError as e:
+            raise ConfigError(str(e.args[0])) from None
+        for h in heads:
+            h.check_backbone(entry.name, entry.weights.sha256 if entry.weights else "")
+
+        def build():
+            from emo.stages.backbone import BackboneStage
+
+            entry_, model, engine = backbone_engine(settings, verbose)
+            for h in heads:
+                h.check_backbone(entry_.name, model.weights_sha256)
+            return BackboneStage(engine, entry_, net)
+
+        pp = entry.preprocess
+        stages.append(LazyStage(build, (View(pp.crop, pp.resize, "crop"),), net))
+    other = [g for g in groups if g not in HANDCRAFTED_DIMS and g not in ("object", "deep")]
+    if other:
+        stages.append(_RequireGroups(tuple(other)))
+    return stages
+
+
+class _RequireGroups:
+    """Groups emo classify does not compute (scene): the record must carry them."""
+
+    views = ()
+
+    def __init__(self, groups: tuple[str, ...]) -> None:
+        self.groups = groups
+
+    def wants(self, item: Any) -> bool:
+        return any(g not in item.features for g in self.groups)
+
+    def run(self, items: list[Any]) -> None:
+        for item in items:
+            missing = [g for g in self.groups if g not in item.features]
+            item.fail("bad_features", f"record lacks {', '.join(missing)} (compute it with emo features --set ...)")
+
+
+@click.command()
+@head_option("emotion6")
+@click.option("--sentiment-head", default=None, shell_complete=complete_heads,
+              help="Head for sentiment when the emotion head's classes lack a polarity (Emotion6's surprise, "
+                   "neutral) [default: sentiment]; 'none' leaves sentiment out.")
+@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True,
+              help="Also add emotion.top: the K most probable classes, most probable first.")
+@input_options
+@run_options
+@pass_opts
+def classify(opts: dict[str, Any]) -> int:
+    """Predict the emotion distribution and sentiment of each image.
+
+    Adds "emotion": {"label", "probs"} (every class named, probabilities summing to 1) and
+    "sentiment": {"label", "p_positive"}. A record that carries the features the head needs
+    (from emo features) is not recomputed; the network is not even loaded.
+
+    \b
+    Examples:
+      emo classify photo.jpg
+      find photos -name '*.jpg' | emo classify > tags.jsonl
+      emo classify --head my.head --root data < test.jsonl | emo score
+      emo features --set deep -r photos | emo classify --top-k 3
+    """
+
+    def build(settings):
+        from emo.heads import DEFAULT_HEAD, SENTIMENT_HEAD
+        from emo.models.heads import load_head
+        from emo.stages.heads import ClassifyStage
+
+        head = load_head(settings.head or DEFAULT_HEAD["classify"])
+        if head.task != "classify":
+            from emo.errors import UsageError
+
+            raise UsageError(f"head {head.name} predicts {head.task}; emo classify needs a classify head (emo va takes va heads)")
+        from emo.emotions import from_labels
+
+        sent = None
+        spec = opts["sentiment_head"] or SENTIMENT_HEAD
+        if spec != "none" and not from_labels(head.labels).complete_sentiment:
+            sent = load_head(spec)
+        heads = [h for h in (head, sent) if h is not None]
+        return feature_stages(heads, settings, opts["verbose"]) + [ClassifyStage(head, sent, opts["top_k"])]
+
+    return run_stages(opts, build)

@@ -1,14 +1,344 @@
-"""``emo fit``: not built yet; answers with a clear error and exit 2."""
+"""``emo fit``: train a head on labelled records and write a head file."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Any
+
 import click
 
-from emo.cli._common import not_built
+from emo.cli._common import pass_opts
+
+_LOSS_HELP = ("ce: cross-entropy on the label (Rao et al. eq. 7); multi: (1-lambda) CE + lambda KL to the "
+              "record's distribution, else eq. 4's over Mikels' wheel (eq. 6); prob: the label weighted by its "
+              "probability (eq. 10-11). va heads train with squared error (mse).")
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def fit(args: tuple[str, ...]) -> int:
-    """Not built yet: exits 2 without computing anything."""
-    return not_built("emo fit", "issue 4: emotion heads")
+def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if value.strip().lower() in ("", "none", "linear"):
+        return ()
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter("give layer sizes like 3000,1000,500 (or 'none' for a linear head)") from None
+    if any(v < 1 for v in out):
+        raise click.BadParameter("layer sizes must be positive")
+    return out
+
+
+def _read_records(sources: tuple[str, ...]) -> tuple[list[dict[str, Any]], int]:
+    """Records from JSONL files ('-' or none: stdin); lines that are not JSON objects are counted."""
+    import orjson
+
+    records, bad = [], 0
+    streams = sources or ("-",)
+    for src in streams:
+        f = sys.stdin.buffer if src == "-" else open(src, "rb")
+        try:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    obj = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    bad += 1
+                    continue
+                if isinstance(obj, dict):
+                    records.append(obj)
+                else:
+                    bad += 1
+        finally:
+            if f is not sys.stdin.buffer:
+                f.close()
+    return records, bad
+
+
+def collect_features(records: list[dict[str, Any]], groups: tuple[str, ...], settings: Any, root: Path | None,
+                     verbose: bool, quiet: bool) -> tuple[list[dict[str, Any]], list[int]]:
+    """Feature groups of every record (from its ``features`` or computed) and the indices that failed."""
+    from emo.cli.classify import feature_stages
+    from emo.io.records import item_from_record
+    from emo.pipeline import run
+
+    class _Need:
+        def __init__(self) -> None:
+            self.groups = groups
+            self.header = {"backbone": {}}
+
+        def check_backbone(self, backbone: str, sha256: str) -> None:
+            return None
+
+    stages = feature_stages([_Need()], settings, verbose)
+    items = (item_from_record(i, dict(r), root) for i, r in enumerate(records))
+    feats: list[dict[str, Any]] = [{} for _ in records]
+    failed: list[int] = []
+
+    def sink(batch):
+        for it in batch:
+            if it.ok:
+                feats[it.index] = {g: it.features[g] for g in groups}
+            else:
+                failed.append(it.index)
+
+    def on_error(item):
+        if not quiet:
+            click.echo(f"emo: {item.label}: {item.error.kind}: {item.error.message} (skipped)", err=True)
+
+    run(items, stages, settings, sink, on_error)
+    return feats, failed
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                 TimeElapsedColumn(), transient=True, console=Console(stderr=True))
+    return p, p.add_task("fit", total=None, info="")
+
+
+@click.command()
+@click.argument("records", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Head file to write (safetensors; a readable FILE.json is written beside it).")
+@click.option("--task", type=click.Choice(["classify", "va"]), default="classify", show_default=True,
+              help="classify: a label set; va: valence and arousal on 1-9.")
+@click.option("--labels", "label_spec", default="emotion6", show_default=True,
+              help="Label set: mikels8, emotion6, five, sentiment, or a,b,c (classify).")
+@click.option("--features", "groups", default="deep", show_default=True,
+              help="Comma-separated feature groups the head reads (deep, object, color, lbp, gist, scene).")
+@click.option("--loss", type=click.Choice(["ce", "multi", "prob", "mse"]), default=None, help=_LOSS_HELP + " [default: multi; mse for va]")
+@click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=None,
+              help="Weight of the distribution term in --loss multi [default: 0.4, Rao et al. 5.4.4].")
+@click.option("--label-prob", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="p* of eq. 4 and eq. 10-11 for records with a bare label [default: 0.7].")
+@click.option("--label-smoothing", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Smooth the one-hot label of the classification term.")
+@click.option("--hidden", callback=_ints, default=None,
+              help="Hidden layer sizes, e.g. 512 or 3000,1000,500; 'none' for a linear head "
+                   "[default: 512; 3000,1000,500 for va, Kim et al.].")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
+              help="Dropout after each hidden layer.")
+@click.option("--input-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Dropout on the standardised input features.")
+@click.option("--epochs", type=click.IntRange(1), default=60, show_default=True)
+@click.option("--lr", type=float, default=5e-4, show_default=True, help="Peak learning rate.")
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Training batch size.")
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True,
+              help="sgd with --lr 1e-4 --batch-size 1000 --schedule constant is Kim et al.'s setting (momentum 0.9).")
+@click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True)
+@click.option("--members", type=click.IntRange(1), default=1, show_default=True,
+              help="Train this many networks (seeds seed, seed+1, ...) and average them.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same data, options and seed: the same head.")
+@click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Hold out this share (stratified) for validation metrics and early stopping.")
+@click.option("--patience", type=click.IntRange(0), default=10, show_default=True,
+              help="With --val-split: stop after this many epochs without a better validation loss (0: never).")
+@click.option("--folds", type=click.IntRange(2), default=None,
+              help="K-fold cross-validation first: prints each metric's mean and spread, stores them in the header; "
+                   "the head is then trained on all records.")
+@click.option("--finetune", is_flag=True,
+              help="Train the backbone end to end with mirroring and random crops (You et al.); needs image paths.")
+@click.option("--name", default=None, help="Name stored in the header [default: the output file's stem].")
+@click.option("--data-description", default=None, help="What the training data is (stored in the header).")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Resolve relative image paths against this folder.")
+@click.option("--device", default=None, help="Device for computing missing features (auto, cpu, cuda[:N]).")
+@click.option("--backbone", default=None, help="Backbone for object/deep features [default: mobilenet_v2].")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache for weights and engines.")
+@click.option("--weights-dir", type=click.Path(file_okay=False), default=None, help="Extra folder searched for weights.")
+@click.option("--threads", type=click.IntRange(0), default=0, show_default=True, help="Torch threads while training (0: torch's default).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary on stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="Per-epoch metrics on stderr.")
+@pass_opts
+def fit(opts: dict[str, Any]) -> int:
+    """Train a head on labelled records (JSONL files or stdin) and write a head file.
+
+    Each record has "path" and/or precomputed "features", and a target: "label" or
+    "distribution" (class -> probability) for --task classify, "valence" and "arousal" (1-9)
+    for --task va. Records without a target, or whose image fails, are skipped and counted.
+
+    \b
+    Examples:
+      emo fit --labels emotion6 --loss multi --folds 5 --root data train.jsonl -o my.head
+      emo features --set deep --root data < train.jsonl > feats.jsonl
+      emo fit --task va --folds 5 feats.jsonl -o my_va.head
+      emo classify --head my.head --root data < test.jsonl | emo score
+    """
+    return _run(opts)
+
+
+def _command_line() -> str:
+    import shlex
+
+    return " ".join(["emo", *(shlex.quote(a) for a in sys.argv[1:])])
+
+
+def _run(opts: dict[str, Any]) -> int:
+    import datetime
+
+    import numpy as np
+
+    from emo import __version__
+    from emo.cli._common import settings_from
+    from emo.emotions import label_set
+    from emo.errors import UsageError
+    from emo.features import ALL_GROUPS, parse_groups
+    from emo.models.heads import new_head, save_head
+    from emo.train import (DEFAULT_LABEL_PROB, DEFAULT_LAMBDA, FitConfig, cross_validate, evaluate, fit_head,
+                           kfold, split_val, summarise, targets_from_records)
+
+    task = opts["task"]
+    quiet, verbose = opts["quiet"], opts["verbose"]
+    try:
+        groups = parse_groups(opts["groups"])
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    labels = None
+    if task == "classify":
+        try:
+            labels = label_set(opts["label_spec"])
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    loss = opts["loss"] or ("mse" if task == "va" else "multi")
+    hidden = opts["hidden"] if opts["hidden"] is not None else ((3000, 1000, 500) if task == "va" else (512,))
+    cfg = FitConfig(task=task, loss=loss, lam=DEFAULT_LAMBDA if opts["lam"] is None else opts["lam"],
+                    label_smoothing=opts["label_smoothing"], hidden=hidden, dropout=opts["dropout"],
+                    input_dropout=opts["input_dropout"], epochs=opts["epochs"], lr=opts["lr"],
+                    weight_decay=opts["weight_decay"], batch_size=opts["batch_size"], optimizer=opts["optimizer"],
+                    schedule=opts["schedule"], members=opts["members"], seed=opts["seed"],
+                    patience=opts["patience"] if opts["val_split"] else 0, threads=opts["threads"]).check()
+    if opts["finetune"]:
+        from emo.errors import NotBuiltYet
+
+        raise NotBuiltYet("emo fit --finetune is not built yet; train a head on frozen features instead")
+    settings = settings_from(opts)
+    say = (lambda msg: None) if quiet else (lambda msg: click.echo(f"emo fit: {msg}", err=True))
+
+    records, bad_lines = _read_records(opts["records"])
+    label_prob = opts["label_prob"] or DEFAULT_LABEL_PROB
+    targets, kept, no_target = targets_from_records(records, task, labels, label_prob)
+    if not kept:
+        raise UsageError(f"none of the {len(records)} records has a {'valence and arousal' if task == 'va' else 'label or distribution'} "
+                         f"that fits the task" + (f" and the classes {', '.join(labels.labels)}" if labels else ""))
+    recs = [records[i] for i in kept]
+    feats, failed = collect_features(recs, groups, settings, opts["root"], verbose, quiet)
+    good = [i for i in range(len(recs)) if i not in set(failed)]
+    if not good:
+        raise UsageError("no record has usable features")
+    dims = {g: int(np.asarray(feats[good[0]][g]).size) for g in groups}
+    rows, wrong = [], []
+    for i in good:
+        try:
+            rows.append(np.concatenate([np.asarray(feats[i][g], np.float32).reshape(-1) for g in groups]))
+            if any(np.asarray(feats[i][g]).size != dims[g] for g in groups):
+                raise ValueError
+        except ValueError:
+            rows.pop() if len(rows) > len(good) else None
+            wrong.append(i)
+    good = [i for i in good if i not in set(wrong)]
+    X = np.stack([np.concatenate([np.asarray(feats[i][g], np.float32).reshape(-1) for g in groups]) for i in good])
+    targets = targets.take(np.asarray(good))
+    counts = {"records": len(records) + bad_lines, "bad_lines": bad_lines, "no_target": len(no_target),
+              "failed_features": len(failed), "wrong_dims": len(wrong), "used": len(good)}
+    say(f"{len(good)} records used; skipped: {bad_lines} bad lines, {len(no_target)} without a target, "
+        f"{len(failed)} whose features failed, {len(wrong)} with other dims")
+
+    uses_net = any(g in ("object", "deep") for g in groups)
+    backbone_sha = ""
+    if uses_net:
+        from emo.models.registry import get
+
+        try:
+            entry = get(settings.backbone)
+        except KeyError as e:
+            raise UsageError(str(e.args[0])) from None
+        backbone_sha = entry.weights.sha256 if entry.weights else ""
+        if entry.embed_dim and "deep" in dims and dims["deep"] != entry.embed_dim:
+            raise UsageError(f"the records' deep features have {dims['deep']} values; {entry.name} gives "
+                             f"{entry.embed_dim}: pass the --backbone that computed them")
+    out_labels = labels.labels if labels is not None else ()
+
+    def make():
+        return new_head(groups, dims, task, out_labels, settings.backbone if uses_net else "", backbone_sha)
+
+    progress, ptask = _progress(not quiet and sys.stderr.isatty())
+
+    def on_step(step: int, total: int, row: dict) -> None:
+        if progress is not None:
+            progress.update(ptask, completed=step, total=total,
+                            info=" ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float)))
+        if verbose:
+            click.echo("emo fit: " + " ".join(f"{k}={v:.4g}" for k, v in row.items()), err=True)
+
+    strata = targets.y if task == "classify" else None
+    metrics: dict[str, Any] = {}
+    if progress is not None:
+        progress.start()
+    try:
+        if opts["folds"]:
+            k = opts["folds"]
+            folds = kfold(len(good), k, opts["seed"], strata)
+            if progress is not None:
+                progress.update(ptask, description=f"{k}-fold CV")
+            res = cross_validate(X, targets, cfg, lambda: make().net, folds=folds, progress=on_step,
+                                 metric=lambda p, t: evaluate(p, t, task, labels))
+            metrics = {"cv": {"folds": k, "seed": opts["seed"], **summarise(res.per_fold)},
+                       "out_of_fold": evaluate(res.pred, targets, task, labels)}
+        head = make()
+        if opts["val_split"]:
+            is_val = split_val(len(good), opts["val_split"], opts["seed"], strata)
+            tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+            if progress is not None:
+                progress.update(ptask, description="train (val split)")
+            fit_head(X[tr], targets.take(tr), cfg, head.net, val=(X[va], targets.take(va)), progress=on_step)
+            metrics["validation"] = {"share": opts["val_split"], "n": int(len(va)),
+                                     **evaluate(head.predict(X[va]), targets.take(va), task, labels)}
+        else:
+            if progress is not None:
+                progress.update(ptask, description="train")
+            fit_head(X, targets, cfg, head.net, progress=on_step)
+    finally:
+        if progress is not None:
+            progress.stop()
+    out: Path = opts["output"]
+    srcs = [str(Path(s).resolve()) if s != "-" else "stdin" for s in (opts["records"] or ("-",))]
+    head.header.update({
+        "name": opts["name"] or out.name.split(".")[0],
+        "label_set": labels.name if labels is not None else "va",
+        "training": {
+            "command": _command_line(),
+            "config": {**cfg.as_dict(), "label_prob": label_prob, "features": list(groups)},
+            "data": {"sources": srcs, "description": opts["data_description"] or "", "counts": counts},
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "emo_version": __version__,
+        },
+        "metrics": metrics,
+    })
+    save_head(head, out)
+    if not quiet:
+        _print_metrics(metrics)
+        say(f"wrote {out} ({', '.join(groups)} -> {', '.join(head.labels)})")
+    return 0
+
+
+def _print_metrics(metrics: dict[str, Any]) -> None:
+    cv = metrics.get("cv")
+    if cv:
+        click.echo(f"emo fit: {cv['folds']}-fold cross-validation (mean ± std over folds):", err=True)
+        for k, v in cv.items():
+            if isinstance(v, dict) and "mean" in v:
+                click.echo(f"  {k:22s} {v['mean']:.4f} ± {v['std']:.4f}", err=True)
+    val = metrics.get("validation")
+    if val:
+        click.echo(f"emo fit: validation ({val['n']} records):", err=True)
+        for k, v in val.items():
+            if isinstance(v, float):
+                click.echo(f"  {k:22s} {v:.4f}", err=True)

@@ -1,0 +1,187 @@
+"""Scores for ``emo score``: classification (accuracy, per-class TPR, macro-F1, confusion, 2-class
+accuracy through the sentiment mapping, top-1 and KL against a truth distribution) and valence /
+arousal regression (MSE, RMSE, Pearson r). Pure numpy; records in, plain dicts out."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from emo.config import KEY_EMOTION, KEY_ERROR, KEY_SENTIMENT, KEY_VA
+from emo.emotions import POLARITY, sentiment_of_valence
+
+KL_EPS = 1e-12  # a predicted probability of 0 would make KL infinite
+
+
+def confusion(truth: Sequence[int], pred: Sequence[int], n: int) -> np.ndarray:
+    """``(n, n) int``: row = true class, column = predicted class."""
+    m = np.zeros((n, n), dtype=np.int64)
+    for t, p in zip(truth, pred):
+        m[t, p] += 1
+    return m
+
+
+def classification_metrics(truth: Sequence[int], pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, per-class true positive rate (recall), macro-F1 over classes that occur in truth
+    or prediction, and the confusion matrix (rows truth, columns prediction)."""
+    n = len(labels)
+    m = confusion(truth, pred, n)
+    total = int(m.sum())
+    tp = np.diag(m).astype(np.float64)
+    support, predicted = m.sum(1), m.sum(0)
+    tpr = {labels[i]: (float(tp[i] / support[i]) if support[i] else None) for i in range(n)}
+    f1s = []
+    for i in range(n):
+        if support[i] == 0 and predicted[i] == 0:
+            continue  # a class absent from both sides says nothing
+        prec = tp[i] / predicted[i] if predicted[i] else 0.0
+        rec = tp[i] / support[i] if support[i] else 0.0
+        f1s.append(0.0 if prec + rec == 0 else 2 * prec * rec / (prec + rec))
+    return {
+        "n": total,
+        "accuracy": float(tp.sum() / total) if total else None,
+        "per_class_tpr": tpr,
+        "macro_f1": float(np.mean(f1s)) if f1s else None,
+        "labels": list(labels),
+        "confusion": m.tolist(),
+    }
+
+
+def distribution_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """``truth``, ``pred``: ``(N, C)`` rows summing to 1. Top-1 agreement of the argmaxes and the
+    mean ``KL(truth || pred) = sum t log(t / p)`` in nats (``p`` floored at 1e-12)."""
+    t = np.asarray(truth, dtype=np.float64)
+    p = np.maximum(np.asarray(pred, dtype=np.float64), KL_EPS)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = np.where(t > 0, t * (np.log(np.where(t > 0, t, 1.0)) - np.log(p)), 0.0).sum(1)
+    return {"n": int(len(t)), "top1": float((t.argmax(1) == p.argmax(1)).mean()) if len(t) else None,
+            "kl": float(kl.mean()) if len(t) else None}
+
+
+def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """MSE, RMSE and Pearson r of ``pred`` against ``truth`` (both ``(N,)``); r is None when
+    either side is constant."""
+    t, p = np.asarray(truth, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    if len(t) == 0:
+        return {"n": 0, "mse": None, "rmse": None, "pearson_r": None}
+    mse = float(((p - t) ** 2).mean())
+    st, sp = t.std(), p.std()
+    r = float(((t - t.mean()) * (p - p.mean())).mean() / (st * sp)) if st > 0 and sp > 0 else None
+    return {"n": int(len(t)), "mse": mse, "rmse": math.sqrt(mse), "pearson_r": r}
+
+
+def _truth_sentiment(rec: Mapping[str, Any]) -> str | None:
+    v = rec.get("valence")
+    if isinstance(v, (int, float)):
+        return sentiment_of_valence(float(v))
+    label = rec.get("label")
+    return POLARITY.get(label) if isinstance(label, str) else None
+
+
+def _pred_sentiment(rec: Mapping[str, Any], pred_label: str | None) -> str | None:
+    s = rec.get(KEY_SENTIMENT)
+    if isinstance(s, Mapping) and isinstance(s.get("label"), str):
+        return s["label"]
+    return POLARITY.get(pred_label) if pred_label else None
+
+
+def _truth_label(rec: Mapping[str, Any]) -> str | None:
+    if isinstance(rec.get("label"), str):
+        return rec["label"]
+    d = rec.get("distribution")
+    if isinstance(d, Mapping) and d:
+        return max(d, key=lambda k: d[k])
+    return None
+
+
+def score_classify(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Score ``emotion`` predictions against ``label`` / ``distribution`` truth in the same records.
+
+    Records with ``error``, without a prediction or without truth are counted, never dropped silently.
+    """
+    counts = {"records": 0, "errors": 0, "no_prediction": 0, "no_truth": 0, "scored": 0}
+    pairs: list[tuple[str, str]] = []
+    dists: list[tuple[Mapping[str, float], Mapping[str, float]]] = []
+    sent_t, sent_p = [], []
+    labels: list[str] = []
+    for rec in records:
+        counts["records"] += 1
+        if rec.get(KEY_ERROR):
+            counts["errors"] += 1
+            continue
+        emo = rec.get(KEY_EMOTION)
+        if not isinstance(emo, Mapping) or not isinstance(emo.get("label"), str):
+            counts["no_prediction"] += 1
+            continue
+        truth = _truth_label(rec)
+        if truth is None:
+            counts["no_truth"] += 1
+            continue
+        counts["scored"] += 1
+        probs = emo.get("probs") if isinstance(emo.get("probs"), Mapping) else {}
+        for name in list(probs) + [truth, emo["label"]]:
+            if name not in labels:
+                labels.append(name)
+        pairs.append((truth, emo["label"]))
+        if isinstance(rec.get("distribution"), Mapping) and probs:
+            dists.append((rec["distribution"], probs))
+        st, sp = _truth_sentiment(rec), _pred_sentiment(rec, emo["label"])
+        if st is not None and sp is not None:
+            sent_t.append(st), sent_p.append(sp)
+    idx = {c: i for i, c in enumerate(labels)}
+    out: dict[str, Any] = {"counts": counts}
+    out.update(classification_metrics([idx[t] for t, _ in pairs], [idx[p] for _, p in pairs], labels))
+    if dists:
+        T = np.array([[float(t.get(c, 0.0)) for c in labels] for t, _ in dists])
+        P = np.array([[float(p.get(c, 0.0)) for c in labels] for _, p in dists])
+        T = T / np.maximum(T.sum(1, keepdims=True), 1e-12)
+        out["distribution"] = distribution_metrics(T, P)
+    out["sentiment"] = {"n": len(sent_t),
+                        "accuracy": float(np.mean([a == b for a, b in zip(sent_t, sent_p)])) if sent_t else None,
+                        "unmapped": counts["scored"] - len(sent_t)}
+    return out
+
+
+def score_va(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Score ``va`` predictions against numeric ``valence`` / ``arousal`` truth."""
+    counts = {"records": 0, "errors": 0, "no_prediction": 0, "no_truth": 0, "scored": 0}
+    tv, pv, ta, pa = [], [], [], []
+    for rec in records:
+        counts["records"] += 1
+        if rec.get(KEY_ERROR):
+            counts["errors"] += 1
+            continue
+        va = rec.get(KEY_VA)
+        if not isinstance(va, Mapping):
+            counts["no_prediction"] += 1
+            continue
+        v, a = rec.get("valence"), rec.get("arousal")
+        if not isinstance(v, (int, float)) and not isinstance(a, (int, float)):
+            counts["no_truth"] += 1
+            continue
+        counts["scored"] += 1
+        if isinstance(v, (int, float)) and isinstance(va.get("valence"), (int, float)):
+            tv.append(v), pv.append(va["valence"])
+        if isinstance(a, (int, float)) and isinstance(va.get("arousal"), (int, float)):
+            ta.append(a), pa.append(va["arousal"])
+    return {"counts": counts, "valence": regression_metrics(np.array(tv), np.array(pv)),
+            "arousal": regression_metrics(np.array(ta), np.array(pa))}
+
+
+def join_truth(records: Iterable[dict[str, Any]], truth: Iterable[Mapping[str, Any]]) -> Iterable[dict[str, Any]]:
+    """Copy the truth fields of ``truth`` records onto ``records`` with the same ``path``.
+
+    A record whose path is not in ``truth`` loses any truth it had, so it counts as no truth.
+    """
+    from emo.config import KEY_PATH, TRUTH_KEYS
+
+    table = {t[KEY_PATH]: t for t in truth if isinstance(t.get(KEY_PATH), str)}
+    for rec in records:
+        t = table.get(rec.get(KEY_PATH))  # type: ignore[arg-type]
+        rec = {k: v for k, v in rec.items() if k not in TRUTH_KEYS}
+        if t is not None:
+            rec.update({k: t[k] for k in TRUTH_KEYS if k in t})
+        yield rec

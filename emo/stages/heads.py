@@ -1,0 +1,127 @@
+"""Head stages: turn an item's feature groups into ``emotion`` / ``sentiment`` / ``va`` keys.
+
+They need no pixels (``views = ()``): the backbone and hand-crafted stages before them fill
+``item.features``, or the input record carried them. Only the heads' outputs are written, never
+the internal features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from emo.config import KEY_EMOTION, KEY_SENTIMENT, KEY_VA
+from emo.emotions import NEGATIVE, POSITIVE, from_labels
+from emo.io.decode import View
+from emo.io.records import Item
+from emo.models.heads import Head
+
+
+def _stack(head: Head, items: list[Item]) -> tuple[list[Item], np.ndarray]:
+    """Rows of the items whose features fit ``head``; the others are marked ``bad_features``."""
+    ok, rows = [], []
+    for item in items:
+        try:
+            rows.append(head.stack(item.features))
+            ok.append(item)
+        except ValueError as e:
+            item.fail("bad_features", f"{e} (head {head.name})")
+    X = np.stack(rows) if rows else np.zeros((0, head.net.in_dim), np.float32)
+    return ok, X
+
+
+class ClassifyStage:
+    """Adds ``emotion: {label, probs}`` and ``sentiment: {label, p_positive}``.
+
+    Sentiment comes from the emotion probabilities when every class has a polarity (mikels8,
+    five, sentiment); otherwise from ``sentiment_head`` (Emotion6's surprise and neutral have none).
+    ``top_k`` > 0 adds ``emotion.top``: the k most probable classes, most probable first.
+    """
+
+    views: tuple[View, ...] = ()
+
+    def __init__(self, head: Head, sentiment_head: Head | None = None, top_k: int = 0) -> None:
+        if head.task != "classify":
+            raise ValueError(f"head {head.name} is a {head.task} head, not a classifier")
+        self.head = head
+        self.labels = from_labels(head.labels)
+        self.sentiment_head = None if self.labels.complete_sentiment else sentiment_head
+        self.top_k = min(top_k, len(head.labels))
+
+    def wants(self, item: Item) -> bool:
+        return True
+
+    def run(self, items: list[Item]) -> None:
+        ok, X = _stack(self.head, items)
+        if not ok:
+            return
+        probs = self.head.predict(X).astype(np.float64)
+        probs /= probs.sum(1, keepdims=True)
+        if self.sentiment_head is not None:
+            ok2, Xs = _stack(self.sentiment_head, ok)
+            keep = [ok.index(it) for it in ok2]
+            ok, probs = ok2, probs[keep]
+            sp = self.sentiment_head.predict(Xs).astype(np.float64)
+            p_pos = sp[:, list(self.sentiment_head.labels).index(POSITIVE)] / sp.sum(1)
+        elif self.labels.complete_sentiment:
+            p_pos = self.labels.p_positive(probs)
+        else:
+            p_pos = None
+        names = self.head.labels
+        for i, item in enumerate(ok):
+            row = probs[i]
+            j = int(row.argmax())
+            emo: dict[str, Any] = {"label": names[j], "probs": {c: round(float(p), 6) for c, p in zip(names, row)}}
+            if self.top_k:
+                emo["top"] = [names[k] for k in np.argsort(-row, kind="stable")[: self.top_k]]
+            item.record[KEY_EMOTION] = emo
+            if p_pos is not None:
+                p = float(p_pos[i])
+                item.record[KEY_SENTIMENT] = {"label": POSITIVE if p >= 0.5 else NEGATIVE, "p_positive": round(p, 6)}
+
+
+class VAStage:
+    """Adds ``va: {valence, arousal}`` on the 1-9 scale."""
+
+    views: tuple[View, ...] = ()
+
+    def __init__(self, head: Head) -> None:
+        if head.task != "va":
+            raise ValueError(f"head {head.name} is a {head.task} head, not a valence/arousal head")
+        self.head = head
+
+    def wants(self, item: Item) -> bool:
+        return True
+
+    def run(self, items: list[Item]) -> None:
+        ok, X = _stack(self.head, items)
+        if not ok:
+            return
+        pred = np.clip(self.head.predict(X), 1.0, 9.0)
+        for i, item in enumerate(ok):
+            item.record[KEY_VA] = {"valence": round(float(pred[i, 0]), 4), "arousal": round(float(pred[i, 1]), 4)}
+
+
+class LazyStage:
+    """A stage built on first use, so a run whose records all carry their features never loads
+    the network. ``views`` and ``groups`` are known up front (from the registry)."""
+
+    def __init__(self, build: Callable[[], Any], views: tuple[View, ...], groups: Sequence[str]) -> None:
+        self._build = build
+        self._stage: Any = None
+        self.views = views
+        self.groups = tuple(groups)
+
+    @property
+    def built(self) -> bool:
+        return self._stage is not None
+
+    def wants(self, item: Item) -> bool:
+        return any(g not in item.features for g in self.groups)
+
+    def run(self, items: list[Item]) -> None:
+        if self._stage is None:
+            self._stage = self._build()
+        self._stage.run(items)

@@ -1,0 +1,407 @@
+"""Fit loops and losses for emotion heads (Rao et al. eq. 6-11; Kim et al. section V).
+
+Everything here works on arrays already in memory: ``X`` is ``(N, D) float32`` (feature groups
+concatenated in the head's order), targets come from :func:`targets_from_records`. Reading
+records and computing features is the CLI's job (:mod:`emo.cli.fit`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from emo.emotions import LabelSet, distribution_vector, wheel_distribution
+from emo.errors import UsageError
+from emo.models.heads import HeadNet
+
+TASKS = ("classify", "va")
+LOSSES = ("ce", "multi", "prob", "mse")
+DEFAULT_LAMBDA = 0.4  # Rao et al. section 5.4.4: best on FI's validation set
+DEFAULT_LABEL_PROB = 0.7  # p* of eq. 4 and 10-11 for a record with a bare label (no votes given)
+
+
+# ---- losses ---------------------------------------------------------------------------------
+
+
+def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Eq. 7, ``L_cls = -sum_i y_i log p_i``, averaged over the batch. ``logits (B, C)``, ``y (B,)``."""
+    return -torch.log_softmax(logits, dim=1).gather(1, y[:, None]).mean()
+
+
+def ed_loss(logits: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+    """Eq. 8, ``L_ed = -sum_i f(i) log p_i`` (KL to ``dist`` up to its entropy), batch mean."""
+    return -(dist * torch.log_softmax(logits, dim=1)).sum(1).mean()
+
+
+def multi_loss(logits: torch.Tensor, y: torch.Tensor, dist: torch.Tensor, lam: float) -> torch.Tensor:
+    """Eq. 6, ``(1 - lambda) L_cls + lambda L_ed``. ``dist (B, C)`` rows sum to 1."""
+    return (1.0 - lam) * ce_loss(logits, y) + lam * ed_loss(logits, dist)
+
+
+def prob_loss(logits: torch.Tensor, y: torch.Tensor, p_star: torch.Tensor) -> torch.Tensor:
+    """Eq. 11, ``-p*^2 log p_y + log(1 / p*^2)``: a label voted with probability ``p* (B,)``
+    weighs ``p*^2`` of a sure one. Batch mean."""
+    w = p_star.clamp_min(1e-6) ** 2
+    logp = torch.log_softmax(logits, dim=1).gather(1, y[:, None])[:, 0]
+    return (-w * logp - torch.log(w)).mean()
+
+
+def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Kim et al.'s squared error, ``mean (f - T)^2`` over batch and outputs."""
+    return ((pred - target) ** 2).mean()
+
+
+# ---- targets --------------------------------------------------------------------------------
+
+
+@dataclass
+class Targets:
+    """Training targets for ``N`` records.
+
+    ``y (N,) int64`` class index; ``dist (N, C) float32`` the record's distribution or eq. 4's;
+    ``p_star (N,)`` the label's probability; ``va (N, 2) float32`` valence, arousal (1-9).
+    """
+
+    y: np.ndarray | None = None
+    dist: np.ndarray | None = None
+    p_star: np.ndarray | None = None
+    va: np.ndarray | None = None
+
+    def take(self, idx: np.ndarray) -> Targets:
+        return Targets(*(None if a is None else a[idx] for a in (self.y, self.dist, self.p_star, self.va)))
+
+
+def _record_target(rec: Mapping[str, Any], labels: LabelSet, label_prob: float,
+                   dmat: np.ndarray) -> tuple[int, np.ndarray, float]:
+    """(class, distribution, p*) of one record for a classification head."""
+    dist = rec.get("distribution")
+    label = rec.get("label")
+    if labels.name == "sentiment" and label is None and dist is None and isinstance(rec.get("valence"), (int, float)):
+        from emo.emotions import sentiment_of_valence
+
+        label = sentiment_of_valence(float(rec["valence"]))
+        if label is None:
+            raise ValueError("valence is exactly 5: no sentiment")
+    if isinstance(dist, Mapping):
+        v = distribution_vector(dist, labels)
+        y = labels.index(label) if isinstance(label, str) else int(np.argmax(v))
+        return y, v, float(v[y])
+    if isinstance(label, str):
+        y = labels.index(label)
+        return y, wheel_distribution(y, label_prob, dmat), label_prob
+    raise ValueError('no "label" or "distribution"')
+
+
+def targets_from_records(records: Sequence[Mapping[str, Any]], task: str, labels: LabelSet | None = None,
+                         label_prob: float = DEFAULT_LABEL_PROB) -> tuple[Targets, list[int], list[int]]:
+    """Targets for ``records``, the indices kept, and the indices of records with no usable target.
+
+    ``classify``: ``label`` and/or ``distribution`` (for the ``sentiment`` set, ``valence`` above
+    or below 5 also serves). ``va``: numeric ``valence`` and ``arousal``.
+    """
+    keep, skipped = [], []
+    ys, dists, ps, vas = [], [], [], []
+    dmat = labels.distances() if labels is not None else None
+    for i, rec in enumerate(records):
+        try:
+            if task == "va":
+                v, a = rec.get("valence"), rec.get("arousal")
+                if not isinstance(v, (int, float)) or not isinstance(a, (int, float)):
+                    raise ValueError("no numeric valence and arousal")
+                vas.append((float(v), float(a)))
+            else:
+                assert labels is not None
+                y, d, p = _record_target(rec, labels, label_prob, dmat)
+                ys.append(y), dists.append(d), ps.append(p)
+            keep.append(i)
+        except (ValueError, KeyError):
+            skipped.append(i)
+    if task == "va":
+        t = Targets(va=np.asarray(vas, dtype=np.float32).reshape(-1, 2))
+    else:
+        t = Targets(y=np.asarray(ys, dtype=np.int64), dist=np.asarray(dists, dtype=np.float32).reshape(len(ys), -1),
+                    p_star=np.asarray(ps, dtype=np.float32))
+    return t, keep, skipped
+
+
+# ---- configuration --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How a head is trained. ``hidden=()`` is a linear head; ``members`` > 1 trains an ensemble
+    (seeds ``seed``, ``seed+1``, ...) whose outputs are averaged."""
+
+    task: str = "classify"
+    loss: str = "multi"
+    lam: float = DEFAULT_LAMBDA
+    label_smoothing: float = 0.0
+    hidden: tuple[int, ...] = (512,)
+    dropout: float = 0.5
+    input_dropout: float = 0.0
+    epochs: int = 60
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    batch_size: int = 64
+    optimizer: str = "adamw"  # adamw | sgd (Kim et al.: lr 1e-4, momentum 0.9, batch 1000)
+    momentum: float = 0.9
+    schedule: str = "onecycle"  # onecycle | constant
+    patience: int = 0  # epochs without validation improvement before stopping; 0 = never
+    members: int = 1
+    seed: int = 0
+    threads: int = 0  # torch threads while fitting; 0 = leave as is
+
+    def check(self) -> FitConfig:
+        if self.task not in TASKS:
+            raise UsageError(f"--task must be one of {', '.join(TASKS)}")
+        if self.task == "va" and self.loss != "mse":
+            raise UsageError("--task va trains with squared error (--loss mse)")
+        if self.task == "classify" and self.loss not in ("ce", "multi", "prob"):
+            raise UsageError("--task classify takes --loss ce, multi or prob")
+        if not 0.0 <= self.lam <= 1.0:
+            raise UsageError("--lambda must be in [0, 1]")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise UsageError("--optimizer must be adamw or sgd")
+        if self.epochs < 1 or self.batch_size < 1 or self.members < 1:
+            raise UsageError("--epochs, --batch-size and --members must be at least 1")
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+# ---- training -------------------------------------------------------------------------------
+
+
+def _loss(cfg: FitConfig, out: torch.Tensor, t: dict[str, torch.Tensor], n_out: int) -> torch.Tensor:
+    if cfg.task == "va":
+        return mse_loss(out, t["va"])
+    y = t["y"]
+    if cfg.loss == "prob":
+        return prob_loss(out, y, t["p_star"])
+    if cfg.label_smoothing:
+        onehot = nn.functional.one_hot(y, n_out).float()
+        soft = onehot * (1 - cfg.label_smoothing) + cfg.label_smoothing / n_out
+        cls = -(soft * torch.log_softmax(out, 1)).sum(1).mean()
+    else:
+        cls = ce_loss(out, y)
+    if cfg.loss == "ce":
+        return cls
+    return (1.0 - cfg.lam) * cls + cfg.lam * ed_loss(out, t["dist"])
+
+
+def _tensors(task: str, t: Targets, va_mean: np.ndarray, va_std: np.ndarray) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    if task == "classify":
+        out["y"] = torch.as_tensor(t.y)
+        out["dist"] = torch.as_tensor(t.dist)
+        out["p_star"] = torch.as_tensor(t.p_star)
+    else:
+        # Regression runs on standardised targets; the head maps back to 1-9.
+        out["va"] = torch.as_tensor((t.va - va_mean) / va_std)
+    return out
+
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]  # (step, total, latest metrics)
+
+
+def _train_member(cfg: FitConfig, X: torch.Tensor, t: dict[str, torch.Tensor], n_out: int, seed: int,
+                  Xval: torch.Tensor | None, tval: Targets | None, net: HeadNet, member: int,
+                  progress: ProgressFn | None, step0: int, total: int) -> tuple[nn.Module, int, list[dict]]:
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    mlp = net.new_member(cfg.hidden, cfg.dropout, cfg.input_dropout)
+    params = list(mlp.parameters())
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = X.shape[0]
+    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+             if cfg.schedule == "onecycle" else None)
+    best, best_state, since, history = math.inf, None, 0, []
+    step = step0
+    for epoch in range(cfg.epochs):
+        mlp.train()
+        perm = torch.randperm(n, generator=gen)
+        total_loss = 0.0
+        for i in range(0, n, cfg.batch_size):
+            b = perm[i:i + cfg.batch_size]
+            loss = _loss(cfg, mlp(X[b]), {k: v[b] for k, v in t.items()}, n_out)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            total_loss += float(loss.detach()) * len(b)
+        row = {"epoch": epoch + 1, "member": member, "loss": total_loss / n}
+        if Xval is not None and tval is not None:
+            mlp.eval()
+            with torch.no_grad():
+                raw = mlp(Xval)
+            row.update(_val_metrics(cfg, net, raw, tval))
+            key = row["val_loss"]
+            if key < best - 1e-6:
+                best, since = key, 0
+                best_state = {k: v.detach().clone() for k, v in mlp.state_dict().items()}
+            else:
+                since += 1
+        history.append(row)
+        step += 1
+        if progress is not None:
+            progress(step, total, row)
+        if cfg.patience and since >= cfg.patience:
+            break
+    if best_state is not None and cfg.patience:
+        mlp.load_state_dict(best_state)
+    mlp.eval()
+    return mlp, step, history
+
+
+def _val_metrics(cfg: FitConfig, net: HeadNet, raw: torch.Tensor, tval: Targets) -> dict[str, float]:
+    if cfg.task == "va":
+        pred = net.denormalise(raw).numpy()
+        mse = ((pred - tval.va) ** 2).mean(0)
+        return {"val_loss": float(mse.mean()), "val_valence_mse": float(mse[0]), "val_arousal_mse": float(mse[1])}
+    logp = torch.log_softmax(raw, 1)
+    y = torch.as_tensor(tval.y)
+    d = torch.as_tensor(tval.dist)
+    loss = float((1 - cfg.lam) * -logp.gather(1, y[:, None]).mean() + cfg.lam * -(d * logp).sum(1).mean()) \
+        if cfg.loss != "ce" else float(-logp.gather(1, y[:, None]).mean())
+    return {"val_loss": loss, "val_top1": float((logp.argmax(1) == y).float().mean())}
+
+
+def fit_head(X: np.ndarray, targets: Targets, cfg: FitConfig, net: HeadNet,
+             val: tuple[np.ndarray, Targets] | None = None, progress: ProgressFn | None = None) -> list[dict]:
+    """Train ``cfg.members`` networks into ``net`` (standardisation fitted on ``X``); the history.
+
+    ``X``: ``(N, D) float32`` raw features in the head's group order. With ``val`` and
+    ``cfg.patience`` each member stops early and keeps its best-validation weights. Same ``X``,
+    targets, config and seed give the same head, bit for bit, on the same machine.
+    """
+    cfg = cfg.check()
+    old_threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        net.fit_input(X)
+        if cfg.task == "va":
+            net.fit_output(targets.va)
+        Xt = net.normalise(torch.as_tensor(X, dtype=torch.float32))
+        t = _tensors(cfg.task, targets, net.out_mean_np(), net.out_std_np())
+        Xv = net.normalise(torch.as_tensor(val[0], dtype=torch.float32)) if val is not None else None
+        tv = val[1] if val is not None else None
+        total = cfg.epochs * cfg.members
+        step, history = 0, []
+        for m in range(cfg.members):
+            mlp, step, h = _train_member(cfg, Xt, t, net.n_out, cfg.seed + m, Xv, tv, net, m, progress, step, total)
+            net.add_member(mlp)
+            history += h
+        return history
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def evaluate(pred: np.ndarray, targets: Targets, task: str, labels: LabelSet | None = None) -> dict[str, float]:
+    """Flat metrics of predictions against targets, for fold summaries and head headers.
+
+    classify: ``pred (N, C)`` probabilities -> top1 (against the label), macro_f1, kl (to the
+    target distribution), and sentiment_acc where the label set has a polarity for both sides.
+    va: ``pred (N, 2)`` -> valence/arousal mse and pearson_r.
+    """
+    from emo.metrics import classification_metrics, distribution_metrics, regression_metrics
+
+    if task == "va":
+        out: dict[str, float] = {}
+        for j, name in enumerate(("valence", "arousal")):
+            m = regression_metrics(targets.va[:, j], pred[:, j])
+            out[f"{name}_mse"] = m["mse"]
+            out[f"{name}_r"] = m["pearson_r"] if m["pearson_r"] is not None else float("nan")
+        return out
+    assert labels is not None
+    yp = pred.argmax(1)
+    c = classification_metrics(targets.y.tolist(), yp.tolist(), labels.labels)
+    out = {"top1": c["accuracy"], "macro_f1": c["macro_f1"], "kl": distribution_metrics(targets.dist, pred)["kl"]}
+    pol = np.array([labels.polarity(x) or "" for x in labels.labels])
+    t_pol, p_pol = pol[targets.y], pol[yp]
+    both = (t_pol != "") & (p_pol != "")
+    if both.any():
+        out["sentiment_acc"] = float((t_pol[both] == p_pol[both]).mean())
+    return out
+
+
+# ---- cross-validation -----------------------------------------------------------------------
+
+
+def kfold(n: int, k: int, seed: int = 0, strata: np.ndarray | None = None) -> np.ndarray:
+    """``(n,) int`` fold of each record, 0..k-1: shuffled with ``seed``, stratified by ``strata``
+    (class index) when given, so every fold has each class in proportion."""
+    if k < 2 or k > n:
+        raise UsageError(f"--folds must be between 2 and the number of records ({n})")
+    rng = np.random.default_rng(seed)
+    folds = np.empty(n, dtype=np.int64)
+    groups = [np.arange(n)] if strata is None else [np.flatnonzero(strata == c) for c in np.unique(strata)]
+    offset = 0
+    for idx in groups:
+        idx = idx[rng.permutation(len(idx))]
+        folds[idx] = (np.arange(len(idx)) + offset) % k
+        offset += len(idx)  # continue the round-robin so small classes do not all land in fold 0
+    return folds
+
+
+def split_val(n: int, fraction: float, seed: int = 0, strata: np.ndarray | None = None) -> np.ndarray:
+    """``(n,) bool``: True for the validation records (about ``fraction`` of them, stratified)."""
+    if not 0.0 < fraction < 1.0:
+        raise UsageError("--val-split must be between 0 and 1")
+    k = max(2, round(1.0 / fraction))
+    return kfold(n, k, seed, strata) == 0
+
+
+def summarise(rows: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation of each metric over folds: ``{name: {mean, std}}``."""
+    keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float))]
+    return {k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows]))}
+            for k in keys}
+
+
+@dataclass
+class FoldResult:
+    """Out-of-fold predictions of a cross-validation: ``pred (N, C)`` probabilities or ``(N, 2)`` VA."""
+
+    pred: np.ndarray
+    folds: np.ndarray
+    per_fold: list[dict[str, float]] = field(default_factory=list)
+
+
+def cross_validate(X: np.ndarray, targets: Targets, cfg: FitConfig, make_net: Callable[[], HeadNet],
+                   k: int = 5, seed: int = 0, folds: np.ndarray | None = None,
+                   metric: Callable[[np.ndarray, Targets], dict[str, float]] | None = None,
+                   progress: ProgressFn | None = None) -> FoldResult:
+    """Train on k-1 folds and predict the held-out one, k times; nothing is tuned on the held-out fold."""
+    n = X.shape[0]
+    if folds is None:
+        folds = kfold(n, k, seed, targets.y)
+    k = int(folds.max()) + 1
+    pred: np.ndarray | None = None
+    per_fold = []
+    for f in range(k):
+        tr, te = folds != f, folds == f
+        net = make_net()
+        fit_head(X[tr], targets.take(np.flatnonzero(tr)), replace(cfg, patience=0), net, progress=progress)
+        p = net.predict_array(X[te])
+        if pred is None:
+            pred = np.zeros((n, p.shape[1]), dtype=np.float32)
+        pred[te] = p
+        if metric is not None:
+            per_fold.append(metric(p, targets.take(np.flatnonzero(te))))
+    assert pred is not None
+    return FoldResult(pred, folds, per_fold)
