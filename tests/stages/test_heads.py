@@ -1,0 +1,109 @@
+"""emo.stages.heads: emotion / sentiment / va keys from features, bad features, lazy backbone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emo.io.decode import View
+from emo.io.records import Item
+from emo.models.heads import new_head
+from emo.stages.heads import ClassifyStage, LazyStage, VAStage
+from emo.train import FitConfig, Targets, fit_head
+
+E6 = ["anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"]
+
+
+def _head(labels, task="classify", d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.random((40, d)).astype(np.float32)
+    h = new_head(["deep"], {"deep": d}, task, labels)
+    if task == "classify":
+        y = rng.integers(0, len(labels), 40)
+        t = Targets(y=y, dist=np.eye(len(labels), dtype=np.float32)[y], p_star=np.ones(40, np.float32))
+        fit_head(X, t, FitConfig(hidden=(), epochs=2), h.net)
+    else:
+        fit_head(X, Targets(va=rng.uniform(1, 9, (40, 2)).astype(np.float32)),
+                 FitConfig(task="va", loss="mse", hidden=(), epochs=2), h.net)
+    h.header["name"] = "t"
+    return h
+
+
+def _items(n=3, d=4):
+    rng = np.random.default_rng(1)
+    return [Item(i, {"path": f"{i}.jpg", "label": "joy"}, features={"deep": rng.random(d).tolist()}) for i in range(n)]
+
+
+def test_classify_adds_emotion_and_sentiment_only():
+    head, sent = _head(E6), _head(["positive", "negative"], seed=2)
+    items = _items()
+    ClassifyStage(head, sent, top_k=2).run(items)
+    X = np.array([it.features["deep"] for it in items], np.float32)
+    expect, p_pos = head.predict(X), sent.predict(X)[:, 0]
+    for i, it in enumerate(items):
+        assert set(it.record) == {"path", "label", "emotion", "sentiment"}
+        e = it.record["emotion"]
+        assert list(e["probs"]) == E6 and sum(e["probs"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert e["label"] == E6[int(expect[i].argmax())] and e["top"][0] == e["label"] and len(e["top"]) == 2
+        assert [e["probs"][c] for c in E6] == pytest.approx(expect[i], abs=1e-5)
+        s = it.record["sentiment"]
+        assert s["p_positive"] == pytest.approx(p_pos[i], abs=1e-5)
+        assert s["label"] == ("positive" if p_pos[i] >= 0.5 else "negative")
+
+
+def test_sentiment_follows_from_classes_with_a_polarity():
+    head = _head(["amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness"])
+    items = _items()
+    ClassifyStage(head, None).run(items)
+    for it in items:
+        probs = list(it.record["emotion"]["probs"].values())
+        assert it.record["sentiment"]["p_positive"] == pytest.approx(sum(probs[:4]), abs=1e-5)
+
+
+def test_bad_features_fail_only_their_record():
+    head = _head(E6)
+    items = _items()
+    items[1].features["deep"] = [0.0, 1.0]
+    ClassifyStage(head).run(items)
+    assert items[1].error.kind == "bad_features" and "needs 4" in items[1].error.message
+    assert "emotion" not in items[1].record
+    assert "emotion" in items[0].record and "emotion" in items[2].record
+    assert "sentiment" not in items[0].record  # Emotion6 without a sentiment head: no polarity for all classes
+
+
+def test_va_stage_on_the_1_to_9_scale():
+    head = _head([], task="va")
+    items = _items()
+    VAStage(head).run(items)
+    for it in items:
+        va = it.record["va"]
+        assert set(va) == {"valence", "arousal"} and all(1 <= v <= 9 for v in va.values())
+
+
+def test_stages_refuse_the_wrong_kind_of_head():
+    with pytest.raises(ValueError):
+        VAStage(_head(E6))
+    with pytest.raises(ValueError):
+        ClassifyStage(_head([], task="va"))
+
+
+def test_lazy_stage_builds_only_when_a_record_lacks_features():
+    built = []
+
+    class Fill:
+        def run(self, items):
+            for it in items:
+                it.features["deep"] = [1.0, 2.0, 3.0, 4.0]
+
+    def build():
+        built.append(1)
+        return Fill()
+
+    lazy = LazyStage(build, (View(32, 36),), ("deep",))
+    have = _items(2)
+    assert not any(lazy.wants(it) for it in have)
+    lack = Item(5, {"path": "x.jpg"})
+    assert lazy.wants(lack) and not lazy.built
+    lazy.run([lack])
+    lazy.run([Item(6, {"path": "y.jpg"})])
+    assert built == [1] and lack.features["deep"] == [1.0, 2.0, 3.0, 4.0]

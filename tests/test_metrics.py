@@ -1,0 +1,87 @@
+"""emo.metrics on hand-made sets whose numbers were worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from emo.metrics import (classification_metrics, distribution_metrics, join_truth, regression_metrics,
+                         score_classify, score_va)
+
+
+def test_classification_by_hand():
+    # truth a a b b c, predicted a b b b a
+    m = classification_metrics([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], ["a", "b", "c"])
+    assert m["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert m["accuracy"] == pytest.approx(0.6)
+    assert m["per_class_tpr"] == {"a": 0.5, "b": 1.0, "c": 0.0}
+    # F1: a = 0.5 (P 1/2, R 1/2), b = 0.8 (P 2/3, R 1), c = 0.
+    assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+
+
+def test_distribution_by_hand():
+    m = distribution_metrics(np.array([[1.0, 0.0], [0.5, 0.5]]), np.array([[0.5, 0.5], [0.5, 0.5]]))
+    assert m["kl"] == pytest.approx(math.log(2) / 2)  # ln 2 and 0
+    assert m["top1"] == pytest.approx(1.0)  # argmax ties break to the first class on both sides
+    # A zero prediction where truth has mass stays finite.
+    assert np.isfinite(distribution_metrics(np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]))["kl"])
+
+
+def test_regression_by_hand():
+    m = regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 4.0]))
+    assert m["mse"] == pytest.approx(2 / 3)
+    assert m["rmse"] == pytest.approx(math.sqrt(2 / 3))
+    assert m["pearson_r"] == pytest.approx(math.sqrt(3) / 2)
+    assert regression_metrics(np.array([1.0, 2.0]), np.array([3.0, 3.0]))["pearson_r"] is None
+
+
+def _rec(label, pred, probs=None, **kw):
+    r = {"path": f"{label}-{pred}.jpg", "label": label, **kw}
+    if pred is not None:
+        r["emotion"] = {"label": pred, "probs": probs or {pred: 1.0}}
+    return r
+
+
+def test_score_classify_counts_and_sentiment():
+    recs = [
+        _rec("joy", "joy", valence=7.0),
+        _rec("fear", "joy", valence=3.0),
+        _rec("fear", "fear", valence=2.0, sentiment={"label": "negative", "p_positive": 0.2}),
+        _rec("surprise", "surprise"),  # no polarity on either side: not in the 2-class count
+        {"path": "x.jpg", "error": {"kind": "not_found", "message": "no such file"}},
+        {"path": "y.jpg", "emotion": {"label": "joy", "probs": {"joy": 1.0}}},  # no truth
+        {"path": "z.jpg", "label": "joy"},  # no prediction
+    ]
+    s = score_classify(recs)
+    assert s["counts"] == {"records": 7, "errors": 1, "no_prediction": 1, "no_truth": 1, "scored": 4}
+    assert s["accuracy"] == pytest.approx(0.75)
+    assert s["sentiment"] == {"n": 3, "accuracy": pytest.approx(2 / 3), "unmapped": 1}
+
+
+def test_score_classify_distribution_truth():
+    recs = [
+        {"path": "a", "distribution": {"joy": 0.5, "fear": 0.5}, "emotion": {"label": "joy", "probs": {"joy": 0.5, "fear": 0.5}}},
+        {"path": "b", "distribution": {"joy": 1.0, "fear": 0.0}, "emotion": {"label": "fear", "probs": {"joy": 0.5, "fear": 0.5}}},
+    ]
+    s = score_classify(recs)
+    # Truth label = argmax of the distribution (joy for both; ties to the first).
+    assert s["accuracy"] == pytest.approx(0.5)
+    assert s["distribution"]["kl"] == pytest.approx(math.log(2) / 2)
+
+
+def test_score_va_by_hand():
+    recs = [{"path": str(i), "valence": t, "arousal": 5.0, "va": {"valence": p, "arousal": 6.0}}
+            for i, (t, p) in enumerate([(1.0, 2.0), (2.0, 2.0), (3.0, 4.0)])]
+    s = score_va(recs + [{"path": "n", "va": {"valence": 1.0, "arousal": 1.0}}])
+    assert s["counts"]["no_truth"] == 1 and s["counts"]["scored"] == 3
+    assert s["valence"]["mse"] == pytest.approx(2 / 3)
+    assert s["arousal"]["mse"] == pytest.approx(1.0) and s["arousal"]["pearson_r"] is None
+
+
+def test_join_truth_replaces_truth_by_path():
+    preds = [{"path": "a", "label": "stale", "emotion": {"label": "joy"}}, {"path": "b", "emotion": {"label": "joy"}}]
+    out = list(join_truth(preds, [{"path": "a", "label": "joy", "valence": 7}]))
+    assert out[0]["label"] == "joy" and out[0]["valence"] == 7
+    assert "label" not in out[1]
