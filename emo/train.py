@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emo.emotions import LabelSet, distribution_vector, wheel_distribution
+from emo.emotions import POLARITY, LabelSet, distribution_vector, sentiment_of_valence, wheel_distribution
 from emo.errors import UsageError
 from emo.models.heads import HeadNet
 
@@ -82,12 +82,15 @@ def _record_target(rec: Mapping[str, Any], labels: LabelSet, label_prob: float,
     """(class, distribution, p*) of one record for a classification head."""
     dist = rec.get("distribution")
     label = rec.get("label")
-    if labels.name == "sentiment" and label is None and dist is None and isinstance(rec.get("valence"), (int, float)):
-        from emo.emotions import sentiment_of_valence
-
-        label = sentiment_of_valence(float(rec["valence"]))
-        if label is None:
-            raise ValueError("valence is exactly 5: no sentiment")
+    if labels.name == "sentiment":
+        # Sentiment truth is valence above or below 5 where given (DESIGN.md 6), else the label's polarity.
+        v = rec.get("valence")
+        s = sentiment_of_valence(float(v)) if isinstance(v, (int, float)) else (
+            POLARITY.get(label) if isinstance(label, str) else None)
+        if s is None:
+            raise ValueError("no sentiment: valence exactly 5, or a label without polarity")
+        y = labels.index(s)
+        return y, wheel_distribution(y, label_prob, dmat), label_prob
     if isinstance(dist, Mapping):
         v = distribution_vector(dist, labels)
         y = labels.index(label) if isinstance(label, str) else int(np.argmax(v))
@@ -125,7 +128,7 @@ def targets_from_records(records: Sequence[Mapping[str, Any]], task: str, labels
     if task == "va":
         t = Targets(va=np.asarray(vas, dtype=np.float32).reshape(-1, 2))
     else:
-        t = Targets(y=np.asarray(ys, dtype=np.int64), dist=np.asarray(dists, dtype=np.float32).reshape(len(ys), -1),
+        t = Targets(y=np.asarray(ys, dtype=np.int64), dist=np.asarray(dists, dtype=np.float32).reshape(len(ys), len(labels)),
                     p_star=np.asarray(ps, dtype=np.float32))
     return t, keep, skipped
 

@@ -1,0 +1,94 @@
+"""``emo classify`` end to end with heads fitted on the tiny network; lazy backbone; refusals."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tests.cli.test_fit import COLORS, FAST, _feature_records, _write
+from tests.cli.test_models import emo
+from tests.conftest import make_image
+
+E6 = "anger,disgust,fear,joy,sadness,surprise,neutral"
+
+
+@pytest.fixture
+def heads(monkeypatch, tiny_backbone, tmp_path):
+    """A 7-class Emotion6-style head and a sentiment head on tiny_test deep features (8-d)."""
+    recs = _feature_records(42)
+    for i, r in enumerate(recs):
+        r["label"] = E6.split(",")[i % 7]
+    data = _write(tmp_path, recs)
+    out = {}
+    for name, labels in (("e6", E6), ("sent", "sentiment")):
+        out[name] = str(tmp_path / f"{name}.head")
+        r = emo(monkeypatch, "fit", "--labels", labels, *FAST, str(data), "-o", out[name], "-q")
+        assert r.code == 0, r.err
+    return out
+
+
+def test_classify_images_adds_distribution_and_sentiment(monkeypatch, heads, tmp_path):
+    imgs = [str(make_image(tmp_path / f"{c}.png", color=col)) for c, col in COLORS.items()]
+    r = emo(monkeypatch, "classify", "--head", heads["e6"], "--sentiment-head", heads["sent"], "--backbone",
+            "tiny_test", *imgs)
+    assert r.code == 0, r.err
+    recs = r.records()
+    assert [x["path"] for x in recs] == imgs
+    for rec in recs:
+        assert set(rec) == {"path", "emotion", "sentiment"}  # no internal features leak out
+        probs = rec["emotion"]["probs"]
+        assert list(probs) == E6.split(",") and sum(probs.values()) == pytest.approx(1.0, abs=1e-4)
+        assert rec["emotion"]["label"] == max(probs, key=probs.get)
+        assert 0 <= rec["sentiment"]["p_positive"] <= 1
+        assert rec["sentiment"]["label"] in ("positive", "negative")
+
+
+def test_records_with_features_never_load_the_backbone(monkeypatch, heads):
+    import emo.cli._common as common
+
+    def boom(*a, **k):
+        raise AssertionError("backbone built although every record carries its features")
+
+    monkeypatch.setattr(common, "backbone_engine", boom)
+    lines = b"".join(orjson.dumps(r) + b"\n" for r in _feature_records(5))
+    r = emo(monkeypatch, "classify", "--head", heads["e6"], "--sentiment-head", "none", "--top-k", "3",
+            "--backbone", "tiny_test", input=lines)
+    assert r.code == 0, r.err
+    recs = r.records()
+    assert len(recs) == 5 and all(len(x["emotion"]["top"]) == 3 for x in recs)
+    assert all("sentiment" not in x for x in recs)  # Emotion6 classes alone do not give a sentiment
+    assert recs[0]["features"]["deep"] == _feature_records(5)[0]["features"]["deep"]  # input passes through
+
+
+def test_bad_features_become_error_records_and_exit_1(monkeypatch, heads):
+    recs = _feature_records(3)
+    recs[1]["features"]["deep"] = [1.0, 2.0]
+    lines = b"".join(orjson.dumps(r) + b"\n" for r in recs)
+    r = emo(monkeypatch, "classify", "--head", heads["e6"], "--sentiment-head", "none", "--backbone", "tiny_test",
+            input=lines)
+    assert r.code == 1
+    out = r.records()
+    assert out[1]["error"]["kind"] == "bad_features" and "emotion" in out[0] and "emotion" in out[2]
+
+
+def test_mismatched_head_is_refused(monkeypatch, heads):
+    r = emo(monkeypatch, "classify", "--head", heads["e6"], "--sentiment-head", heads["sent"], "--backbone",
+            "mobilenet_v2", input=b"")
+    assert r.code == 2 and "trained on tiny_test features" in r.err
+    r = emo(monkeypatch, "va", "--head", heads["e6"], "--backbone", "tiny_test", input=b"")
+    assert r.code == 2 and "needs a va head" in r.err
+    r = emo(monkeypatch, "classify", "--head", "no-such-head", input=b"")
+    assert r.code == 2 and "no head" in r.err
+
+
+def test_classify_then_score_end_to_end(monkeypatch, heads):
+    recs = _feature_records(21)
+    lines = b"".join(orjson.dumps(r) + b"\n" for r in recs)
+    r = emo(monkeypatch, "classify", "--head", heads["e6"], "--sentiment-head", heads["sent"], "--backbone",
+            "tiny_test", input=lines)
+    assert r.code == 0, r.err
+    s = emo(monkeypatch, "score", input=r.out)
+    assert s.code == 0, s.err
+    res = orjson.loads(s.out)["classify"]
+    assert res["counts"]["scored"] == 21 and res["sentiment"]["n"] == 21
+    assert len(res["confusion"]) == 7

@@ -1,0 +1,104 @@
+"""``emo fit`` end to end: records with features or image paths, folds, val split, seed, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import orjson
+import pytest
+
+from emo.models.heads import load_head
+from tests.cli.test_models import emo
+from tests.conftest import make_image
+
+COLORS = {"joy": (230, 200, 40), "sadness": (30, 40, 120), "fear": (20, 20, 20)}
+
+
+def _feature_records(n=60, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = {c: rng.normal(0, 3, d) for c in COLORS}
+    recs = []
+    for i in range(n):
+        c = list(COLORS)[i % 3]
+        deep = (centres[c] + rng.normal(0, 1, d)).round(4).tolist()
+        recs.append({"path": f"img{i}.jpg", "label": c, "valence": 7.0 if c == "joy" else 3.0,
+                     "arousal": 4.0 + (i % 5) * 0.5, "features": {"deep": deep}})
+    return recs
+
+
+def _write(tmp_path, recs, name="train.jsonl"):
+    p = tmp_path / name
+    p.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in recs))
+    return p
+
+
+FAST = ("--epochs", "8", "--hidden", "16", "--lr", "0.01", "--backbone", "tiny_test")
+
+
+def test_fit_with_folds_writes_a_head_with_cv_metrics(monkeypatch, tiny_backbone, tmp_path):
+    data = _write(tmp_path, _feature_records() + [{"path": "x.jpg", "features": {"deep": [0.0] * 8}}, {"oops": 1}])
+    out = tmp_path / "m.head"
+    r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", "--folds", "3", *FAST, str(data), "-o", str(out))
+    assert r.code == 0, r.err
+    assert r.out == b""  # nothing on stdout, no progress bar when stderr is not a terminal
+    assert "3-fold cross-validation" in r.err and "top1" in r.err
+    head = load_head(str(out))
+    h = head.header
+    assert h["labels"] == ["joy", "sadness", "fear"] and h["groups"] == ["deep"] and h["dims"] == {"deep": 8}
+    assert h["backbone"]["id"] == "tiny_test" and h["backbone"]["sha256"] == tiny_backbone.weights.sha256
+    assert h["training"]["data"]["counts"]["used"] == 60 and h["training"]["data"]["counts"]["no_target"] == 2
+    assert h["training"]["command"].startswith("emo fit --labels joy,sadness,fear")
+    assert h["metrics"]["cv"]["top1"]["mean"] > 0.9
+    assert json.loads((tmp_path / "m.head.json").read_text())["metrics"] == h["metrics"]
+
+
+def test_same_seed_same_head(monkeypatch, tiny_backbone, tmp_path):
+    data = _write(tmp_path, _feature_records())
+    outs = []
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        out = tmp_path / f"{name}.head"
+        r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", "--seed", seed, "--dropout", "0.3", *FAST,
+                str(data), "-o", str(out), "-q")
+        assert r.code == 0 and r.err == ""
+        outs.append(load_head(str(out)).net.state_dict())
+    assert all(np.array_equal(outs[0][k], outs[1][k]) for k in outs[0])
+    assert not all(np.array_equal(outs[0][k], outs[2][k]) for k in outs[0])
+
+
+def test_va_head_with_val_split(monkeypatch, tiny_backbone, tmp_path):
+    data = _write(tmp_path, _feature_records())
+    out = tmp_path / "va.head"
+    r = emo(monkeypatch, "fit", "--task", "va", "--val-split", "0.25", *FAST, str(data), "-o", str(out))
+    assert r.code == 0, r.err
+    h = load_head(str(out)).header
+    assert h["task"] == "va" and h["metrics"]["validation"]["n"] == 15
+    assert h["metrics"]["validation"]["valence_mse"] < 4.0
+
+
+def test_fit_computes_features_from_images(monkeypatch, tiny_backbone, tmp_path):
+    recs = []
+    for i in range(12):
+        c = list(COLORS)[i % 3]
+        make_image(tmp_path / f"{i}.png", color=COLORS[c])
+        recs.append({"path": f"{i}.png", "label": c})
+    recs.append({"path": "missing.png", "label": "joy"})
+    data = _write(tmp_path, recs)
+    out = tmp_path / "img.head"
+    r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", *FAST, "--root", str(tmp_path), str(data), "-o", str(out))
+    assert r.code == 0, r.err
+    assert "missing.png" in r.err and "1 whose features failed" in r.err
+    assert load_head(str(out)).header["training"]["data"]["counts"]["used"] == 12
+
+
+def test_refusals(monkeypatch, tiny_backbone, tmp_path):
+    data = _write(tmp_path, _feature_records())
+    out = str(tmp_path / "x.head")
+    r = emo(monkeypatch, "fit", "--labels", "awe,anger", *FAST, str(data), "-o", out)
+    assert r.code == 2 and "none of the 60 records" in r.err
+    r = emo(monkeypatch, "fit", "--task", "va", "--loss", "ce", *FAST, str(data), "-o", out)
+    assert r.code == 2 and "squared error" in r.err
+    r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", "--backbone", "mobilenet_v2", str(data), "-o", out)
+    assert r.code == 2 and "deep features have 8 values" in r.err
+    r = emo(monkeypatch, "fit", *FAST, "--hidden", "abc", str(data), "-o", out)
+    assert r.code == 2
