@@ -25,7 +25,8 @@ def input_options(f: F) -> F:
     """Paths as arguments or stdin, ``-r``, ``-0``, ``--root``, ``-q``, ``-v``."""
     for deco in reversed(
         [
-            click.argument("paths", nargs=-1, type=click.Path(path_type=str)),
+            # readable=False: an unreadable input is that input's error record, not a usage error.
+            click.argument("paths", nargs=-1, type=click.Path(path_type=str, readable=False)),
             _opt("-r", "--recursive", is_flag=True, help="Walk folders given as inputs, taking image files (sorted)."),
             _opt("-0", "--null", is_flag=True, help="Read NUL-separated paths from stdin (find -print0)."),
             _opt("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -173,9 +174,13 @@ def run_stages(opts: dict[str, Any], build_stages: Callable[[config.Settings], S
             summary = run(items, stages, settings, sink, on_error)
         except _FailFast as e:
             stopped_at = str(e)
-    except BaseException:
+    except BaseException as e:
         if out is not None:
             out.abort()
+        if isinstance(e, BrokenPipeError):
+            from emo.cli._run import PipeClosed
+
+            raise PipeClosed() from None
         raise
     finally:
         if progress is not None:

@@ -16,6 +16,10 @@ class Terminated(BaseException):
     """Raised in the main thread on SIGTERM, so the run unwinds like on Ctrl-C."""
 
 
+class PipeClosed(Exception):
+    """The reader of stdout went away (``emo ... | head``); click would turn EPIPE into exit 1."""
+
+
 def _on_sigterm(signum, frame) -> None:
     raise Terminated()
 
@@ -43,12 +47,13 @@ def guarded(command: click.Command, args: Sequence[str] | None = None) -> int:
     except click.ClickException as e:
         e.show()
         return EXIT_USAGE
-    except click.exceptions.Abort:
+    except click.exceptions.Abort:  # click's own wrapping of KeyboardInterrupt
+        click.echo("emo: interrupted", err=True)
         return EXIT_SIGINT
     except EmoError as e:
         click.echo(f"emo: error: {e}", err=True)
         return e.exit_code
-    except BrokenPipeError:
+    except (BrokenPipeError, PipeClosed):
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:

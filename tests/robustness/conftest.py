@@ -1,0 +1,98 @@
+"""Helpers for the robustness suite: run ``emo`` in-process (fast) or as a process (signals).
+
+In-process runs go through :func:`emo.cli._run.guarded`, the same edge that maps errors to exit
+codes in the real program, with stdin/stdout/stderr swapped by click's test isolation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Fast settings: the tiny random network on 32 px crops, small batches.
+TINY = ["features", "--set", "object", "--backbone", "tiny_test", "--batch-size", "4", "--workers", "2"]
+
+
+@dataclass
+class Run:
+    code: int
+    out: bytes
+    err: str
+
+    @property
+    def records(self) -> list[dict]:
+        """stdout as records; fails the test if any line is not one whole JSON object."""
+        assert self.out == b"" or self.out.endswith(b"\n"), "stdout ends inside a line"
+        recs = [orjson.loads(line) for line in self.out.splitlines()]
+        assert all(isinstance(r, dict) for r in recs)
+        return recs
+
+
+def emo(args: list[str], stdin: bytes = b"") -> Run:
+    """Run ``emo ARGS`` in this process; exit code, stdout bytes, stderr text."""
+    from emo.cli import cli
+    from emo.cli._run import guarded
+
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        with CliRunner().isolation(input=stdin) as (out, err, _):
+            code = guarded(cli, args)
+            sys.stdout.flush()
+            sys.stderr.flush()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    return Run(code, out.getvalue(), err.getvalue().decode("utf-8", "replace"))
+
+
+def assert_clean(run: Run) -> None:
+    """No Python traceback reached the user."""
+    assert "Traceback" not in run.err, run.err
+    assert b"Traceback" not in run.out
+
+
+def check_contract(run: Run, expected: list[tuple[str, str | None]], code: int | None = None) -> list[dict]:
+    """One record per input, in order: ``expected`` is (path, error kind or None) per input."""
+    assert_clean(run)
+    recs = run.records
+    assert [(r.get("path"), r.get("error", {}).get("kind")) for r in recs] == expected, run.err
+    for r in recs:
+        if "error" in r:
+            assert set(r["error"]) == {"kind", "message"} and r["error"]["message"]
+            assert "features" not in r
+        else:
+            assert len(r["features"]["object"]) == 10
+    failed = sum(1 for _, kind in expected if kind)
+    assert run.code == (code if code is not None else (1 if failed else 0)), run.err
+    # One stderr line per bad input, naming its kind.
+    err_lines = [ln for ln in run.err.splitlines() if ln.startswith("emo: ") and ": " in ln[5:]]
+    assert sum(1 for ln in err_lines if any(f": {k}: " in ln for _, k in expected if k)) >= failed
+    return recs
+
+
+@pytest.fixture
+def tiny(tiny_backbone):
+    """The ``tiny_test`` network registered for in-process runs (and its weights folder)."""
+    return tiny_backbone
+
+
+def tiny_digest() -> str:
+    return hashlib.sha256((Path(os.environ["EMO_WEIGHTS_DIR"]) / "tiny_test.pth").read_bytes()).hexdigest()
+
+
+def spawn(args: list[str], prefix: list[str] = (), **kw) -> subprocess.Popen:
+    """Start ``emo ARGS`` as a process with ``tiny_test`` registered (see ``tiny_emo.py``);
+    ``prefix`` runs it under another program (``setpriv ...``)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    cmd = [*prefix, sys.executable, "-m", "tests.robustness.tiny_emo", *args]
+    return subprocess.Popen(cmd, cwd=kw.pop("cwd", REPO), env=env, **kw)
