@@ -32,6 +32,7 @@ class WeightsFile:
 
     @property
     def full_hash(self) -> bool:
+        """True when ``sha256`` is the whole digest, False for a torchvision 8-hex prefix."""
         return len(self.sha256) == 64
 
 
@@ -56,7 +57,7 @@ class NetworkEntry:
     preprocess: Preprocess = field(default_factory=Preprocess)
     embed_dim: int = 0  # penultimate embedding size (backbones)
     num_classes: int = 1000
-    labels: str = "imagenet1k"  # label set name, resolved by emo.models.labels
+    labels: str = "imagenet1k"  # label set name; imagenet1k is emo.models.imagenet_labels()
     description: str = ""
     # Backbone stages (C2..C5) as (module path inside the network, channels), for pyramids.
     stages: tuple[tuple[str, int], ...] = ()
