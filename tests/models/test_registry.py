@@ -168,13 +168,16 @@ def test_pyramid_stages_name_real_modules_with_their_channels(name):
     with torch.device("meta"):
         net, _ = _build(entry)
     modules = dict(net.named_modules())
-    channels: dict[str, int] = {}
+    shapes: dict[str, tuple[int, int]] = {}
     for path, _ in entry.stages:
         assert path in modules, f"{name}: no module {path!r}"
-        modules[path].register_forward_hook(lambda m, i, o, path=path: channels.__setitem__(path, o.shape[1]))
+        modules[path].register_forward_hook(lambda m, i, o, path=path: shapes.__setitem__(path, o.shape[1:3]))
     with torch.device("meta"):
-        net.eval()(torch.zeros(1, 3, 64, 64))
-    assert channels == dict(entry.stages)
+        net.eval()(torch.zeros(1, 3, 128, 128))
+    assert {p: c for p, (c, _) in shapes.items()} == dict(entry.stages)
+    # C2..C5 have strides 4, 8, 16, 32 (a shorter list is the coarsest levels).
+    strides = [128 // shapes[p][1] for p, _ in entry.stages]
+    assert strides == [4, 8, 16, 32][4 - len(strides):]
 
 
 def _present() -> list[str]:
