@@ -56,7 +56,10 @@ def features(opts: dict[str, Any]) -> int:
             from emo.stages.backbone import BackboneStage
 
             entry, _, engine = backbone_engine(settings, opts["verbose"])
-            stages.append(BackboneStage(engine, entry, groups, imagenet_labels()))
+            # A network without ImageNet's 1000 names reports its classes by index.
+            imagenet = entry.labels == "imagenet1k" and entry.num_classes == 1000
+            labels = imagenet_labels() if imagenet else [str(i) for i in range(entry.num_classes)]
+            stages.append(BackboneStage(engine, entry, groups, labels))
         if "scene" in groups:
             from emo.stages.scene import scene_stage
 

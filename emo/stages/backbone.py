@@ -36,7 +36,7 @@ class BackboneStage:
     def run(self, items: list[Item]) -> None:
         logits, emb = self.engine(to_batch(items, self.view))
         probs = torch.softmax(logits, dim=1)
-        top = torch.topk(probs, self.top_k, dim=1).indices if self.labels else None
+        top = torch.topk(probs, min(self.top_k, probs.shape[1]), dim=1).indices if self.labels else None
         probs_np, emb_np = probs.numpy(), emb.numpy()
         for i, item in enumerate(items):
             if "object" in self.groups:
