@@ -314,6 +314,77 @@ def fit_head(X: np.ndarray, targets: Targets, cfg: FitConfig, net: HeadNet,
         torch.set_num_threads(old_threads)
 
 
+def finetune(images: np.ndarray, targets: Targets, cfg: FitConfig, model: nn.Module, net: HeadNet, crop: int,
+             head_lr_mult: float = 10.0, progress: ProgressFn | None = None) -> list[dict]:
+    """Train ``model`` (a :class:`emo.models.backbones.Backbone`) end to end with a new linear layer.
+
+    ``images``: ``(N, S, S, 3) uint8`` squares (S >= ``crop``); each step takes a random
+    ``crop x crop`` window and mirrors half of them (You et al.; the five-category study).
+    BatchNorm statistics stay frozen (batches of a few dozen images would only add noise). The
+    body learns at ``cfg.lr``, the new layer at ``head_lr_mult`` times that (the five-category
+    study's higher rate for later layers). The trained layer goes into ``net`` as its one member,
+    with identity standardisation. Returns the per-epoch history.
+    """
+    cfg = cfg.check()
+    old_threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        gen = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        n, size = images.shape[0], images.shape[1]
+        if size < crop:
+            raise UsageError(f"images of {size} px cannot give {crop} px crops")
+        if cfg.task == "va":
+            net.fit_output(targets.va)
+        t = _tensors(cfg.task, targets, net.out_mean_np(), net.out_std_np())
+        layer = net.new_member((), 0.0, cfg.input_dropout)
+        body = model.body
+        params = [{"params": [p for p in body.parameters() if p.requires_grad], "lr": cfg.lr},
+                  {"params": list(layer.parameters()), "lr": cfg.lr * head_lr_mult}]
+        opt = (torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+               if cfg.optimizer == "sgd" else torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay))
+        steps = cfg.epochs * max(1, math.ceil(n / cfg.batch_size))
+        sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[cfg.lr, cfg.lr * head_lr_mult], total_steps=steps)
+                 if cfg.schedule == "onecycle" else None)
+        pixels = torch.from_numpy(images)
+        history, step = [], 0
+        for epoch in range(cfg.epochs):
+            model.train()
+            for mod in model.modules():
+                if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+                    mod.eval()
+            layer.train()
+            perm = torch.randperm(n, generator=gen)
+            total = 0.0
+            for i in range(0, n, cfg.batch_size):
+                b = perm[i:i + cfg.batch_size]
+                ox = torch.randint(0, size - crop + 1, (len(b),), generator=gen)
+                oy = torch.randint(0, size - crop + 1, (len(b),), generator=gen)
+                flip = torch.rand(len(b), generator=gen) < 0.5
+                batch = torch.stack([pixels[j, y:y + crop, x:x + crop] for j, x, y in zip(b.tolist(), ox.tolist(), oy.tolist())])
+                batch[flip] = batch[flip].flip(2)
+                x = batch.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+                out = layer(body(model.normalize(x)))
+                loss = _loss(cfg, out, {k: v[b] for k, v in t.items()}, net.n_out)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                total += float(loss.detach()) * len(b)
+            row = {"epoch": epoch + 1, "loss": total / n}
+            history.append(row)
+            step += 1
+            if progress is not None:
+                progress(step, cfg.epochs, row)
+        model.eval()
+        net.add_member(layer)
+        return history
+    finally:
+        torch.set_num_threads(old_threads)
+
+
 def evaluate(pred: np.ndarray, targets: Targets, task: str, labels: LabelSet | None = None) -> dict[str, float]:
     """Flat metrics of predictions against targets, for fold summaries and head headers.
 

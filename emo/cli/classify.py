@@ -33,8 +33,12 @@ def feature_stages(heads: list[Any], settings: Any, verbose: bool) -> list[Any]:
     from emo.models.registry import get
     from emo.stages.heads import LazyStage
 
-    groups = tuple(dict.fromkeys(g for h in heads for g in h.groups))
     stages: list[Any] = []
+    own = [h for h in heads if getattr(h, "finetuned", None)]
+    for h in own:
+        stages.append(_own_backbone(h, settings, verbose))
+    heads = [h for h in heads if h not in own]
+    groups = tuple(dict.fromkeys(g for h in heads for g in h.groups))
     hand = tuple(g for g in groups if g in HANDCRAFTED_DIMS)
     if hand:
         from emo.engine import resolve_device
@@ -64,6 +68,42 @@ def feature_stages(heads: list[Any], settings: Any, verbose: bool) -> list[Any]:
     if other:
         stages.append(_RequireGroups(tuple(other)))
     return stages
+
+
+def _own_backbone(head: Any, settings: Any, verbose: bool) -> Any:
+    """A lazily built backbone with a fine-tuned head's own weights (from the head file)."""
+    from emo.errors import ConfigError, ModelError
+    from emo.io.decode import View
+    from emo.models.registry import get
+    from emo.stages.heads import LazyStage, OwnBackboneStage
+
+    name = head.backbone.get("id", "")
+    try:
+        entry = get(name)
+    except KeyError as e:
+        raise ConfigError(str(e.args[0])) from None
+    ft = head.finetuned["id"]
+    pp = entry.preprocess
+    view = View(pp.crop, pp.resize, "crop")
+    key = head.feature_key("deep")
+
+    def build():
+        from emo.engine import Profile, load
+        from emo.models import create
+
+        model = create(name, settings, pretrained=False)
+        try:
+            model.load_state_dict(head.backbone_state)
+        except RuntimeError as e:
+            raise ModelError(f"head {head.name}: its backbone weights do not fit {name}: {str(e)[:200]}") from None
+        model.eval()
+        engine = load(model, network_id=f"{name}+ft-{ft}", weights_sha256=ft,
+                      profile=Profile(pp.crop, settings.batch_size), settings=settings, verbose=verbose)
+        if verbose:
+            click.echo(f"emo: {name} fine-tuned by head {head.name} on {engine.device} ({engine.backend})", err=True)
+        return OwnBackboneStage(engine, view, key)
+
+    return LazyStage(build, (view,), (key,))
 
 
 class _RequireGroups:

@@ -127,10 +127,11 @@ def _progress(enabled: bool):
               help="Dropout after each hidden layer.")
 @click.option("--input-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Dropout on the standardised input features.")
-@click.option("--epochs", type=click.IntRange(1), default=60, show_default=True)
-@click.option("--lr", type=float, default=5e-4, show_default=True, help="Peak learning rate.")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over the data [default: 60; 5 with --finetune].")
+@click.option("--lr", type=float, default=None,
+              help="Peak learning rate [default: 5e-4; 1e-4 for the backbone with --finetune, 10x for its new layer].")
 @click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Training batch size.")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Training batch size [default: 64; 32 with --finetune].")
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True,
               help="sgd with --lr 1e-4 --batch-size 1000 --schedule constant is Kim et al.'s setting (momentum 0.9).")
 @click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True)
@@ -182,16 +183,13 @@ def _command_line() -> str:
 
 
 def _run(opts: dict[str, Any]) -> int:
-    import datetime
-
     import numpy as np
 
-    from emo import __version__
     from emo.cli._common import settings_from
     from emo.emotions import label_set
     from emo.errors import UsageError
-    from emo.features import ALL_GROUPS, parse_groups
-    from emo.models.heads import new_head, save_head
+    from emo.features import parse_groups
+    from emo.models.heads import new_head
     from emo.train import (DEFAULT_LABEL_PROB, DEFAULT_LAMBDA, FitConfig, cross_validate, evaluate, fit_head,
                            kfold, split_val, summarise, targets_from_records)
 
@@ -208,17 +206,23 @@ def _run(opts: dict[str, Any]) -> int:
         except ValueError as e:
             raise UsageError(str(e)) from None
     loss = opts["loss"] or ("mse" if task == "va" else "multi")
+    ft = opts["finetune"]
     hidden = opts["hidden"] if opts["hidden"] is not None else ((3000, 1000, 500) if task == "va" else (512,))
+    if ft:
+        hidden = ()  # the backbone itself is trained, under one new linear layer
+        if opts["folds"]:
+            raise UsageError("--folds with --finetune would train K backbones; measure with --val-split")
+        if tuple(opts["groups"].split(",")) != ("deep",):
+            raise UsageError("--finetune trains the backbone under its deep embedding: use --features deep")
+    epochs = opts["epochs"] or (5 if ft else 60)
+    lr = opts["lr"] or (1e-4 if ft else 5e-4)
+    batch = opts["batch_size"] or (32 if ft else 64)
     cfg = FitConfig(task=task, loss=loss, lam=DEFAULT_LAMBDA if opts["lam"] is None else opts["lam"],
                     label_smoothing=opts["label_smoothing"], hidden=hidden, dropout=opts["dropout"],
-                    input_dropout=opts["input_dropout"], epochs=opts["epochs"], lr=opts["lr"],
-                    weight_decay=opts["weight_decay"], batch_size=opts["batch_size"], optimizer=opts["optimizer"],
+                    input_dropout=opts["input_dropout"], epochs=epochs, lr=lr,
+                    weight_decay=opts["weight_decay"], batch_size=batch, optimizer=opts["optimizer"],
                     schedule=opts["schedule"], members=opts["members"], seed=opts["seed"],
                     patience=opts["patience"] if opts["val_split"] else 0, threads=opts["threads"]).check()
-    if opts["finetune"]:
-        from emo.errors import NotBuiltYet
-
-        raise NotBuiltYet("emo fit --finetune is not built yet; train a head on frozen features instead")
     settings = settings_from(opts)
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(f"emo fit: {msg}", err=True))
 
@@ -229,6 +233,9 @@ def _run(opts: dict[str, Any]) -> int:
         raise UsageError(f"none of the {len(records)} records has a {'valence and arousal' if task == 'va' else 'label or distribution'} "
                          f"that fits the task" + (f" and the classes {', '.join(labels.labels)}" if labels else ""))
     recs = [records[i] for i in kept]
+    if ft:
+        return _finetune(opts, cfg, settings, recs, targets, labels, label_prob,
+                         {"records": len(records) + bad_lines, "bad_lines": bad_lines, "no_target": len(no_target)}, say)
     feats, failed = collect_features(recs, groups, settings, opts["root"], verbose, quiet)
     good = [i for i in range(len(recs)) if i not in set(failed)]
     if not good:
@@ -308,6 +315,15 @@ def _run(opts: dict[str, Any]) -> int:
     finally:
         if progress is not None:
             progress.stop()
+    return _write(opts, head, cfg, labels, label_prob, groups, counts, metrics, say)
+
+
+def _write(opts, head, cfg, labels, label_prob, groups, counts, metrics, say) -> int:
+    import datetime
+
+    from emo import __version__
+    from emo.models.heads import save_head
+
     out: Path = opts["output"]
     srcs = [str(Path(s).resolve()) if s != "-" else "stdin" for s in (opts["records"] or ("-",))]
     head.header.update({
@@ -315,7 +331,8 @@ def _run(opts: dict[str, Any]) -> int:
         "label_set": labels.name if labels is not None else "va",
         "training": {
             "command": _command_line(),
-            "config": {**cfg.as_dict(), "label_prob": label_prob, "features": list(groups)},
+            "config": {**cfg.as_dict(), "label_prob": label_prob, "features": list(groups),
+                       "finetune": bool(opts["finetune"])},
             "data": {"sources": srcs, "description": opts["data_description"] or "", "counts": counts},
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "emo_version": __version__,
@@ -323,10 +340,106 @@ def _run(opts: dict[str, Any]) -> int:
         "metrics": metrics,
     })
     save_head(head, out)
-    if not quiet:
+    if not opts["quiet"]:
         _print_metrics(metrics)
         say(f"wrote {out} ({', '.join(groups)} -> {', '.join(head.labels)})")
     return 0
+
+
+def _decode_all(recs: list[dict[str, Any]], root: Path | None, size: int, settings: Any, say) -> tuple[Any, list[int]]:
+    """Every record's image as a ``size`` x ``size`` centre square (shorter side to ``size``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from emo.config import decode_workers
+    from emo.errors import InputError
+    from emo.io.decode import View, decode
+    from emo.io.records import item_from_record
+
+    view = View(size, size, "crop")
+
+    def one(i: int):
+        item = item_from_record(i, dict(recs[i]), root)
+        if item.path is None:
+            return None, "no path"
+        try:
+            return decode(item.path, (view,), settings.max_pixels).views[view], None
+        except InputError as e:
+            return None, f"{e.kind}: {e.message}"
+
+    with ThreadPoolExecutor(decode_workers(settings)) as pool:
+        res = list(pool.map(one, range(len(recs))))
+    bad = [i for i, (a, why) in enumerate(res) if a is None]
+    for i in bad:
+        say(f"{recs[i].get('path', f'record {i + 1}')}: {res[i][1]} (skipped)")
+    good = [a for a, _ in res if a is not None]
+    return (np.stack(good) if good else np.zeros((0, size, size, 3), np.uint8)), bad
+
+
+def _finetune(opts, cfg, settings, recs, targets, labels, label_prob, counts, say) -> int:
+    import time
+
+    import numpy as np
+    import torch
+
+    from emo.errors import UsageError
+    from emo.models import create, get
+    from emo.models.heads import new_head
+    from emo.train import evaluate, finetune, split_val
+
+    try:
+        entry = get(settings.backbone)
+    except KeyError as e:
+        raise UsageError(str(e.args[0])) from None
+    pp = entry.preprocess
+    images, bad = _decode_all(recs, opts["root"], pp.resize, settings, say)
+    keep = np.asarray([i for i in range(len(recs)) if i not in set(bad)], dtype=np.int64)
+    if len(keep) == 0:
+        raise UsageError("--finetune needs images: no record's path could be decoded")
+    targets = targets.take(keep)
+    counts = {**counts, "failed_images": len(bad), "used": int(len(keep))}
+    model = create(entry.name, settings)
+    head = new_head(("deep",), {"deep": entry.embed_dim}, cfg.task, labels.labels if labels else (),
+                    entry.name, model.weights_sha256)
+    strata = targets.y if cfg.task == "classify" else None
+    tr = np.arange(len(keep))
+    va_idx = None
+    if opts["val_split"]:
+        is_val = split_val(len(keep), opts["val_split"], opts["seed"], strata)
+        tr, va_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    progress, ptask = _progress(not opts["quiet"] and sys.stderr.isatty())
+
+    def on_step(step, total, row):
+        if progress is not None:
+            progress.update(ptask, completed=step, total=total, info=f"loss={row['loss']:.3f}")
+        if opts["verbose"]:
+            click.echo(f"emo fit: epoch {row['epoch']} loss {row['loss']:.4f} ({time.perf_counter() - t0:.0f} s)", err=True)
+
+    t0 = time.perf_counter()
+    if progress is not None:
+        progress.start()
+        progress.update(ptask, description=f"fine-tune {entry.name}")
+    try:
+        finetune(images[tr], targets.take(tr), cfg, model, head.net, pp.crop, progress=on_step)
+    finally:
+        if progress is not None:
+            progress.stop()
+    secs = time.perf_counter() - t0
+    say(f"fine-tuned {entry.name} on {len(tr)} images, {cfg.epochs} epochs, {secs:.0f} s")
+    metrics: dict[str, Any] = {"train_seconds": round(secs, 1)}
+    if va_idx is not None:
+        off = (pp.resize - pp.crop) // 2
+        embs = []
+        with torch.inference_mode():
+            for i in range(0, len(va_idx), 32):
+                x = torch.from_numpy(images[va_idx[i:i + 32], off:off + pp.crop, off:off + pp.crop]).permute(0, 3, 1, 2)
+                embs.append(model(x)[1].numpy())
+        pred = head.predict(np.concatenate(embs))
+        metrics["validation"] = {"share": opts["val_split"], "n": int(len(va_idx)),
+                                 **evaluate(pred, targets.take(va_idx), cfg.task, labels)}
+    head.backbone_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return _write(opts, head, cfg, labels, label_prob, ("deep",), counts, metrics, say)
 
 
 def _print_metrics(metrics: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,19 @@ class Head:
     net: HeadNet
     header: dict[str, Any]
     source: str = ""  # where it was loaded from (name or path), for messages
+    # A fine-tuned head carries its own backbone weights (``emo fit --finetune``).
+    backbone_state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def finetuned(self) -> dict[str, Any] | None:
+        """``{"id": ...}`` for a head with its own backbone weights, else None."""
+        return self.header.get("finetuned") or None
+
+    def feature_key(self, group: str) -> str:
+        """Where this head's group lives in ``item.features``: a fine-tuned head's ``deep`` is its
+        own (``deep@<id>``), so features computed by the stock backbone are never fed to it."""
+        ft = self.finetuned
+        return f"{group}@{ft['id']}" if ft and group in ("object", "deep") else group
 
     @property
     def task(self) -> str:
@@ -151,9 +164,10 @@ class Head:
         """
         parts = []
         for g in self.groups:
-            if g not in features:
+            key = self.feature_key(g)
+            if key not in features:
                 raise ValueError(f"no {g!r} features")
-            a = np.asarray(features[g], dtype=np.float32).reshape(-1)
+            a = np.asarray(features[key], dtype=np.float32).reshape(-1)
             if a.shape[0] != self.dims[g]:
                 raise ValueError(f"{g!r} has {a.shape[0]} values; head {self.name} needs {self.dims[g]}")
             if not np.isfinite(a).all():
@@ -212,9 +226,12 @@ def save_head(head: Head, path: str | Path) -> Path:
     header["format"] = FORMAT
     header["architecture"] = {"in_dim": head.net.in_dim, "n_out": head.net.n_out, "hidden": list(head.net.hidden),
                               "members": len(head.net.members)}
-    text = json.dumps(header, indent=2, sort_keys=False)
     tensors = _tensors(head.net)
     tensors["log_mask"] = tensors["log_mask"].to(torch.uint8)
+    if head.backbone_state is not None:
+        tensors.update({BACKBONE_PREFIX + k: v.detach().contiguous().clone() for k, v in head.backbone_state.items()})
+        header["finetuned"] = {"id": _state_id(head.backbone_state), "base": header.get("backbone", {})}
+    text = json.dumps(header, indent=2, sort_keys=False)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
@@ -231,8 +248,18 @@ def save_head(head: Head, path: str | Path) -> Path:
     return path
 
 
-def _layers(hidden: Sequence[int]) -> int:
-    return 1 + 3 * len(hidden) + 1
+BACKBONE_PREFIX = "backbone."
+
+
+def _state_id(state: Mapping[str, torch.Tensor]) -> str:
+    """A short digest of backbone weights: names a fine-tuned head's features and engine."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def load_head_file(path: str | Path, source: str = "") -> Head:
@@ -258,8 +285,12 @@ def load_head_file(path: str | Path, source: str = "") -> Head:
         net = HeadNet(int(arch["in_dim"]), int(arch["n_out"]), header["task"])
         for _ in range(int(arch["members"])):
             net.add_member(net.new_member(arch["hidden"]))
+        bb = {k[len(BACKBONE_PREFIX):]: v for k, v in tensors.items() if k.startswith(BACKBONE_PREFIX)}
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(BACKBONE_PREFIX)}
         tensors["log_mask"] = tensors["log_mask"].bool()
         net.load_state_dict(tensors, strict=True)
+        if header.get("finetuned") and not bb:
+            raise ValueError("a fine-tuned head without its backbone weights")
         if len(header["labels"]) != net.n_out and header["task"] == "classify":
             raise ValueError("label count differs from the output size")
         if sum(int(d) for d in header["dims"].values()) != net.in_dim:
@@ -267,7 +298,7 @@ def load_head_file(path: str | Path, source: str = "") -> Head:
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         raise ModelError(f"{path}: broken head file ({type(e).__name__}: {str(e)[:200]})") from None
     net.eval()
-    return Head(net, header, source or str(path))
+    return Head(net, header, source or str(path), bb or None)
 
 
 def load_head(spec: str) -> Head:
@@ -318,15 +349,3 @@ def cam_layer(spec: str = "") -> tuple[np.ndarray, np.ndarray, tuple[str, ...], 
         raise ModelError(f"head {head.name} takes {', '.join(head.groups)}; a CAM head takes deep alone")
     W, b = head.linear_layer()
     return W, b, head.labels, head
-
-
-@dataclass(frozen=True)
-class HeadSummary:
-    """What ``emo models`` shows for a head."""
-
-    name: str
-    task: str
-    labels: tuple[str, ...]
-    groups: tuple[str, ...]
-    backbone: str
-    metrics: dict[str, Any] = field(default_factory=dict)

@@ -125,3 +125,23 @@ class LazyStage:
         if self._stage is None:
             self._stage = self._build()
         self._stage.run(items)
+
+
+class OwnBackboneStage:
+    """A fine-tuned head's own backbone: fills ``item.features[key]`` with its embedding."""
+
+    def __init__(self, engine: Any, view: View, key: str) -> None:
+        self.engine = engine
+        self.view = view
+        self.views = (view,)
+        self.key = key
+
+    def wants(self, item: Item) -> bool:
+        return self.key not in item.features
+
+    def run(self, items: list[Item]) -> None:
+        from emo.stages.backbone import to_batch
+
+        _, emb = self.engine(to_batch(items, self.view))
+        for i, item in enumerate(items):
+            item.features[self.key] = emb[i].numpy()

@@ -102,3 +102,34 @@ def test_refusals(monkeypatch, tiny_backbone, tmp_path):
     assert r.code == 2 and "deep features have 8 values" in r.err
     r = emo(monkeypatch, "fit", *FAST, "--hidden", "abc", str(data), "-o", out)
     assert r.code == 2
+
+
+def test_finetune_trains_the_backbone_and_classify_uses_its_own_features(monkeypatch, tiny_backbone, tmp_path):
+    from emo.models import create
+
+    recs = []
+    for i in range(12):
+        c = list(COLORS)[i % 3]
+        make_image(tmp_path / f"{i}.png", size=(48, 40), color=COLORS[c])
+        recs.append({"path": f"{i}.png", "label": c})
+    data = _write(tmp_path, recs)
+    out = tmp_path / "ft.head"
+    r = emo(monkeypatch, "fit", "--finetune", "--labels", "joy,sadness,fear", "--epochs", "2", "--batch-size", "4",
+            "--lr", "0.01", "--val-split", "0.25", "--backbone", "tiny_test", "--root", str(tmp_path), str(data),
+            "-o", str(out))
+    assert r.code == 0, r.err
+    head = load_head(str(out))
+    assert head.finetuned and head.backbone_state is not None
+    assert head.header["metrics"]["validation"]["n"] == 3
+    stock = create("tiny_test").state_dict()
+    assert any(not np.array_equal(stock[k].numpy(), head.backbone_state[k].numpy()) for k in stock)
+    # A record carrying stock deep features is not fed to the fine-tuned head: its own backbone runs.
+    line = orjson.dumps({"path": str(tmp_path / "0.png"), "features": {"deep": [0.0] * 8}}) + b"\n"
+    r = emo(monkeypatch, "classify", "--head", str(out), "--backbone", "tiny_test", input=line)
+    assert r.code == 0, r.err
+    (rec,) = r.records()
+    assert set(rec["emotion"]["probs"]) == set(COLORS) and "sentiment" in rec
+    r2 = emo(monkeypatch, "classify", "--head", str(out), "--backbone", "tiny_test", str(tmp_path / "0.png"))
+    assert r2.records()[0]["emotion"] == rec["emotion"]
+    r = emo(monkeypatch, "fit", "--finetune", "--folds", "3", "--backbone", "tiny_test", str(data), "-o", str(out))
+    assert r.code == 2 and "--val-split" in r.err
