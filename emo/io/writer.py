@@ -16,7 +16,7 @@ import orjson
 from emo.errors import OutputError
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
-_BLOCKED = {signal.SIGINT, signal.SIGTERM}
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
 
 
 def _default(obj: Any) -> Any:
@@ -42,8 +42,8 @@ def _is_regular(fd: int) -> bool:
 class JsonlWriter:
     """Writes batches of records to a file descriptor or a binary stream.
 
-    A batch goes out with SIGINT and SIGTERM blocked, so Ctrl-C or a kill stops the run between
-    lines but never inside one: the reader only ever sees complete lines. When a regular file
+    SIGINT and SIGTERM that come while a batch goes out take effect right after it, so Ctrl-C or
+    a kill stops the run between lines but never inside one: the reader only ever sees complete lines. When a regular file
     cannot take a whole batch (disk full), it is cut back to where the batch began, so it still
     ends with a complete line. A closed pipe raises :class:`BrokenPipeError` (the CLI exits
     quietly); any other write failure raises :class:`emo.errors.OutputError`.
@@ -60,15 +60,23 @@ class JsonlWriter:
         data = b"".join(dumps(r) for r in records)
         if not data:
             return
-        # Signal masks are per thread and only the main thread gets Python's handlers.
-        main = threading.current_thread() is threading.main_thread()
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED) if main else None
+        if threading.current_thread() is not threading.main_thread():
+            self._write(data)  # only the main thread can hold signal handlers
+            self.lines += data.count(b"\n")
+            return
+        # A signal mask would not do: any other thread (decode workers) can take a process-wide
+        # SIGINT and Python then raises in the main thread mid-write. So the handlers note the
+        # signal while the batch goes out, and it is raised again right after.
+        pending: list[int] = []
+        old = {s: signal.signal(s, lambda signum, frame: pending.append(signum)) for s in _DEFERRED}
         try:
             self._write(data)
         finally:
-            if old is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            for s, handler in old.items():
+                signal.signal(s, handler if handler is not None else signal.SIG_DFL)
         self.lines += data.count(b"\n")
+        if pending:
+            signal.raise_signal(pending[0])
 
     def _write(self, data: bytes) -> None:
         if not isinstance(self.out, int):
