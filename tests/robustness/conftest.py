@@ -96,3 +96,22 @@ def spawn(args: list[str], prefix: list[str] = (), **kw) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     cmd = [*prefix, sys.executable, "-m", "tests.robustness.tiny_emo", *args]
     return subprocess.Popen(cmd, cwd=kw.pop("cwd", REPO), env=env, **kw)
+
+
+def assert_same_records(a: bytes, b: bytes, rtol: float = 1e-5) -> None:
+    """Two JSONL outputs hold the same records in the same order; floats may differ in the last
+    bits, since a network's CPU kernels sum in another order for another batch make-up."""
+    ra, rb = [orjson.loads(x) for x in a.splitlines()], [orjson.loads(x) for x in b.splitlines()]
+    assert [r.get("path") for r in ra] == [r.get("path") for r in rb]
+
+    def same(x, y) -> bool:
+        if isinstance(x, float) or isinstance(y, float):
+            return abs(x - y) <= rtol * max(abs(x), abs(y)) + 1e-7
+        if isinstance(x, list) and isinstance(y, list):
+            return len(x) == len(y) and all(same(p, q) for p, q in zip(x, y))
+        if isinstance(x, dict) and isinstance(y, dict):
+            return x.keys() == y.keys() and all(same(x[k], y[k]) for k in x)
+        return x == y
+
+    for x, y in zip(ra, rb):
+        assert same(x, y), (x.get("path"), y.get("path"))
