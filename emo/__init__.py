@@ -6,3 +6,14 @@ not import torch.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Predictor", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy, so `import emo` (and every TAB press of the CLI) stays free of torch.
+    if name == "Predictor":
+        from emo.predictor import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'emo' has no attribute {name!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from contextvars import ContextVar
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -119,9 +120,36 @@ def _stdout_writer():
     return JsonlWriter(fd)
 
 
+# Set by stages_for(): run_stages then hands back what it was given instead of running.
+_capture: ContextVar[list | None] = ContextVar("emo_capture", default=None)
+
+
+def stages_for(argv: Sequence[str]) -> tuple[dict[str, Any], Callable[[config.Settings], Sequence[Any]]]:
+    """Parse ``argv`` (``["classify", "--top-k", "3"]``) exactly as ``emo`` does, run nothing, and
+    return that subcommand's options and stage builder (what :class:`emo.Predictor` runs)."""
+    from emo.cli import cli
+
+    got: list = []
+    token = _capture.set(got)
+    try:
+        cli.main(args=list(argv), prog_name="emo", standalone_mode=False)
+    except click.ClickException as e:
+        raise UsageError(e.format_message()) from None
+    finally:
+        _capture.reset(token)
+    if not got:
+        raise UsageError(f"emo {' '.join(argv[:1])} is not a filter subcommand: it reads no images")
+    return got[0]
+
+
 def run_stages(opts: dict[str, Any], build_stages: Callable[[config.Settings], Sequence[Any]]) -> int:
     """Read inputs, run the stages ``build_stages(settings)`` returns, write JSONL; the exit code."""
     import time
+
+    captured = _capture.get()
+    if captured is not None:
+        captured.append((opts, build_stages))
+        return EXIT_OK
 
     from emo.io.output import OutputFile, skip_done
     from emo.io.records import read_inputs

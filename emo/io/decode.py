@@ -195,3 +195,18 @@ def decode(path: Path, views: tuple[View, ...], max_pixels: int) -> Decoded:
             raise InputError(kind, f"cannot decode image: {msg}") from None
         return Decoded(upright, {v: _view(rgb, v, upright) for v in views})
 
+
+
+def from_pixels(image: np.ndarray | Image.Image, views: tuple[View, ...]) -> Decoded:
+    """The requested views of a picture already in memory, taken as upright.
+
+    ``image``: a Pillow image of any mode, or a uint8 array ``(H, W, 3)`` RGB or ``(H, W)`` gray.
+    Raises :class:`InputError` (``not_an_image``) for anything else.
+    """
+    if not isinstance(image, Image.Image):
+        a = np.asarray(image)
+        if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3)) or 0 in a.shape:
+            raise InputError("not_an_image", f"array of shape {a.shape} and type {a.dtype} is not (H, W, 3) uint8")
+        image = Image.fromarray(np.ascontiguousarray(a))
+    rgb = _to_rgb(image)
+    return Decoded(rgb.size, {v: _view(rgb, v, rgb.size) for v in views})

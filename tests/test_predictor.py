@@ -1,0 +1,81 @@
+"""emo.Predictor: the same records as the command line, from paths, records, arrays or columns."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import orjson
+import pytest
+from PIL import Image
+
+import emo
+from emo.errors import UsageError
+from tests.conftest import make_image
+from tests.robustness.conftest import TINY, assert_same_records, emo as run_emo
+
+
+@pytest.fixture
+def predictor(tiny_backbone):
+    return emo.Predictor(*TINY)
+
+
+def _lines(records) -> bytes:
+    from emo.io.writer import dumps
+
+    return b"".join(dumps(r) for r in records)
+
+
+def test_records_equal_the_command_lines(tiny_backbone, predictor, tmp_path):
+    paths = [str(make_image(tmp_path / f"{i}.png", color=(40 * i, 200 - 30 * i, 90))) for i in range(5)]
+    paths.insert(2, str(tmp_path / "missing.png"))
+    cli = run_emo(TINY + paths)
+    got = predictor(paths)
+    assert [r.get("error", {}).get("kind") for r in got] == [None, None, "not_found", None, None, None]
+    assert_same_records(_lines(got), cli.out)
+
+
+def test_loads_once_and_keeps_input_fields(predictor, tmp_path):
+    stages = predictor.stages
+    p = str(make_image(tmp_path / "a.png"))
+    (rec,) = predictor([{"path": p, "label": "joy"}])
+    assert rec["label"] == "joy" and len(rec["features"]["object"]) == 10
+    predictor([p])
+    assert predictor.stages is stages
+
+
+def test_arrays_and_pil_images_match_their_files(predictor, tmp_path):
+    p = make_image(tmp_path / "a.png", size=(80, 60), color=(10, 120, 230))
+    arr = np.asarray(Image.open(p).convert("RGB"))
+    from_file, from_array, from_pil = predictor([str(p), arr, Image.open(p)])
+    assert "path" not in from_array
+    for r in (from_array, from_pil):
+        np.testing.assert_allclose(r["features"]["object"], from_file["features"]["object"], rtol=1e-5, atol=1e-7)
+
+
+def test_a_bad_array_is_an_error_record_not_an_exception(predictor):
+    bad, good = predictor([np.zeros((4, 4), np.float32), np.full((8, 8, 3), 200, np.uint8)])
+    assert bad["error"]["kind"] == "not_an_image" and "features" in good
+
+
+def test_column_batches_like_ray_datas(predictor, tmp_path):
+    p = str(make_image(tmp_path / "a.png"))
+    recs = predictor({"path": np.array([p, p]), "id": np.array([7, 8])})
+    assert [r["id"] for r in recs] == [7, 8] and all(type(r["id"]) is int for r in recs)
+    orjson.dumps(recs, option=orjson.OPT_SERIALIZE_NUMPY)
+    arr = np.asarray(Image.open(p).convert("RGB"))
+    (rec,) = predictor({"path": np.array([p]), "image": [arr]})
+    assert rec["path"] == p and "features" in rec
+
+
+def test_options_are_checked_like_the_command_line(tiny_backbone):
+    with pytest.raises(UsageError, match="no-such-option"):
+        emo.Predictor("features", "--no-such-option")
+    with pytest.raises(UsageError, match="not a filter subcommand"):
+        emo.Predictor("models")
+
+
+def test_import_emo_does_not_import_torch():
+    code = "import emo, sys; emo.__version__; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
