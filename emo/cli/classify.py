@@ -168,3 +168,26 @@ def classify(opts: dict[str, Any]) -> int:
         return feature_stages(heads, settings, opts["verbose"]) + [ClassifyStage(head, sent, opts["top_k"])]
 
     return run_stages(opts, build)
+
+
+def heads_table() -> Any:
+    """A rich table of the shipped heads (``emo models`` prints it under the networks)."""
+    import json
+
+    from rich.table import Table
+
+    from emo.heads import SHIPPED, head_path
+
+    t = Table(box=None, pad_edge=False, title="heads (--head NAME)", title_justify="left")
+    for col in ("head", "task", "labels", "features", "default for", "present", "cross-validated"):
+        t.add_column(col, no_wrap=True)
+    for name, e in sorted(SHIPPED.items()):
+        side = head_path(name).with_name(head_path(name).name + ".json")
+        cv = ""
+        if side.is_file():
+            m = json.loads(side.read_text()).get("metrics", {}).get("cv", {})
+            cv = ", ".join(f"{k} {v['mean']:.3f}" for k, v in m.items() if isinstance(v, dict) and k in
+                           ("top1", "valence_mse", "arousal_mse"))
+        t.add_row(name, e.task, e.labels, ",".join(e.groups), e.default_for or "-",
+                  "yes" if head_path(name).is_file() else "no", cv)
+    return t

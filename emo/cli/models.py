@@ -77,6 +77,9 @@ def models(ctx: click.Context, as_json: bool, cache_dir: str | None) -> int:
 
     # Piped output is not cut to 80 columns: each network stays on one line for grep and awk.
     Console(width=None if sys.stdout.isatty() else 10_000).print(t)
+    from emo.cli.classify import heads_table
+
+    Console(width=None if sys.stdout.isatty() else 10_000).print(heads_table())
     return 0
 
 
