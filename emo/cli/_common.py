@@ -175,7 +175,12 @@ def run_stages(opts: dict[str, Any], build_stages: Callable[[config.Settings], S
     def on_error(item: Any) -> None:
         nonlocal reported
         reported += 1
-        if not quiet and not (fail_fast and reported > 1):  # --fail-fast: only the one it stops at
+        if quiet or (fail_fast and reported > 1):  # --fail-fast: only the one it stops at
+            return
+        if progress is not None:  # above the live bar, not through it
+            progress.console.print(f"emo: {item.label}: {item.error.kind}: {item.error.message}",
+                                   markup=False, highlight=False, soft_wrap=True)
+        else:
             _stderr_error(item)
 
     start, done = time.perf_counter(), 0
