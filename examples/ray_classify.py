@@ -88,7 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import ray
 
-    ray.init(num_cpus=a.num_cpus, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    import os
+
+    # Workers on other machines do not see this shell: hand them its EMO_* settings.
+    emo_env = {k: v for k, v in os.environ.items() if k.startswith("EMO_")}
+    ray.init(num_cpus=a.num_cpus, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+             runtime_env={"env_vars": emo_env} if emo_env else None)
     gpus = a.gpus_per_actor
     if gpus is None:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
