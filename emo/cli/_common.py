@@ -156,6 +156,8 @@ def run_stages(opts: dict[str, Any], build_stages: Callable[[config.Settings], S
     from emo.pipeline import _stderr_error, run
 
     out_path: Path | None = opts.get("output")
+    if out_path is not None and str(out_path) == "-":
+        out_path = None  # -o - is stdout, as usual for filters
     resume, fail_fast = opts.get("resume", False), opts.get("fail_fast", False)
     if resume and out_path is None:
         raise UsageError("--resume needs -o FILE: it continues the run whose records FILE holds")

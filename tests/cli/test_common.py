@@ -81,3 +81,8 @@ def test_without_fail_fast_every_input_gets_its_record(tiny_backbone, tmp_path):
     good = str(make_image(tmp_path / "good.png"))
     run = emo(TINY + [good, str(tmp_path / "missing.png"), good])
     assert run.code == 1 and len(run.out.splitlines()) == 3
+
+
+def test_output_dash_is_stdout(tiny_backbone, tmp_path):
+    run = emo(TINY + ["-o", "-", str(make_image(tmp_path / "a.png"))])
+    assert run.code == 0 and len(run.out.splitlines()) == 1
