@@ -213,6 +213,18 @@ def _tensors(task: str, t: Targets, va_mean: np.ndarray, va_std: np.ndarray) -> 
     return out
 
 
+def _step(cfg: FitConfig, out: torch.Tensor, t: dict[str, torch.Tensor], b: torch.Tensor, n_out: int,
+          opt: torch.optim.Optimizer, sched: Any) -> float:
+    """One optimiser step on batch ``b``; the batch's summed loss."""
+    loss = _loss(cfg, out, {k: v[b] for k, v in t.items()}, n_out)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if sched is not None:
+        sched.step()
+    return float(loss.detach()) * len(b)
+
+
 ProgressFn = Callable[[int, int, dict[str, float]], None]  # (step, total, latest metrics)
 
 
@@ -239,13 +251,7 @@ def _train_member(cfg: FitConfig, X: torch.Tensor, t: dict[str, torch.Tensor], n
         total_loss = 0.0
         for i in range(0, n, cfg.batch_size):
             b = perm[i:i + cfg.batch_size]
-            loss = _loss(cfg, mlp(X[b]), {k: v[b] for k, v in t.items()}, n_out)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            total_loss += float(loss.detach()) * len(b)
+            total_loss += _step(cfg, mlp(X[b]), t, b, n_out, opt, sched)
         row = {"epoch": epoch + 1, "member": member, "loss": total_loss / n}
         if Xval is not None and tval is not None:
             mlp.eval()
@@ -365,14 +371,7 @@ def finetune(images: np.ndarray, targets: Targets, cfg: FitConfig, model: nn.Mod
                 batch = torch.stack([pixels[j, y:y + crop, x:x + crop] for j, x, y in zip(b.tolist(), ox.tolist(), oy.tolist())])
                 batch[flip] = batch[flip].flip(2)
                 x = batch.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
-                out = layer(body(model.normalize(x)))
-                loss = _loss(cfg, out, {k: v[b] for k, v in t.items()}, net.n_out)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                total += float(loss.detach()) * len(b)
+                total += _step(cfg, layer(body(model.normalize(x))), t, b, net.n_out, opt, sched)
             row = {"epoch": epoch + 1, "loss": total / n}
             history.append(row)
             step += 1

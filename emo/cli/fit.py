@@ -31,29 +31,14 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 
 def _read_records(sources: tuple[str, ...]) -> tuple[list[dict[str, Any]], int]:
     """Records from JSONL files ('-' or none: stdin); lines that are not JSON objects are counted."""
-    import orjson
+    from emo.cli.score import iter_jsonl
 
     records, bad = [], 0
-    streams = sources or ("-",)
-    for src in streams:
-        f = sys.stdin.buffer if src == "-" else open(src, "rb")
-        try:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    obj = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    bad += 1
-                    continue
-                if isinstance(obj, dict):
-                    records.append(obj)
-                else:
-                    bad += 1
-        finally:
-            if f is not sys.stdin.buffer:
-                f.close()
+    for _, _, obj in iter_jsonl(sources):
+        if obj is None:
+            bad += 1
+        else:
+            records.append(obj)
     return records, bad
 
 
@@ -130,11 +115,13 @@ def _progress(enabled: bool):
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over the data [default: 60; 5 with --finetune].")
 @click.option("--lr", type=float, default=None,
               help="Peak learning rate [default: 5e-4; 1e-4 for the backbone with --finetune, 10x for its new layer].")
-@click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True,
+              help="AdamW's decoupled weight decay (L2 with sgd).")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Training batch size [default: 64; 32 with --finetune].")
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True,
               help="sgd with --lr 1e-4 --batch-size 1000 --schedule constant is Kim et al.'s setting (momentum 0.9).")
-@click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True)
+@click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True,
+              help="onecycle: warm up then anneal the learning rate; constant: keep it.")
 @click.option("--members", type=click.IntRange(1), default=1, show_default=True,
               help="Train this many networks (seeds seed, seed+1, ...) and average them.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same data, options and seed: the same head.")

@@ -11,7 +11,8 @@ import click
 from emo.cli._common import pass_opts
 
 
-def _records(sources: tuple[str, ...]):
+def iter_jsonl(sources: tuple[str, ...]):
+    """``(source, line number, object or None)`` for each non-blank line of JSONL files ('-': stdin)."""
     import orjson
 
     for src in sources or ("-",):
@@ -25,11 +26,16 @@ def _records(sources: tuple[str, ...]):
                     obj = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     obj = None
-                # A line that is not a record still counts, as an error.
-                yield obj if isinstance(obj, dict) else {"error": {"kind": "bad_line", "message": f"{src}:{n}"}}
+                yield src, n, obj if isinstance(obj, dict) else None
         finally:
             if f is not sys.stdin.buffer:
                 f.close()
+
+
+def _records(sources: tuple[str, ...]):
+    for src, n, obj in iter_jsonl(sources):
+        # A line that is not a record still counts, as an error.
+        yield obj if obj is not None else {"error": {"kind": "bad_line", "message": f"{src}:{n}"}}
 
 
 def _table(result: dict[str, Any]) -> None:
