@@ -17,13 +17,15 @@ DEFAULT_GROUPS = ("color", "lbp", "gist", "object", "deep")
 HANDCRAFTED_SIZE = 256
 
 DESCRIPTIONS = {
-    "color": "22: mean R,G,B; mean H,S,V; HSV histogram peak (bin index, share); 11 colour-name "
-    "shares; Valdez-Mehrabian pleasure, arousal, dominance",
-    "lbp": "59: uniform LBP histogram (8 neighbours, radius 1), sums to 1",
+    "color": "22: mean R,G,B; mean H,S,V; HSV histogram (8x3x3 bins) peak: bin index, share; shares of "
+    "11 colour names (black blue brown grey green orange pink purple red white yellow); "
+    "Valdez-Mehrabian pleasure, arousal, dominance",
+    "lbp": "59: uniform LBP histogram (square 8-neighbourhood, radius 1), sums to 1",
     "gist": "512: Gabor energy, 4 scales x 8 orientations x 4x4 grid",
     "object": "1000: ImageNet class probabilities (+ object_top: top-5 names)",
     "deep": "backbone penultimate embedding (1280 for mobilenet_v2)",
-    "scene": "share of pixels per semantic class of a segmentation network (--scene-model)",
+    "scene": "share of pixels per class of a segmentation network: 21 VOC classes "
+    "(deeplabv3_mobilenet_v3_large), or your own (--scene-model, --scene-labels)",
 }
 
 
