@@ -1,0 +1,80 @@
+"""The small trained layers regions use, and their files (safetensors plus a JSON header).
+
+- A CAM layer: a linear emotion classifier on the backbone's mean-pooled last feature map.
+  Applied to every cell of that map instead of the pooled vector it gives the class activation
+  maps, CAM_c = W_c . F (Zhou et al.), since pooling and a linear layer commute.
+- A region head: a logistic layer on a region's local features giving p_emo, the probability
+  that the region evokes emotion (Rao et al. section 4.1), trained on ground-truth boxes.
+
+The header says what the layer was trained on: ``kind``, ``labels``, ``backbone``,
+``backbone_sha256``, ``feature``, ``data``, ``metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from emo.errors import ModelError
+
+SHIPPED_CAM = Path(__file__).with_name("cam_emotion6.safetensors")
+
+
+@dataclass
+class LinearLayer:
+    """``weight (E, C)`` and ``bias (E,)`` with the header that describes them."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    header: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.header.get("labels", []))
+
+    @property
+    def kind(self) -> str:
+        return str(self.header.get("kind", ""))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., C)`` features -> ``(..., E)`` scores (logits)."""
+        return x.float() @ self.weight.T + self.bias
+
+    def cam(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Class activation maps: ``(B, C, h, w)`` -> ``(B, E, h, w)``, CAM_c = W_c . F + b_c."""
+        return torch.einsum("ec,bchw->behw", self.weight, fmap.float()) + self.bias[None, :, None, None]
+
+    def save(self, path: Path) -> None:
+        """Write ``path`` (safetensors; the header as JSON under the ``emo`` metadata key)."""
+        from safetensors.torch import save_file
+
+        tensors = {"weight": self.weight.float().contiguous(), "bias": self.bias.float().contiguous()}
+        save_file(tensors, str(path), metadata={"emo": json.dumps(self.header, sort_keys=True)})
+
+
+def load_layer(path: Path, kind: str, in_dim: int | None = None) -> LinearLayer:
+    """Read a layer file written by :meth:`LinearLayer.save`, checking its kind and input size."""
+    from safetensors import SafetensorError
+    from safetensors.torch import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            weight, bias = f.get_tensor("weight"), f.get_tensor("bias")
+    except (OSError, SafetensorError, KeyError) as e:
+        raise ModelError(f"{path}: not a regions layer file ({type(e).__name__}: {e})") from None
+    try:
+        header = json.loads(meta.get("emo", "{}"))
+    except json.JSONDecodeError:
+        raise ModelError(f"{path}: its header is not JSON") from None
+    if header.get("kind") != kind:
+        raise ModelError(f"{path}: is a {header.get('kind') or 'unknown'} layer, not a {kind} layer")
+    if weight.ndim != 2 or bias.shape != (weight.shape[0],):
+        raise ModelError(f"{path}: weight {tuple(weight.shape)} and bias {tuple(bias.shape)} do not fit")
+    if in_dim is not None and weight.shape[1] != in_dim:
+        raise ModelError(f"{path}: takes {weight.shape[1]} features, the backbone gives {in_dim}")
+    return LinearLayer(weight.float(), bias.float(), header)

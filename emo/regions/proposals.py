@@ -1,0 +1,83 @@
+"""The ``cam`` proposal source: boxes at the pyramid's anchor scales, scored by emotion activation.
+
+Anchors follow Rao et al. section 3.2: one square anchor size per pyramid level, 32, 64, 128
+and 256 pixels on P2..P5 (strides 4..32), centred on every cell of that level. A box's p_emo is
+the share of the image's emotion activation it holds: the class activation map of the image's
+strongest emotion, minus its mean over the picture and clipped at zero (above-average
+evidence), summed inside the box over the sum over the picture. Boxes are in view pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from emo.models.pyramid import LEVELS, stride
+
+# Rao et al.: anchors of 32^2 .. 256^2 pixels on P2 .. P5, aspect 1:1.
+ANCHOR_SIZES = {2: 32, 3: 64, 4: 128, 5: 256}
+
+
+def anchors(width: int, height: int, levels: tuple[int, ...] = LEVELS) -> list[tuple[int, torch.Tensor]]:
+    """Square anchors per level, centred on the level's cells and clipped to ``width`` x ``height``.
+
+    Returns ``(level, boxes (N, 4) float32)`` pairs; clipping can make boxes repeat, repeats are dropped.
+    """
+    out = []
+    for k in levels:
+        s, half = stride(k), ANCHOR_SIZES[k] / 2
+        cx = torch.arange(s / 2, width, s, dtype=torch.float32)
+        cy = torch.arange(s / 2, height, s, dtype=torch.float32)
+        yy, xx = torch.meshgrid(cy, cx, indexing="ij")
+        b = torch.stack([xx - half, yy - half, xx + half, yy + half], -1).reshape(-1, 4)
+        b[:, 0::2] = b[:, 0::2].clamp(0, width)
+        b[:, 1::2] = b[:, 1::2].clamp(0, height)
+        b = torch.unique(b.round(), dim=0)
+        b = b[(b[:, 2] - b[:, 0] >= 1) & (b[:, 3] - b[:, 1] >= 1)]
+        out.append((k, b))
+    return out
+
+
+def activation(cam: torch.Tensor, width: int, height: int, size: int) -> torch.Tensor:
+    """Above-average activation in view pixels: ``cam (h, w)`` on the view's cells -> ``(height, width)``.
+
+    The map is upsampled to the ``size`` x ``size`` view, cut to the picture (the padding of a
+    ``fit`` view holds no picture), then its mean is subtracted and negatives are set to zero.
+    """
+    up = F.interpolate(cam[None, None].float(), size=(size, size), mode="bilinear", align_corners=False)[0, 0]
+    up = up[:height, :width]
+    return (up - up.mean()).clamp(min=0)
+
+
+def box_mass(act: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Share of ``act``'s total inside each box: ``act (H, W) >= 0``, ``boxes (N, 4)`` -> ``(N,)`` in [0, 1]."""
+    total = act.sum()
+    if boxes.numel() == 0 or total <= 0:
+        return torch.zeros(boxes.shape[0])
+    integral = F.pad(act.double().cumsum(0).cumsum(1), (1, 0, 1, 0))
+    h, w = act.shape
+    b = boxes.round().long()
+    x0, x1 = b[:, 0].clamp(0, w), b[:, 2].clamp(0, w)
+    y0, y1 = b[:, 1].clamp(0, h), b[:, 3].clamp(0, h)
+    inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    return (inside / total.double()).clamp(0, 1).float()
+
+
+def cam_proposals(cam: torch.Tensor, width: int, height: int, size: int,
+                  per_level: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate boxes and their p_emo for one picture.
+
+    ``cam (h, w)``: the class activation map of one emotion on the view's last feature map;
+    ``width`` x ``height``: the picture inside the ``size`` view. Keeps the ``per_level`` boxes
+    with the most activation on each level (as an RPN keeps its top proposals per level), so
+    small boxes are not all crowded out before the objectness term has a say.
+    Returns ``boxes (N, 4)`` in view pixels and ``p_emo (N,)``.
+    """
+    act = activation(cam, width, height, size)
+    boxes, p_emo = [], []
+    for _, b in anchors(width, height):
+        m = box_mass(act, b)
+        top = torch.argsort(m, descending=True)[:per_level]
+        boxes.append(b[top])
+        p_emo.append(m[top])
+    return torch.cat(boxes), torch.cat(p_emo)

@@ -1,0 +1,153 @@
+"""The regions stage: ``regions`` in each record, and the ``regions`` feature group (X_local).
+
+The ``regions`` feature group is Rao et al.'s local part of eq. 5 as one vector: the K regions'
+pooled features, best first, zero rows where fewer than K were found, then a K-long mask
+(1 = a real region): ``K * C + K`` floats. Placed after ``deep`` (X_global) it makes
+X = [X_global, X_local(1..K)].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emo.config import KEY_REGIONS
+from emo.engine import Engine
+from emo.io.decode import View
+from emo.io.records import Item
+from emo.regions.find import RegionFinder, Regions
+from emo.regions.local import pad_regions
+from emo.regions.rcnn import Detector
+from emo.stages.backbone import to_batch
+
+GROUP = "regions"
+
+
+def local_group(regions: Regions, k: int) -> np.ndarray:
+    """``(K * C + K,) float32``: padded local features then the mask."""
+    feats, mask = pad_regions(regions.local, k)
+    return np.concatenate([feats.numpy().reshape(-1), mask.numpy().astype(np.float32)])
+
+
+def group_dim(k: int, channels: int) -> int:
+    """Size of the ``regions`` feature group for ``k`` regions of ``channels`` features."""
+    return k * channels + k
+
+
+def given_regions(record: dict) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+    """Boxes, p_obj and labels a record already carries under ``regions``, or None if it has none usable."""
+    regs = record.get(KEY_REGIONS)
+    if not isinstance(regs, list):
+        return None
+    boxes, p_obj, labels = [], [], []
+    for r in regs:
+        box = r.get("box") if isinstance(r, dict) else None
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+            return None
+        if not (box[2] > box[0] and box[3] > box[1]):
+            return None
+        boxes.append([float(v) for v in box])
+        p_obj.append(float(r.get("p_obj", 0.0)))
+        labels.append(str(r.get("label", "")))
+    return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(p_obj), labels
+
+
+class RegionStage:
+    """Finds each picture's regions; writes ``regions`` and/or fills the ``regions`` feature group.
+
+    ``engine``: the backbone's last-map network on ``(B, 3, view, view) uint8`` fit views.
+    ``detector``: the ``rcnn`` source on fit views of side ``detector_view`` (None: ``cam``).
+    ``emit``: write ``regions`` into records; ``local``: fill ``features["regions"]`` (K = top_k),
+    reusing the boxes a record already carries. ``draw_dir``: a JPEG per picture there.
+    """
+
+    def __init__(self, engine: Engine, finder: RegionFinder, *, detector: Detector | None = None,
+                 detector_view: int = 800, emit: bool = True, local: bool = False,
+                 draw_dir: Path | None = None) -> None:
+        self.engine = engine
+        self.finder = finder
+        self.view = View(finder.view, mode="fit")
+        self.detector = detector
+        self.det_view = View(detector_view, mode="fit") if detector is not None else None
+        self.emit = emit
+        self.local = local
+        self.draw_dir = draw_dir
+        self.views = (self.view,) + ((self.det_view,) if self.det_view is not None else ())
+
+    def wants(self, item: Item) -> bool:
+        if self.local:
+            return GROUP not in item.features
+        return KEY_REGIONS not in item.record
+
+    def _detections(self, items: list[Item]) -> list:
+        from emo.io.decode import fit_size
+        from emo.regions.find import to_original
+
+        side = self.det_view.size
+        pics = []
+        for it in items:
+            w, h = fit_size(*it.size, side)
+            pics.append(torch.from_numpy(np.ascontiguousarray(it.views[self.det_view][:h, :w])).permute(2, 0, 1))
+        dets = self.detector(pics)
+        return [(to_original(d.boxes, it.size, side), d.scores, d.labels) for d, it in zip(dets, items)]
+
+    def run(self, items: list[Item]) -> None:
+        (fmaps,) = self.engine(to_batch(items, self.view))
+        sizes = [it.size for it in items]
+        given: list | None = None
+        if self.detector is not None:
+            given = self._detections(items)
+        elif self.local:
+            given = [given_regions(it.record) for it in items]
+        found = self.finder.find(fmaps, sizes, given)
+        for item, regions in zip(items, found):
+            recs = regions.records()
+            if self.emit:
+                item.record[KEY_REGIONS] = recs
+            if self.local:
+                item.features[GROUP] = local_group(regions, self.finder.top_k)
+            if self.draw_dir is not None and item.path is not None:
+                from emo.regions.draw import draw_regions, out_name
+
+                title = f"{regions.emotion}" if regions.emotion else ""
+                draw_regions(item.path, recs, self.draw_dir / out_name(item.index, item.path), title)
+
+
+def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: float = 0.5, size: int = 320,
+                 detector_size: int = 800, cam_file: Path | None = None, region_head: Path | None = None,
+                 emit: bool = True, local: bool = False, draw_dir: Path | None = None,
+                 verbose: bool = False) -> RegionStage:
+    """Build the backbone's last-map engine, the CAM layer, optional region head and detector.
+
+    ``settings.backbone`` must be the network the CAM layer was trained on (its header says).
+    """
+    from emo.engine import Profile, load
+    from emo.errors import ModelError
+    from emo.models import create, get
+    from emo.models.pyramid import stride
+    from emo.regions.find import LastMap
+    from emo.regions.layers import SHIPPED_CAM, load_layer
+
+    entry = get(settings.backbone)
+    if not entry.stages:
+        raise ModelError(f"{entry.name}: the registry names no stages, so it has no feature map for regions")
+    channels = entry.stages[-1][1]
+    cam = load_layer(cam_file or SHIPPED_CAM, "cam", channels)
+    if cam.header.get("backbone") not in (None, entry.name):
+        raise ModelError(f"the CAM layer was trained on {cam.header.get('backbone')}, not {entry.name} (--backbone)")
+    head = load_layer(region_head, "region_head", channels) if region_head else None
+    model = create(entry.name, settings)
+    net = LastMap(model, entry).eval()
+    engine = load(net, network_id=f"{entry.name}.lastmap", weights_sha256=model.weights_sha256,
+                  profile=Profile(size, settings.batch_size), settings=settings, verbose=verbose)
+    classifier = model.classifier.eval()
+    finder = RegionFinder(cam, classifier, size, stride(5), top_k, iou, head)
+    det = None
+    if proposals == "rcnn":
+        from emo.regions.rcnn import detector
+
+        det = detector(settings)
+    return RegionStage(engine, finder, detector=det, detector_view=detector_size, emit=emit, local=local,
+                       draw_dir=draw_dir)

@@ -1,0 +1,60 @@
+"""``emo regions`` through the command line on real pictures with the shipped CAM layer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.cli.test_models import emo
+from tests.conftest import SAMPLES
+
+
+def _exif_rotated(path, size=(300, 200)):
+    """A landscape JPEG stored with EXIF orientation 6: upright it is portrait, 200 x 300."""
+    w, h = size
+    arr = np.zeros((h, w, 3), np.uint8)
+    arr[..., 2] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
+    arr[40:120, 180:260] = (250, 200, 30)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(arr).save(path, exif=exif.tobytes())
+    return path
+
+
+@pytest.mark.parametrize("proposals", ["cam"])
+def test_regions_are_in_upright_original_pixels_best_first(monkeypatch, tmp_path, proposals):
+    rotated = _exif_rotated(tmp_path / "rot.jpg")
+    cat = SAMPLES / "cat.jpg"  # 451 x 300
+    draw = tmp_path / "drawn"
+    r = emo(monkeypatch, "regions", "--proposals", proposals, "--top-k", "4", "--draw", str(draw),
+            "--batch-size", "2", str(rotated), str(cat))
+    assert r.code == 0, r.err
+    recs = r.records()
+    for rec, (w, h) in zip(recs, [(200, 300), (451, 300)]):
+        regs = rec["regions"]
+        assert 1 <= len(regs) <= 4
+        scores = [g["score"] for g in regs]
+        assert scores == sorted(scores, reverse=True)
+        for g in regs:
+            x0, y0, x1, y1 = g["box"]
+            assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h, (g, w, h)
+            assert g["score"] == pytest.approx((g["p_emo"] ** 2 + g["p_obj"] ** 2) ** 0.5, abs=2e-4)
+            assert 0 <= g["p_emo"] <= 1 and 0 <= g["p_obj"] <= 1
+    # The rotated picture is upright portrait: some box reaches below y = 200, which a
+    # landscape (unrotated) reading could not give.
+    assert max(g["box"][3] for g in recs[0]["regions"]) > 200
+    drawn = sorted(p.name for p in draw.iterdir())
+    assert drawn == ["000000_rot.jpg", "000001_cat.jpg"]
+    with Image.open(draw / "000000_rot.jpg") as im:
+        assert im.size == (200, 300)
+
+
+def test_a_record_with_regions_is_not_recomputed_and_bad_inputs_become_errors(monkeypatch, tmp_path):
+    line = '{"path": "%s", "regions": [{"box": [1, 2, 3, 4], "score": 1.0}]}\n' % (SAMPLES / "cat.jpg")
+    missing = str(tmp_path / "nope.jpg") + "\n"
+    r = emo(monkeypatch, "regions", input=line + missing)
+    assert r.code == 1
+    recs = r.records()
+    assert recs[0]["regions"] == [{"box": [1, 2, 3, 4], "score": 1.0}]
+    assert recs[1]["error"]["kind"] == "not_found"
