@@ -130,6 +130,9 @@ class _RequireGroups:
                    "neutral) [default: sentiment]; 'none' leaves sentiment out.")
 @click.option("--top-k", type=click.IntRange(0), default=0, show_default=True,
               help="Also add emotion.top: the K most probable classes, most probable first.")
+@click.option("--regions", "with_regions", is_flag=True,
+              help="Classify from [X_global, X_local of the K best emotional regions] (Rao et al. eq. 5) with a head "
+                   "trained by emo fit --task classify --regions; also adds \"regions\" as emo regions does.")
 @input_options
 @run_options
 @pass_opts
@@ -153,7 +156,10 @@ def classify(opts: dict[str, Any]) -> int:
         from emo.models.heads import load_head
         from emo.stages.heads import ClassifyStage
 
-        head = load_head(settings.head or DEFAULT_HEAD["classify"])
+        from emo.stages.regions import REGIONS_HEAD
+
+        default = REGIONS_HEAD if opts["with_regions"] and REGIONS_HEAD.is_file() else DEFAULT_HEAD["classify"]
+        head = load_head(settings.head or str(default))
         if head.task != "classify":
             from emo.errors import UsageError
 
@@ -165,7 +171,12 @@ def classify(opts: dict[str, Any]) -> int:
         if spec != "none" and not from_labels(head.labels).complete_sentiment:
             sent = load_head(spec)
         heads = [h for h in (head, sent) if h is not None]
-        return feature_stages(heads, settings, opts["verbose"]) + [ClassifyStage(head, sent, opts["top_k"])]
+        stages = feature_stages(heads, settings, opts["verbose"]) + [ClassifyStage(head, sent, opts["top_k"])]
+        if opts["with_regions"] or "regions" in head.groups:
+            from emo.stages.regions import regions_for_head
+
+            stages.insert(0, regions_for_head(head, settings, opts["verbose"]))
+        return stages
 
     return run_stages(opts, build)
 

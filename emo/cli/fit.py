@@ -43,7 +43,7 @@ def _read_records(sources: tuple[str, ...]) -> tuple[list[dict[str, Any]], int]:
 
 
 def collect_features(records: list[dict[str, Any]], groups: tuple[str, ...], settings: Any, root: Path | None,
-                     verbose: bool, quiet: bool) -> tuple[list[dict[str, Any]], list[int]]:
+                     verbose: bool, quiet: bool, regions_k: int = 10) -> tuple[list[dict[str, Any]], list[int]]:
     """Feature groups of every record (from its ``features`` or computed) and the indices that failed."""
     from emo.cli.classify import feature_stages
     from emo.io.records import item_from_record
@@ -58,6 +58,10 @@ def collect_features(records: list[dict[str, Any]], groups: tuple[str, ...], set
             return None
 
     stages = feature_stages([_Need()], settings, verbose)
+    if "regions" in groups:
+        from emo.stages.regions import region_stage
+
+        stages.insert(0, region_stage(settings, top_k=regions_k, emit=False, local=True, verbose=verbose))
     items = (item_from_record(i, dict(r), root) for i, r in enumerate(records))
     feats: list[dict[str, Any]] = [{} for _ in records]
     failed: list[int] = []
@@ -92,8 +96,15 @@ def _progress(enabled: bool):
 @click.argument("records", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Head file to write (safetensors; a readable FILE.json is written beside it).")
-@click.option("--task", type=click.Choice(["classify", "va"]), default="classify", show_default=True,
-              help="classify: a label set; va: valence and arousal on 1-9.")
+@click.option("--task", type=click.Choice(["classify", "va", "regions"]), default="classify", show_default=True,
+              help="classify: a label set; va: valence and arousal on 1-9; regions: the emotional-region "
+                   "head (p_emo for emo regions --region-head) from ground-truth boxes, records with "
+                   "\"regions\": [{\"box\": [x0, y0, x1, y1]}] (EmotionROI format).")
+@click.option("--regions", "with_regions", is_flag=True,
+              help="classify: also read the K best emotional regions' local features (X = [X_global, "
+                   "X_local 1..K], Rao et al. eq. 5), found as emo regions does; use with emo classify --regions.")
+@click.option("--regions-k", type=click.IntRange(1), default=10, show_default=True,
+              help="K, the number of regions --regions reads (zero-padded with a mask when fewer are found).")
 @click.option("--labels", "label_spec", default="emotion6", show_default=True,
               help="Label set: mikels8, emotion6, five, sentiment, or a,b,c (classify).")
 @click.option("--features", "groups", default="deep", show_default=True,
@@ -160,6 +171,10 @@ def fit(opts: dict[str, Any]) -> int:
       emo fit --task va --folds 5 feats.jsonl -o my_va.head
       emo classify --head my.head --root data < test.jsonl | emo score
     """
+    if opts["task"] == "regions":
+        from emo.regions.fit_regions import run_fit
+
+        return run_fit(opts)
     return _run(opts)
 
 
@@ -186,6 +201,8 @@ def _run(opts: dict[str, Any]) -> int:
         groups = parse_groups(opts["groups"])
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if opts["with_regions"]:
+        groups = tuple(g for g in groups if g != "regions") + ("regions",)
     labels = None
     if task == "classify":
         try:
@@ -223,7 +240,7 @@ def _run(opts: dict[str, Any]) -> int:
     if ft:
         return _finetune(opts, cfg, settings, recs, targets, labels, label_prob,
                          {"records": len(records) + bad_lines, "bad_lines": bad_lines, "no_target": len(no_target)}, say)
-    feats, failed = collect_features(recs, groups, settings, opts["root"], verbose, quiet)
+    feats, failed = collect_features(recs, groups, settings, opts["root"], verbose, quiet, opts["regions_k"])
     good = [i for i in range(len(recs)) if i not in set(failed)]
     if not good:
         raise UsageError("no record has usable features")

@@ -22,8 +22,8 @@ from emo.models.backbones import Backbone
 from emo.models.pyramid import StageTaps
 from emo.models.registry import NetworkEntry
 from emo.regions.layers import LinearLayer
-from emo.regions.local import roi_features
-from emo.regions.proposals import activation, box_mass, cam_proposals
+from emo.regions.local import roi_features, with_context
+from emo.regions.proposals import activation, anchors, box_mass, cam_proposals
 from emo.regions.score import emotion_score, select
 
 NEUTRAL = "neutral"
@@ -116,10 +116,21 @@ class RegionFinder:
             logits = self.classifier(local)
         return torch.softmax(logits.float(), 1).max(1).values
 
-    def _p_emo(self, local: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+    def _p_emo(self, fmap: torch.Tensor, boxes: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
         if self.region_head is None:
             return mass
-        return torch.sigmoid(self.region_head(local)[:, 0])
+        return torch.sigmoid(self.region_head(with_context(fmap[None], self.stride, boxes))[:, 0])
+
+    def _head_proposals(self, fmap: torch.Tensor, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """With a region head, every anchor is scored by it; the ``per_level`` best of each level are kept."""
+        boxes, p_emo = [], []
+        for _, b in anchors(width, height):
+            p = torch.sigmoid(self.region_head(with_context(fmap[None], self.stride, b))[:, 0])
+            top = torch.argsort(p, descending=True)[: self.per_level]
+            boxes.append(b[top])
+            p_emo.append(p[top])
+        b = torch.cat(boxes)
+        return b, roi_features([(fmap[None], self.stride)], [b]), torch.cat(p_emo)
 
     def strongest(self, fmap: torch.Tensor, width: int, height: int) -> int:
         """Index of the picture's strongest emotion (neutral excluded): the CAM layer on the pooled picture."""
@@ -147,12 +158,16 @@ class RegionFinder:
                 boxes = to_view(gboxes, size, self.view)
                 mass = box_mass(activation(cam, width, height, self.view), boxes)
                 local = roi_features([(fmap[None], self.stride)], [boxes])
+            elif self.region_head is not None:
+                boxes, local, mass = self._head_proposals(fmap, width, height)
+                p_obj = self._p_obj(local)
+                labels = [emotion] * boxes.shape[0]
             else:
                 boxes, mass = cam_proposals(cam, width, height, self.view, self.per_level)
                 local = roi_features([(fmap[None], self.stride)], [boxes])
                 p_obj = self._p_obj(local)
                 labels = [emotion] * boxes.shape[0]
-            p_emo = self._p_emo(local, mass)
+            p_emo = mass if self.region_head is not None and given is None else self._p_emo(fmap, boxes, mass)
             score = emotion_score(p_emo, p_obj)
             keep = select(boxes, score, self.iou, self.top_k)
             out.append(Regions(to_original(boxes[keep], size, self.view), score[keep], p_emo[keep],

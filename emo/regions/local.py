@@ -51,3 +51,17 @@ def pad_regions(local: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     mask = torch.zeros(k, dtype=torch.bool)
     mask[:m] = True
     return out, mask
+
+
+def with_context(fmap: torch.Tensor, stride: int, boxes: torch.Tensor) -> torch.Tensor:
+    """A box's pooled features and those of the box twice its size around it: ``(N, 2 C)``.
+
+    Mean pooling alone cannot tell a box from a smaller one inside the same object; the
+    surroundings can (the region head's input). ``fmap (1, C, h, w)``, ``boxes (N, 4)`` in pixels.
+    """
+    c = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = boxes[:, 2:] - boxes[:, :2]
+    wide = torch.cat([c - half, c + half], 1)
+    wide[:, 0::2] = wide[:, 0::2].clamp(0, fmap.shape[3] * stride)
+    wide[:, 1::2] = wide[:, 1::2].clamp(0, fmap.shape[2] * stride)
+    return torch.cat([roi_features([(fmap, stride)], [boxes]), roi_features([(fmap, stride)], [wide])], 1)

@@ -137,7 +137,7 @@ def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: floa
     cam = load_layer(cam_file or SHIPPED_CAM, "cam", channels)
     if cam.header.get("backbone") not in (None, entry.name):
         raise ModelError(f"the CAM layer was trained on {cam.header.get('backbone')}, not {entry.name} (--backbone)")
-    head = load_layer(region_head, "region_head", channels) if region_head else None
+    head = load_layer(region_head, "region_head", 2 * channels) if region_head else None
     model = create(entry.name, settings)
     net = LastMap(model, entry).eval()
     engine = load(net, network_id=f"{entry.name}.lastmap", weights_sha256=model.weights_sha256,
@@ -151,3 +151,23 @@ def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: floa
         det = detector(settings)
     return RegionStage(engine, finder, detector=det, detector_view=detector_size, emit=emit, local=local,
                        draw_dir=draw_dir)
+
+
+# The shipped classify head on [X_global, X_local 1..K], used by emo classify --regions when it exists.
+REGIONS_HEAD = Path(__file__).resolve().parents[1] / "regions" / "emotion6_regions.safetensors"
+
+
+def regions_for_head(head, settings, verbose: bool = False) -> RegionStage:
+    """The region stage a classify head trained with ``--regions`` needs (its K from the head's dims)."""
+    from emo.errors import UsageError
+    from emo.models.registry import get
+
+    if "regions" not in head.groups:
+        raise UsageError(f"head {head.name} reads {', '.join(head.groups)}, not regions; train one with "
+                         "emo fit --task classify --regions")
+    channels = get(settings.backbone).stages[-1][1]
+    k, rest = divmod(head.dims["regions"], channels + 1)
+    if rest or k < 1:
+        raise UsageError(f"head {head.name}: {head.dims['regions']} region features do not fit {settings.backbone} "
+                         f"({channels} per region + 1 mask)")
+    return region_stage(settings, top_k=k, emit=True, local=True, verbose=verbose)

@@ -58,3 +58,24 @@ def test_a_record_with_regions_is_not_recomputed_and_bad_inputs_become_errors(mo
     recs = r.records()
     assert recs[0]["regions"] == [{"box": [1, 2, 3, 4], "score": 1.0}]
     assert recs[1]["error"]["kind"] == "not_found"
+
+
+def test_fit_and_classify_with_regions(monkeypatch, tmp_path):
+    from tests.conftest import EMOTION6
+
+    lines = (EMOTION6 / "train.jsonl").read_text().splitlines()[:6]
+    head = tmp_path / "r.head"
+    r = emo(monkeypatch, "fit", "--task", "classify", "--regions", "--regions-k", "2", "--epochs", "1", "-q",
+            "--root", str(EMOTION6), "-o", str(head), input="\n".join(lines) + "\n")
+    assert r.code == 0, r.err
+    import json
+
+    header = json.loads(head.with_name(head.name + ".json").read_text())
+    assert header["groups"] == ["deep", "regions"] and header["dims"]["regions"] == 2 * 1280 + 2
+    r = emo(monkeypatch, "classify", "--regions", "--head", str(head), "--root", str(EMOTION6), input=lines[0] + "\n")
+    assert r.code == 0, r.err
+    (rec,) = r.records()
+    assert rec["emotion"]["label"] in header["labels"] and 1 <= len(rec["regions"]) <= 2
+    # A head that never saw regions cannot take them.
+    r = emo(monkeypatch, "classify", "--regions", "--head", "emotion6", "--root", str(EMOTION6), input=lines[0] + "\n")
+    assert r.code == 2 and "not regions" in r.err
