@@ -156,10 +156,12 @@ def classify(opts: dict[str, Any]) -> int:
         from emo.models.heads import load_head
         from emo.stages.heads import ClassifyStage
 
-        from emo.stages.regions import REGIONS_HEAD
+        default = DEFAULT_HEAD["classify"]
+        if opts["with_regions"]:
+            from emo.stages.regions import REGIONS_HEAD
 
-        default = REGIONS_HEAD if opts["with_regions"] and REGIONS_HEAD.is_file() else DEFAULT_HEAD["classify"]
-        head = load_head(settings.head or str(default))
+            default = str(REGIONS_HEAD) if REGIONS_HEAD.is_file() else default
+        head = load_head(settings.head or default)
         if head.task != "classify":
             from emo.errors import UsageError
 
