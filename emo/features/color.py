@@ -56,15 +56,13 @@ _lut_cache: dict[torch.device, torch.Tensor] = {}
 
 def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` RGB in [0, 1] -> ``(B, 3, H, W)`` HSV in [0, 1] (hue as a turn fraction)."""
-    r, g, b = rgb.unbind(1)
-    v, argmax = rgb.max(1)
-    c = v - rgb.min(1).values
-    s = torch.where(v > 0, c / v.clamp_min(1e-12), torch.zeros_like(v))
-    safe_c = c.clamp_min(1e-12)
-    h = torch.where(argmax == 0, ((g - b) / safe_c) % 6.0,
-                    torch.where(argmax == 1, (b - r) / safe_c + 2.0, (r - g) / safe_c + 4.0))
-    h = torch.where(c > 0, h / 6.0, torch.zeros_like(h))
-    return torch.stack((h, s, v), 1)
+    v, argmax = rgb.max(1, keepdim=True)
+    c = v - rgb.min(1, keepdim=True).values
+    s = torch.where(v > 0, c / v.clamp_min(1e-12), 0.0)
+    # channels of diff: g - b, b - r, r - g; the one of the largest channel gives the hue sector
+    diff = rgb.roll(-1, 1) - rgb.roll(-2, 1)
+    h = torch.remainder(diff.gather(1, argmax) / c.clamp_min(1e-12) + 2.0 * argmax, 6.0) / 6.0
+    return torch.cat((torch.where(c > 0, h, 0.0), s, v), 1)
 
 
 def srgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
