@@ -32,7 +32,7 @@ SHIPPED: dict[str, HeadEntry] = {
         HeadEntry("sentiment", "classify", "sentiment", ("deep",),
                   "positive / negative (Emotion6 valence above / below 5), on mobilenet_v2 deep features"),
         HeadEntry("va", "va", "va", ("deep",),
-                  "valence and arousal on 1-9 (Kim et al.'s network), on mobilenet_v2 deep features", "va"),
+                  "valence and arousal on 1-9, MLP on mobilenet_v2 deep features (Kim et al.'s task)", "va"),
         HeadEntry("emotion6_linear", "classify", "emotion6", ("deep",),
                   "linear 7-class Emotion6 layer on mobilenet_v2 deep features (class activation maps)"),
     )
