@@ -86,7 +86,7 @@ def _blobs(n=300, seed=0):
     return X, Targets(y=y.astype(np.int64), dist=dist, p_star=np.ones(n, np.float32))
 
 
-FAST = FitConfig(hidden=(16,), dropout=0.0, epochs=15, lr=1e-2, weight_decay=0.0, batch_size=32)
+FAST = FitConfig(hidden=(16,), dropout=0.0, epochs=15, lr=1e-2, weight_decay=0.0, batch_size=32, threads=1)
 
 
 @pytest.mark.parametrize("loss", ["ce", "multi", "prob"])
@@ -104,7 +104,7 @@ def test_va_head_learns_a_linear_target():
     X = rng.normal(0, 1, (300, 5)).astype(np.float32)
     va = np.stack([5 + X[:, 0], 4 - 0.5 * X[:, 1]], 1).astype(np.float32)
     head = new_head(["deep"], {"deep": 5}, "va", [])
-    cfg = FitConfig(task="va", loss="mse", hidden=(), dropout=0.0, epochs=40, lr=2e-2, weight_decay=0.0)
+    cfg = FitConfig(task="va", loss="mse", hidden=(), dropout=0.0, epochs=40, lr=2e-2, weight_decay=0.0, threads=1)
     fit_head(X, Targets(va=va), cfg, head.net)
     assert ((head.predict(X) - va) ** 2).mean() < 0.01
 

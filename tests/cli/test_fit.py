@@ -33,7 +33,7 @@ def _write(tmp_path, recs, name="train.jsonl"):
     return p
 
 
-FAST = ("--epochs", "8", "--hidden", "16", "--lr", "0.01", "--backbone", "tiny_test")
+FAST = ("--epochs", "8", "--hidden", "16", "--lr", "0.01", "--backbone", "tiny_test", "--threads", "1")
 
 
 def test_fit_with_folds_writes_a_head_with_cv_metrics(monkeypatch, tiny_backbone, tmp_path):
@@ -114,7 +114,7 @@ def test_finetune_trains_the_backbone_and_classify_uses_its_own_features(monkeyp
         recs.append({"path": f"{i}.png", "label": c})
     data = _write(tmp_path, recs)
     out = tmp_path / "ft.head"
-    r = emo(monkeypatch, "fit", "--finetune", "--labels", "joy,sadness,fear", "--epochs", "2", "--batch-size", "4",
+    r = emo(monkeypatch, "fit", "--finetune", "--labels", "joy,sadness,fear", "--epochs", "2", "--batch-size", "4", "--threads", "1",
             "--lr", "0.01", "--val-split", "0.25", "--backbone", "tiny_test", "--root", str(tmp_path), str(data),
             "-o", str(out))
     assert r.code == 0, r.err

@@ -27,10 +27,10 @@ def _trained(groups=("deep",), dims=None, hidden=(8,), members=2, task="classify
     if task == "classify":
         y = rng.integers(0, 7, 60)
         t = Targets(y=y, dist=np.eye(7, dtype=np.float32)[y], p_star=np.ones(60, np.float32))
-        cfg = FitConfig(hidden=hidden, epochs=3, members=members)
+        cfg = FitConfig(hidden=hidden, epochs=3, members=members, threads=1)
     else:
         t = Targets(va=rng.uniform(1, 9, (60, 2)).astype(np.float32))
-        cfg = FitConfig(task="va", loss="mse", hidden=hidden, epochs=3, members=members)
+        cfg = FitConfig(task="va", loss="mse", hidden=hidden, epochs=3, members=members, threads=1)
     fit_head(X, t, cfg, head.net)
     head.header["name"] = "test"
     return head, X

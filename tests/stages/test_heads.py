@@ -21,10 +21,10 @@ def _head(labels, task="classify", d=4, seed=0):
     if task == "classify":
         y = rng.integers(0, len(labels), 40)
         t = Targets(y=y, dist=np.eye(len(labels), dtype=np.float32)[y], p_star=np.ones(40, np.float32))
-        fit_head(X, t, FitConfig(hidden=(), epochs=2), h.net)
+        fit_head(X, t, FitConfig(hidden=(), epochs=2, threads=1), h.net)
     else:
         fit_head(X, Targets(va=rng.uniform(1, 9, (40, 2)).astype(np.float32)),
-                 FitConfig(task="va", loss="mse", hidden=(), epochs=2), h.net)
+                 FitConfig(task="va", loss="mse", hidden=(), epochs=2, threads=1), h.net)
     h.header["name"] = "t"
     return h
 
