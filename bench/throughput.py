@@ -250,6 +250,8 @@ def main() -> int:
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
+    # Every figure runs under the OpenMP wait policy emo sets for itself (emo.pipeline), before torch loads.
+    import emo.pipeline  # noqa: F401
     import torch
 
     paths = image_list(args.images, args.limit)

@@ -52,10 +52,17 @@ class Summary:
     failed: int = 0
 
 
-def _batched(items: Iterable[Item], n: int) -> Iterator[list[Item]]:
+# The first batch is at most this big, so the first lines reach a reader soon after start-up.
+FIRST_BATCH = 8
+
+
+def _batched(items: Iterable[Item], n: int, first: int = 0) -> Iterator[list[Item]]:
+    """Lists of ``n`` items (the first of ``first`` items when given), in order."""
     it = iter(items)
-    while batch := list(itertools.islice(it, n)):
+    size = first or n
+    while batch := list(itertools.islice(it, size)):
         yield batch
+        size = n
 
 
 def _views_for(item: Item, stages: Sequence[Stage]) -> tuple[View, ...]:
@@ -136,7 +143,7 @@ class Pipeline:
         workers = decode_workers(self.settings)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emo-decode") as pool:
             pending: deque[tuple[list[Item], list[Future | None]]] = deque()
-            batches = _batched(items, self.settings.batch_size)
+            batches = _batched(items, self.settings.batch_size, min(self.settings.batch_size, FIRST_BATCH))
             try:
                 for batch in batches:
                     pending.append((batch, self._submit(pool, batch)))
