@@ -14,6 +14,9 @@ from emo.engine import Profile, load
 from emo.io.decode import View, decode
 from tests.conftest import EMOTION6, SAMPLES
 
+# Read at import: the suite's autouse fixture clears every EMO_* variable before a test runs.
+SHARED_ENGINE_CACHE = os.environ.get("EMO_TEST_ENGINE_CACHE", "")
+
 
 def _real_batch(size: int, resize: int, n: int = 7) -> torch.Tensor:
     """``(n, 3, size, size) uint8`` from real photos (samples, then Emotion6 when present)."""
@@ -132,7 +135,7 @@ def test_mobilenet_v2_inductor_equals_eager(tmp_path):
     """The real default network, compiled (about a minute on 2 cores, or loaded from EMO_TEST_ENGINE_CACHE)."""
     from emo.models import create, get
 
-    cache = os.environ.get("EMO_TEST_ENGINE_CACHE") or str(tmp_path)
+    cache = SHARED_ENGINE_CACHE or str(tmp_path)
     settings = Settings(device="cpu", backend="inductor", cache_dir=cache)
     model = create("mobilenet_v2", settings)
     pp = get("mobilenet_v2").preprocess
