@@ -262,6 +262,13 @@ def _state_id(state: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
+def _build_net(arch: Mapping[str, Any], task: str) -> HeadNet:
+    net = HeadNet(int(arch["in_dim"]), int(arch["n_out"]), task)
+    for _ in range(int(arch["members"])):
+        net.add_member(net.new_member(arch["hidden"]))
+    return net
+
+
 def load_head_file(path: str | Path, source: str = "") -> Head:
     """Read a head file written by :func:`save_head`; anything else is a :class:`ModelError`."""
     from safetensors import SafetensorError, safe_open
@@ -282,11 +289,17 @@ def load_head_file(path: str | Path, source: str = "") -> Head:
         arch = header["architecture"]
         if header.get("format") != FORMAT:
             raise ValueError(f"format {header.get('format')!r}, expected {FORMAT}")
-        net = HeadNet(int(arch["in_dim"]), int(arch["n_out"]), header["task"])
-        for _ in range(int(arch["members"])):
-            net.add_member(net.new_member(arch["hidden"]))
         bb = {k[len(BACKBONE_PREFIX):]: v for k, v in tensors.items() if k.startswith(BACKBONE_PREFIX)}
         tensors = {k: v for k, v in tensors.items() if not k.startswith(BACKBONE_PREFIX)}
+        # Shapes the header claims are checked on the meta device first: a forged header
+        # must not make us allocate memory for a network that the stored tensors do not fill.
+        with torch.device("meta"):
+            shape_net = _build_net(arch, header["task"])
+        claimed = {k: tuple(v.shape) for k, v in shape_net.state_dict().items()}
+        stored = {k: tuple(v.shape) for k, v in tensors.items()}
+        if claimed != stored:
+            raise ValueError("the header's architecture does not match the stored tensors")
+        net = _build_net(arch, header["task"])
         tensors["log_mask"] = tensors["log_mask"].bool()
         net.load_state_dict(tensors, strict=True)
         if header.get("finetuned") and not bb:
