@@ -44,6 +44,13 @@ class OutputError(EmoError):
     """The output cannot be written (disk full, read-only folder, a resume file emo cannot read)."""
 
 
+class UnknownNetwork(ModelError, KeyError):
+    """A network name the registry does not know; a KeyError too, for dict-like callers."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class NotBuiltYet(EmoError):
     """A subcommand or option whose implementation has not landed yet."""
 

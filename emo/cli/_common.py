@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from emo import config
-from emo.errors import EXIT_OK, EXIT_SOME_FAILED, ConfigError, UsageError
+from emo.errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
 
 F = Callable[..., Any]
 
@@ -255,10 +255,7 @@ def backbone_engine(settings: config.Settings, verbose: bool = False):
     from emo.engine import Profile, load
     from emo.models import create, get
 
-    try:
-        entry = get(settings.backbone)
-    except KeyError as e:
-        raise ConfigError(str(e.args[0])) from None
+    entry = get(settings.backbone)
     model = create(settings.backbone, settings)
     engine = load(model, network_id=entry.name, weights_sha256=model.weights_sha256,
                   profile=Profile(entry.preprocess.crop, settings.batch_size), settings=settings, verbose=verbose)

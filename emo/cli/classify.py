@@ -27,7 +27,6 @@ def feature_stages(heads: list[Any], settings: Any, verbose: bool) -> list[Any]:
     ``features`` never load a network. Every head is checked against the run's backbone first.
     """
     from emo.cli._common import backbone_engine
-    from emo.errors import ConfigError
     from emo.features import HANDCRAFTED_DIMS
     from emo.io.decode import View
     from emo.models.registry import get
@@ -47,10 +46,7 @@ def feature_stages(heads: list[Any], settings: Any, verbose: bool) -> list[Any]:
         stages.append(HandcraftedStage(hand, resolve_device(settings.device)))
     net = tuple(g for g in groups if g in ("object", "deep"))
     if net:
-        try:
-            entry = get(settings.backbone)
-        except KeyError as e:
-            raise ConfigError(str(e.args[0])) from None
+        entry = get(settings.backbone)
         for h in heads:
             h.check_backbone(entry.name, entry.weights.sha256 if entry.weights else "")
 
@@ -72,16 +68,13 @@ def feature_stages(heads: list[Any], settings: Any, verbose: bool) -> list[Any]:
 
 def _own_backbone(head: Any, settings: Any, verbose: bool) -> Any:
     """A lazily built backbone with a fine-tuned head's own weights (from the head file)."""
-    from emo.errors import ConfigError, ModelError
+    from emo.errors import ModelError
     from emo.io.decode import View
     from emo.models.registry import get
     from emo.stages.heads import LazyStage, OwnBackboneStage
 
     name = head.backbone.get("id", "")
-    try:
-        entry = get(name)
-    except KeyError as e:
-        raise ConfigError(str(e.args[0])) from None
+    entry = get(name)
     ft = head.finetuned["id"]
     pp = entry.preprocess
     view = View(pp.crop, pp.resize, "crop")

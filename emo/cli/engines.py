@@ -142,10 +142,7 @@ def build(settings: config.Settings, names: tuple[str, ...], device: str | None,
              "weights_dir": weights_dir}
     settings = config.validate(replace(settings, **{k: v for k, v in given.items() if v is not None}))
     for name in names:
-        try:
-            entry = get(name)
-        except KeyError as e:
-            raise ModelError(str(e.args[0])) from None
+        entry = get(name)
         if entry.task != "backbone":
             raise ModelError(f"{name} is a {entry.task} network; emo engines build takes backbones")
         start = time.perf_counter()

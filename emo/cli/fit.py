@@ -267,10 +267,7 @@ def _run(opts: dict[str, Any]) -> int:
     if uses_net:
         from emo.models.registry import get
 
-        try:
-            entry = get(settings.backbone)
-        except KeyError as e:
-            raise UsageError(str(e.args[0])) from None
+        entry = get(settings.backbone)
         backbone_sha = entry.weights.sha256 if entry.weights else ""
         if entry.embed_dim and "deep" in dims and dims["deep"] != entry.embed_dim:
             raise UsageError(f"the records' deep features have {dims['deep']} values; {entry.name} gives "
@@ -392,10 +389,7 @@ def _finetune(opts, cfg, settings, recs, targets, labels, label_prob, counts, sa
     from emo.models.heads import new_head
     from emo.train import evaluate, finetune, split_val
 
-    try:
-        entry = get(settings.backbone)
-    except KeyError as e:
-        raise UsageError(str(e.args[0])) from None
+    entry = get(settings.backbone)
     pp = entry.preprocess
     images, bad = _decode_all(recs, opts["root"], pp.resize, settings, say)
     keep = np.asarray([i for i in range(len(recs)) if i not in set(bad)], dtype=np.int64)

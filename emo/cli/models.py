@@ -98,10 +98,7 @@ def pull(settings, names: tuple[str, ...]) -> int:
     from emo.models.weights import pull as pull_weights
 
     for name in names:
-        try:
-            entry = get(name)
-        except KeyError as e:
-            raise ModelError(str(e.args[0])) from None
+        entry = get(name)
         if entry.weights is None:
             raise ModelError(f"{name} has no weights file")
         path = pull_weights(entry.weights, settings)

@@ -36,10 +36,7 @@ def create(
     from emo.models.weights import load_state_dict, resolve
 
     settings = settings or from_env()
-    try:
-        entry = get(name)
-    except KeyError as e:
-        raise ModelError(str(e.args[0])) from None
+    entry = get(name)
     if entry.task != "backbone":
         raise ModelError(f"{name} is a {entry.task}, not a backbone")
     net, split = _builder(entry)()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from emo.errors import UnknownNetwork
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -181,11 +183,11 @@ register(
 
 
 def get(name: str) -> NetworkEntry:
-    """The entry called ``name``; a :class:`KeyError` lists the known names."""
+    """The entry called ``name``; :class:`UnknownNetwork` (a KeyError, exit 2) lists the known names."""
     try:
         return REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown network {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
+        raise UnknownNetwork(f"unknown network {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
 
 
 def names(task: str | None = None) -> list[str]:

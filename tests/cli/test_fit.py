@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import orjson
-import pytest
 
 from emo.models.heads import load_head
 from tests.cli.test_models import emo

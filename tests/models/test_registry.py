@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from emo.models import registry
-from emo.models.registry import REGISTRY, NetworkEntry, Preprocess, WeightsFile, get, names, register
+from emo.models.registry import REGISTRY, NetworkEntry, Preprocess, get, names, register
 
 ALL = sorted(REGISTRY)
 
