@@ -5,7 +5,7 @@ arousal regression (MSE, RMSE, Pearson r). Pure numpy; records in, plain dicts o
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -97,30 +97,46 @@ def _truth_label(rec: Mapping[str, Any]) -> str | None:
     return None
 
 
-def score_classify(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Score ``emotion`` predictions against ``label`` / ``distribution`` truth in the same records.
-
-    Records with ``error``, without a prediction or without truth are counted, never dropped silently.
-    """
-    counts = {"records": 0, "errors": 0, "no_prediction": 0, "no_truth": 0, "scored": 0}
-    pairs: list[tuple[str, str]] = []
-    dists: list[tuple[Mapping[str, float], Mapping[str, float]]] = []
-    sent_t, sent_p = [], []
-    labels: list[str] = []
+def _scored(records: Iterable[Mapping[str, Any]], counts: dict[str, int], key: str,
+            is_prediction: Callable[[Any], bool], truth_of: Callable[[Mapping[str, Any]], Any]
+            ) -> Iterator[tuple[Mapping[str, Any], Any, Any]]:
+    """Yield ``(record, prediction, truth)`` of the scorable records; count every other one by why."""
     for rec in records:
         counts["records"] += 1
         if rec.get(KEY_ERROR):
             counts["errors"] += 1
             continue
-        emo = rec.get(KEY_EMOTION)
-        if not isinstance(emo, Mapping) or not isinstance(emo.get("label"), str):
+        pred = rec.get(key)
+        if not is_prediction(pred):
             counts["no_prediction"] += 1
             continue
-        truth = _truth_label(rec)
+        truth = truth_of(rec)
         if truth is None:
             counts["no_truth"] += 1
             continue
         counts["scored"] += 1
+        yield rec, pred, truth
+
+
+def _is_emotion(pred: Any) -> bool:
+    return isinstance(pred, Mapping) and isinstance(pred.get("label"), str)
+
+
+def _new_counts() -> dict[str, int]:
+    return {"records": 0, "errors": 0, "no_prediction": 0, "no_truth": 0, "scored": 0}
+
+
+def score_classify(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Score ``emotion`` predictions against ``label`` / ``distribution`` truth in the same records.
+
+    Records with ``error``, without a prediction or without truth are counted, never dropped silently.
+    """
+    counts = _new_counts()
+    pairs: list[tuple[str, str]] = []
+    dists: list[tuple[Mapping[str, float], Mapping[str, float]]] = []
+    sent_t, sent_p = [], []
+    labels: list[str] = []
+    for rec, emo, truth in _scored(records, counts, KEY_EMOTION, _is_emotion, _truth_label):
         probs = emo.get("probs") if isinstance(emo.get("probs"), Mapping) else {}
         for name in list(probs) + [truth, emo["label"]]:
             if name not in labels:
@@ -145,24 +161,17 @@ def score_classify(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _truth_va(rec: Mapping[str, Any]) -> tuple[Any, Any] | None:
+    """``(valence, arousal)`` truth, None when neither is a number."""
+    v, a = rec.get("valence"), rec.get("arousal")
+    return None if not isinstance(v, (int, float)) and not isinstance(a, (int, float)) else (v, a)
+
+
 def score_va(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Score ``va`` predictions against numeric ``valence`` / ``arousal`` truth."""
-    counts = {"records": 0, "errors": 0, "no_prediction": 0, "no_truth": 0, "scored": 0}
+    counts = _new_counts()
     tv, pv, ta, pa = [], [], [], []
-    for rec in records:
-        counts["records"] += 1
-        if rec.get(KEY_ERROR):
-            counts["errors"] += 1
-            continue
-        va = rec.get(KEY_VA)
-        if not isinstance(va, Mapping):
-            counts["no_prediction"] += 1
-            continue
-        v, a = rec.get("valence"), rec.get("arousal")
-        if not isinstance(v, (int, float)) and not isinstance(a, (int, float)):
-            counts["no_truth"] += 1
-            continue
-        counts["scored"] += 1
+    for rec, va, (v, a) in _scored(records, counts, KEY_VA, lambda p: isinstance(p, Mapping), _truth_va):
         if isinstance(v, (int, float)) and isinstance(va.get("valence"), (int, float)):
             tv.append(v), pv.append(va["valence"])
         if isinstance(a, (int, float)) and isinstance(va.get("arousal"), (int, float)):
