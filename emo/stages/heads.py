@@ -32,7 +32,23 @@ def _stack(head: Head, items: list[Item]) -> tuple[list[Item], np.ndarray]:
     return ok, X
 
 
-class ClassifyStage:
+class _HeadStage:
+    """What every head stage shares: no pixels, a head of the right task, every item wanted."""
+
+    views: tuple[View, ...] = ()
+    task = ""
+    what = ""  # how a head of this task is named in the refusal
+
+    def __init__(self, head: Head) -> None:
+        if head.task != self.task:
+            raise ValueError(f"head {head.name} is a {head.task} head, not {self.what}")
+        self.head = head
+
+    def wants(self, item: Item) -> bool:
+        return True
+
+
+class ClassifyStage(_HeadStage):
     """Adds ``emotion: {label, probs}`` and ``sentiment: {label, p_positive}``.
 
     Sentiment comes from the emotion probabilities when every class has a polarity (mikels8,
@@ -40,18 +56,13 @@ class ClassifyStage:
     ``top_k`` > 0 adds ``emotion.top``: the k most probable classes, most probable first.
     """
 
-    views: tuple[View, ...] = ()
+    task, what = "classify", "a classifier"
 
     def __init__(self, head: Head, sentiment_head: Head | None = None, top_k: int = 0) -> None:
-        if head.task != "classify":
-            raise ValueError(f"head {head.name} is a {head.task} head, not a classifier")
-        self.head = head
+        super().__init__(head)
         self.labels = from_labels(head.labels)
         self.sentiment_head = None if self.labels.complete_sentiment else sentiment_head
         self.top_k = min(top_k, len(head.labels))
-
-    def wants(self, item: Item) -> bool:
-        return True
 
     def run(self, items: list[Item]) -> None:
         ok, X = _stack(self.head, items)
@@ -82,18 +93,10 @@ class ClassifyStage:
                 item.record[KEY_SENTIMENT] = {"label": POSITIVE if p >= 0.5 else NEGATIVE, "p_positive": round(p, 6)}
 
 
-class VAStage:
+class VAStage(_HeadStage):
     """Adds ``va: {valence, arousal}`` on the 1-9 scale."""
 
-    views: tuple[View, ...] = ()
-
-    def __init__(self, head: Head) -> None:
-        if head.task != "va":
-            raise ValueError(f"head {head.name} is a {head.task} head, not a valence/arousal head")
-        self.head = head
-
-    def wants(self, item: Item) -> bool:
-        return True
+    task, what = "va", "a valence/arousal head"
 
     def run(self, items: list[Item]) -> None:
         ok, X = _stack(self.head, items)
