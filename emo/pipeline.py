@@ -9,7 +9,6 @@ finished batch, in input order, to the sink.
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -18,14 +17,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from emo.config import Settings, decode_workers
+from emo.engine.host import tune_process
 from emo.errors import EmoError, InputError
 from emo.io.decode import Decoded, View, decode
 from emo.io.records import Item
 
-# OpenMP workers that spin while they wait take the cores the decode threads (and anyone else on a
-# shared machine) need: measured on 2 busy cores, spinning doubled the engine's CPU per image.
-# libgomp reads this when torch loads it, so it only takes effect if torch is not imported yet.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before torch loads: passive OpenMP waits and a heap that keeps the engine's buffers (see host.py).
+tune_process()
 
 
 class Stage(Protocol):
