@@ -251,14 +251,17 @@ def pass_opts(f: F) -> F:
 
 
 def backbone_engine(settings: config.Settings, verbose: bool = False):
-    """Build the backbone named in ``settings`` and its engine; returns (entry, model, engine)."""
+    """The engine of the backbone named in ``settings``; returns (entry, weights sha256, engine).
+
+    The network itself is built only when the engine is not in the cache yet.
+    """
     from emo.engine import Profile, load
-    from emo.models import create, get
+    from emo.models import create, get, weights_digest
 
     entry = get(settings.backbone)
-    model = create(settings.backbone, settings)
-    engine = load(model, network_id=entry.name, weights_sha256=model.weights_sha256,
+    digest = weights_digest(settings.backbone, settings)
+    engine = load(lambda: create(settings.backbone, settings), network_id=entry.name, weights_sha256=digest,
                   profile=Profile(entry.preprocess.crop, settings.batch_size), settings=settings, verbose=verbose)
     if verbose:
         click.echo(f"emo: {entry.name} on {engine.device} ({engine.backend}, {engine.precision})", err=True)
-    return entry, model, engine
+    return entry, digest, engine

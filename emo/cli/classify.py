@@ -53,9 +53,9 @@ def feature_stages(heads: list[Any], settings: Any, verbose: bool) -> list[Any]:
         def build():
             from emo.stages.backbone import BackboneStage
 
-            entry_, model, engine = backbone_engine(settings, verbose)
+            entry_, digest, engine = backbone_engine(settings, verbose)
             for h in heads:
-                h.check_backbone(entry_.name, model.weights_sha256)
+                h.check_backbone(entry_.name, digest)
             return BackboneStage(engine, entry_, net)
 
         pp = entry.preprocess

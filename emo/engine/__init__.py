@@ -96,6 +96,25 @@ def candidates(backend: str, device: "torch.device") -> list[str]:
     return order + ["inductor", "eager"]
 
 
+ModelSource = Callable[[], "torch.nn.Module"]
+
+
+def _once(model: "torch.nn.Module | ModelSource") -> ModelSource:
+    """A function that returns ``model``, building it on the first call if it is a factory."""
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        return lambda: model
+    built: list[torch.nn.Module] = []
+
+    def get() -> "torch.nn.Module":
+        if not built:
+            built.append(model())
+        return built[0]
+
+    return get
+
+
 def _state_sha256(model: "torch.nn.Module") -> str:
     """sha256 of every parameter and buffer: the weights' identity when no file hash is known."""
     import torch
@@ -138,7 +157,7 @@ def _first_line(e: BaseException) -> str:
     return (lines[0][:160] + ("…" if len(lines[0]) > 160 else "")) if lines else type(e).__name__
 
 
-def _compiled(name: str, model: "torch.nn.Module", network_id: str, weights_sha256: str, profile: Profile,
+def _compiled(name: str, model: "ModelSource", network_id: str, weights_sha256: str, profile: Profile,
               settings: Settings, device: "torch.device", announce: bool) -> Engine:
     """Load the ``name`` engine from the cache, building it once if absent or corrupt."""
     import torch
@@ -149,13 +168,13 @@ def _compiled(name: str, model: "torch.nn.Module", network_id: str, weights_sha2
     mod = inductor if name == "inductor" else tensorrt
     precision = settings.precision
     in_dtype = tensorrt.input_dtype(precision) if name == "tensorrt" else None
-    fields = key_fields(network_id, weights_sha256 or _state_sha256(model), profile, precision, name, device)
+    fields = key_fields(network_id, weights_sha256 or _state_sha256(model()), profile, precision, name, device)
     cache = EngineCache(engines_cache(settings))
 
     def build(tmp: Path) -> dict[str, Any]:
         if announce:
             _say(f"emo: compiling the {name} engine for {network_id} on {device.type} (once; cached in {cache.root})")
-        return mod.build(model, profile, device, precision, tmp)
+        return mod.build(model(), profile, device, precision, tmp)
 
     def load_checked(path: Path, meta: dict[str, Any]) -> Callable[..., Any]:
         fn = mod.load(path, device)
@@ -171,12 +190,12 @@ def _compiled(name: str, model: "torch.nn.Module", network_id: str, weights_sha2
                   in_dtype=in_dtype, path=cache.root / meta["file"], built=built)
 
 
-def _one(name: str, model: "torch.nn.Module", network_id: str, weights_sha256: str, profile: Profile,
+def _one(name: str, model: "ModelSource", network_id: str, weights_sha256: str, profile: Profile,
          settings: Settings, device: "torch.device", announce: bool) -> Engine:
     if name == "eager":
         from emo.engine.eager import build_eager
 
-        return build_eager(model, device, settings.precision, profile)
+        return build_eager(model(), device, settings.precision, profile)
     if name == "tensorrt":
         from emo.engine import tensorrt
 
@@ -187,9 +206,12 @@ def _one(name: str, model: "torch.nn.Module", network_id: str, weights_sha256: s
     return _compiled(name, model, network_id, weights_sha256, profile, settings, device, announce)
 
 
-def load(model: "torch.nn.Module", *, network_id: str, weights_sha256: str, profile: Profile,
-         settings: Settings, verbose: bool = False) -> Engine:
+def load(model: "torch.nn.Module | Callable[[], torch.nn.Module]", *, network_id: str, weights_sha256: str,
+         profile: Profile, settings: Settings, verbose: bool = False) -> Engine:
     """An :class:`Engine` for ``model`` on ``settings.device`` with ``settings.backend``.
+
+    ``model`` may be a function that builds it: with ``weights_sha256`` given and the engine in
+    the cache, it is never called, so a cached run does not pay for building the network.
 
     ``auto`` tries tensorrt (CUDA, installed), then inductor, then eager: a backend that fails
     costs one line on stderr and the next is tried. A backend named explicitly that fails raises
@@ -197,6 +219,7 @@ def load(model: "torch.nn.Module", *, network_id: str, weights_sha256: str, prof
     """
     device = resolve_device(settings.device)
     order = candidates(settings.backend, device)
+    model = _once(model)
     announce = verbose or sys.stderr.isatty()
     for i, name in enumerate(order):
         try:

@@ -13,7 +13,7 @@ from emo.models.registry import REGISTRY, NetworkEntry, get, names
 if TYPE_CHECKING:
     from emo.models.backbones import Backbone
 
-__all__ = ["REGISTRY", "NetworkEntry", "create", "get", "names", "imagenet_labels"]
+__all__ = ["REGISTRY", "NetworkEntry", "create", "get", "names", "imagenet_labels", "weights_digest"]
 
 
 def _builder(entry: NetworkEntry):
@@ -54,6 +54,21 @@ def create(
     model = Backbone(body, classifier, entry).eval()
     model.weights_sha256 = digest
     return model
+
+
+def weights_digest(name: str, settings: Settings | None = None, weights: Path | None = None) -> str:
+    """The verified sha256 of the weights :func:`create` would load, without building the network.
+
+    An engine's cache key needs only this, so a cached engine runs without importing the
+    network's code (torchvision pulls in torch._dynamo: about a second of start-up).
+    """
+    from emo.models.weights import resolve
+
+    settings = settings or from_env()
+    entry = get(name)
+    if entry.weights is None:
+        raise ModelError(f"{name} has no weights in the registry")
+    return resolve(entry.weights, settings, explicit=weights)[1]
 
 
 def imagenet_labels() -> list[str]:

@@ -148,3 +148,42 @@ def test_mobilenet_v2_inductor_equals_eager(tmp_path):
     for g, r in zip(got, ref):
         assert torch.allclose(g, r, atol=1e-4, rtol=0), (g - r).abs().max()
     assert torch.equal(got[0].argmax(1), ref[0].argmax(1))
+
+
+def test_cached_engine_never_builds_the_network(tiny_backbone, tiny_cache, monkeypatch):
+    """A cached run keys the engine by the weights file's digest alone: no network is built."""
+    from emo.cli._common import backbone_engine
+
+    def refuse(*a, **k):
+        raise AssertionError("the network was built although its engine is cached")
+
+    model = _tiny(tiny_backbone)  # the reference, built before building is refused
+    monkeypatch.setattr("emo.models.create", refuse)
+    from dataclasses import replace
+
+    settings = replace(from_env(), device="cpu", backend="inductor", cache_dir=str(tiny_cache), backbone="tiny_test")
+    entry, digest, eng = backbone_engine(settings)
+    assert eng.backend == "inductor" and not eng.built
+    assert digest == tiny_backbone.weights.sha256
+    x = _real_batch(32, 36, n=3)
+    assert torch.allclose(eng(x)[1], model(x)[1], atol=1e-4)
+
+
+def test_network_is_built_once_when_the_engine_is_missing(tiny_backbone, monkeypatch, tmp_path):
+    from emo.engine import inductor
+
+    built, compiled = [], []
+    model = _tiny(tiny_backbone)
+
+    def factory():
+        built.append(1)
+        return model
+
+    def fake_build(m, profile, device, precision, out: Path):
+        compiled.append(m)
+        raise RuntimeError("no compiler here")  # auto falls back to eager, which needs the model too
+
+    monkeypatch.setattr(inductor, "build", fake_build)
+    settings = Settings(device="cpu", backend="auto", cache_dir=str(tmp_path))
+    eng = load(factory, network_id="tiny_test", weights_sha256="f" * 64, profile=Profile(32, 32), settings=settings)
+    assert eng.backend == "eager" and compiled == [model] and built == [1]
