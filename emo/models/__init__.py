@@ -33,7 +33,7 @@ def create(
     ``weights_sha256`` set to the full digest of the file it loaded ("" when random).
     """
     from emo.models.backbones import Backbone
-    from emo.models.weights import load_state_dict, resolve
+    from emo.models.weights import load_state_dict
 
     settings = settings or from_env()
     entry = get(name)
@@ -42,9 +42,7 @@ def create(
     net, split = _builder(entry)()
     digest = ""
     if pretrained:
-        if entry.weights is None:
-            raise ModelError(f"{name} has no weights in the registry")
-        path, digest = resolve(entry.weights, settings, explicit=weights)
+        path, digest = _weights_file(entry, settings, weights)
         state = load_state_dict(path)
         try:
             net.load_state_dict(state)
@@ -62,13 +60,16 @@ def weights_digest(name: str, settings: Settings | None = None, weights: Path | 
     An engine's cache key needs only this, so a cached engine runs without importing the
     network's code (torchvision pulls in torch._dynamo: about a second of start-up).
     """
+    return _weights_file(get(name), settings or from_env(), weights)[1]
+
+
+def _weights_file(entry: NetworkEntry, settings: Settings, weights: Path | None) -> tuple[Path, str]:
+    """The verified weights file of ``entry`` (``weights`` when given) and its sha256."""
     from emo.models.weights import resolve
 
-    settings = settings or from_env()
-    entry = get(name)
     if entry.weights is None:
-        raise ModelError(f"{name} has no weights in the registry")
-    return resolve(entry.weights, settings, explicit=weights)[1]
+        raise ModelError(f"{entry.name} has no weights in the registry")
+    return resolve(entry.weights, settings, explicit=weights)
 
 
 def imagenet_labels() -> list[str]:
