@@ -342,7 +342,7 @@ NOTES = """- Every figure runs with OMP_WAIT_POLICY=PASSIVE, which emo sets for 
   kernel time, and the engine alone ran at about half the speed. The ceiling is measured with
   the setting, as emo runs; the naive and loader baselines without it, as a user would run them
   (the extra loader row shows what the setting alone does for them).
-- Start-up of a cached run is mostly `import torch` (about 1.1 s here): the network is not
+- Start-up of a cached run is mostly `import torch` (1.1 to 1.6 s here): the network is not
   built when its engine is in the cache (the key needs only the weights file's digest), so
   torchvision and torch._dynamo are not imported; the engine loads in about 0.1 s.
 - Peak memory is the process's own VmHWM read from /proc while it runs (a child's ru_maxrss
