@@ -214,8 +214,6 @@ def _run(opts: dict[str, Any]) -> int:
     hidden = opts["hidden"] if opts["hidden"] is not None else ((3000, 1000, 500) if task == "va" else (512,))
     if ft:
         hidden = ()  # the backbone itself is trained, under one new linear layer
-        if opts["folds"]:
-            raise UsageError("--folds with --finetune would train K backbones; measure with --val-split")
         if tuple(opts["groups"].split(",")) != ("deep",):
             raise UsageError("--finetune trains the backbone under its deep embedding: use --features deep")
     epochs = opts["epochs"] or (5 if ft else 60)
@@ -387,7 +385,7 @@ def _finetune(opts, cfg, settings, recs, targets, labels, label_prob, counts, sa
     from emo.errors import UsageError
     from emo.models import create, get
     from emo.models.heads import new_head
-    from emo.train import evaluate, finetune, split_val
+    from emo.train import evaluate, finetune, kfold, split_val, summarise
 
     entry = get(settings.backbone)
     pp = entry.preprocess
@@ -397,16 +395,9 @@ def _finetune(opts, cfg, settings, recs, targets, labels, label_prob, counts, sa
         raise UsageError("--finetune needs images: no record's path could be decoded")
     targets = targets.take(keep)
     counts = {**counts, "failed_images": len(bad), "used": int(len(keep))}
-    model = create(entry.name, settings)
-    head = new_head(("deep",), {"deep": entry.embed_dim}, cfg.task, labels.labels if labels else (),
-                    entry.name, model.weights_sha256)
     strata = targets.y if cfg.task == "classify" else None
-    tr = np.arange(len(keep))
-    va_idx = None
-    if opts["val_split"]:
-        is_val = split_val(len(keep), opts["val_split"], opts["seed"], strata)
-        tr, va_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     progress, ptask = _progress(not opts["quiet"] and sys.stderr.isatty())
+    t0 = time.perf_counter()
 
     def on_step(step, total, row):
         if progress is not None:
@@ -414,28 +405,56 @@ def _finetune(opts, cfg, settings, recs, targets, labels, label_prob, counts, sa
         if opts["verbose"]:
             click.echo(f"emo fit: epoch {row['epoch']} loss {row['loss']:.4f} ({time.perf_counter() - t0:.0f} s)", err=True)
 
-    t0 = time.perf_counter()
-    if progress is not None:
-        progress.start()
-        progress.update(ptask, description=f"fine-tune {entry.name}")
-    try:
-        finetune(images[tr], targets.take(tr), cfg, model, head.net, pp.crop, progress=on_step)
-    finally:
+    def train(idx: np.ndarray, what: str):
+        """A fresh backbone and head fine-tuned on the images ``idx``."""
+        model = create(entry.name, settings)
+        head = new_head(("deep",), {"deep": entry.embed_dim}, cfg.task, labels.labels if labels else (),
+                        entry.name, model.weights_sha256)
         if progress is not None:
-            progress.stop()
-    secs = time.perf_counter() - t0
-    say(f"fine-tuned {entry.name} on {len(tr)} images, {cfg.epochs} epochs, {secs:.0f} s")
-    metrics: dict[str, Any] = {"train_seconds": round(secs, 1)}
-    if va_idx is not None:
+            progress.update(ptask, description=what, completed=0)
+        finetune(images[idx], targets.take(idx), cfg, model, head.net, pp.crop, progress=on_step)
+        return model, head
+
+    def score(model, head, idx: np.ndarray) -> dict[str, float]:
+        """Metrics on the held-out images ``idx``, from their centre crops."""
         off = (pp.resize - pp.crop) // 2
         embs = []
         with torch.inference_mode():
-            for i in range(0, len(va_idx), 32):
-                x = torch.from_numpy(images[va_idx[i:i + 32], off:off + pp.crop, off:off + pp.crop]).permute(0, 3, 1, 2)
+            for i in range(0, len(idx), 32):
+                x = torch.from_numpy(images[idx[i:i + 32], off:off + pp.crop, off:off + pp.crop]).permute(0, 3, 1, 2)
                 embs.append(model(x)[1].numpy())
-        pred = head.predict(np.concatenate(embs))
-        metrics["validation"] = {"share": opts["val_split"], "n": int(len(va_idx)),
-                                 **evaluate(pred, targets.take(va_idx), cfg.task, labels)}
+        return evaluate(head.predict(np.concatenate(embs)), targets.take(idx), cfg.task, labels)
+
+    metrics: dict[str, Any] = {}
+    tr = np.arange(len(keep))
+    if progress is not None:
+        progress.start()
+    try:
+        if opts["folds"]:
+            # K backbones, each trained on K-1 folds and scored on the one it never saw.
+            k = opts["folds"]
+            folds = kfold(len(keep), k, opts["seed"], strata)
+            per_fold = []
+            for f in range(k):
+                model, head = train(np.flatnonzero(folds != f), f"fold {f + 1}/{k}")
+                per_fold.append(score(model, head, np.flatnonzero(folds == f)))
+                say(f"fold {f + 1}/{k}: " + ", ".join(f"{m} {v:.4f}" for m, v in per_fold[-1].items()
+                                                      if isinstance(v, float)))
+            metrics["cv"] = {"folds": k, "seed": opts["seed"], **summarise(per_fold)}
+        va_idx = None
+        if opts["val_split"]:
+            is_val = split_val(len(keep), opts["val_split"], opts["seed"], strata)
+            tr, va_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+        t_final = time.perf_counter()
+        model, head = train(tr, f"fine-tune {entry.name}")
+    finally:
+        if progress is not None:
+            progress.stop()
+    secs = time.perf_counter() - t_final
+    say(f"fine-tuned {entry.name} on {len(tr)} images, {cfg.epochs} epochs, {secs:.0f} s")
+    metrics["train_seconds"] = round(secs, 1)
+    if va_idx is not None:
+        metrics["validation"] = {"share": opts["val_split"], "n": int(len(va_idx)), **score(model, head, va_idx)}
     head.backbone_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return _write(opts, head, cfg, labels, label_prob, ("deep",), counts, metrics, say)
 

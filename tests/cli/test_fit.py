@@ -130,5 +130,27 @@ def test_finetune_trains_the_backbone_and_classify_uses_its_own_features(monkeyp
     assert set(rec["emotion"]["probs"]) == set(COLORS) and "sentiment" in rec
     r2 = emo(monkeypatch, "classify", "--head", str(out), "--backbone", "tiny_test", str(tmp_path / "0.png"))
     assert r2.records()[0]["emotion"] == rec["emotion"]
-    r = emo(monkeypatch, "fit", "--finetune", "--folds", "3", "--backbone", "tiny_test", str(data), "-o", str(out))
-    assert r.code == 2 and "--val-split" in r.err
+
+
+
+def test_finetune_cross_validates_k_backbones(monkeypatch, tiny_backbone, tmp_path):
+    recs = []
+    for i in range(12):
+        c = list(COLORS)[i % 3]
+        make_image(tmp_path / f"{i}.png", size=(48, 40), color=COLORS[c])
+        recs.append({"path": f"{i}.png", "label": c})
+    data = _write(tmp_path, recs)
+    out = tmp_path / "ft.head"
+    from emo import train as emo_train
+
+    trained = []
+    real = emo_train.finetune
+    monkeypatch.setattr(emo_train, "finetune", lambda images, *a, **k: (trained.append(len(images)), real(images, *a, **k))[1])
+    r = emo(monkeypatch, "fit", "--finetune", "--folds", "3", "--labels", "joy,sadness,fear", "--epochs", "1",
+            "--batch-size", "4", "--threads", "1", "--backbone", "tiny_test", "--root", str(tmp_path), str(data),
+            "-o", str(out))
+    assert r.code == 0, r.err
+    assert trained == [8, 8, 8, 12]  # three backbones on two folds each, then the head's own on all
+    cv = load_head(str(out)).header["metrics"]["cv"]
+    assert cv["folds"] == 3 and 0.0 <= cv["top1"]["mean"] <= 1.0
+    assert "fold 3/3: top1" in r.err and "3-fold cross-validation" in r.err
