@@ -103,15 +103,20 @@ def test_refusals(monkeypatch, tiny_backbone, tmp_path):
     assert r.code == 2
 
 
-def test_finetune_trains_the_backbone_and_classify_uses_its_own_features(monkeypatch, tiny_backbone, tmp_path):
-    from emo.models import create
-
+def _color_photos(tmp_path):
+    """12 small pictures, 4 of each colour in COLORS, labelled by colour; the JSONL file naming them."""
     recs = []
     for i in range(12):
         c = list(COLORS)[i % 3]
         make_image(tmp_path / f"{i}.png", size=(48, 40), color=COLORS[c])
         recs.append({"path": f"{i}.png", "label": c})
-    data = _write(tmp_path, recs)
+    return _write(tmp_path, recs)
+
+
+def test_finetune_trains_the_backbone_and_classify_uses_its_own_features(monkeypatch, tiny_backbone, tmp_path):
+    from emo.models import create
+
+    data = _color_photos(tmp_path)
     out = tmp_path / "ft.head"
     r = emo(monkeypatch, "fit", "--finetune", "--labels", "joy,sadness,fear", "--epochs", "2", "--batch-size", "4", "--threads", "1",
             "--lr", "0.01", "--val-split", "0.25", "--backbone", "tiny_test", "--root", str(tmp_path), str(data),
@@ -134,12 +139,7 @@ def test_finetune_trains_the_backbone_and_classify_uses_its_own_features(monkeyp
 
 
 def test_finetune_cross_validates_k_backbones(monkeypatch, tiny_backbone, tmp_path):
-    recs = []
-    for i in range(12):
-        c = list(COLORS)[i % 3]
-        make_image(tmp_path / f"{i}.png", size=(48, 40), color=COLORS[c])
-        recs.append({"path": f"{i}.png", "label": c})
-    data = _write(tmp_path, recs)
+    data = _color_photos(tmp_path)
     out = tmp_path / "ft.head"
     from emo import train as emo_train
 
