@@ -440,10 +440,19 @@ def split_val(n: int, fraction: float, seed: int = 0, strata: np.ndarray | None 
 
 
 def summarise(rows: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
-    """Mean and standard deviation of each metric over folds: ``{name: {mean, std}}``."""
-    keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float))]
-    return {k: {"mean": float(np.mean([r[k] for r in rows])), "std": float(np.std([r[k] for r in rows]))}
-            for k in keys}
+    """Mean and standard deviation of each metric over folds: ``{name: {mean, std}}``.
+
+    A metric some folds lack (``sentiment_acc`` where no prediction has a polarity) is summarised
+    over the folds that have it, and ``n`` says how many; the others have no ``n``.
+    """
+    keys = dict.fromkeys(k for r in rows for k, v in r.items() if isinstance(v, (int, float)))
+    out: dict[str, dict[str, float]] = {}
+    for k in keys:
+        vals = [r[k] for r in rows if k in r]
+        out[k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
+        if len(vals) < len(rows):
+            out[k]["n"] = len(vals)
+    return out
 
 
 @dataclass

@@ -160,6 +160,14 @@ def test_cross_validate_predicts_every_record_once_and_summarises():
     assert s["top1"]["mean"] > 0.9 and s["top1"]["std"] >= 0
 
 
+def test_summarise_a_metric_only_some_folds_have():
+    # sentiment_acc is absent from a fold whose predictions all lack a polarity (surprise, neutral)
+    s = summarise([{"top1": 0.5, "sentiment_acc": 0.8}, {"top1": 0.7}, {"top1": 0.6, "sentiment_acc": 0.6}])
+    assert s["top1"] == pytest.approx({"mean": 0.6, "std": np.std([0.5, 0.7, 0.6])})
+    assert s["sentiment_acc"] == pytest.approx({"mean": 0.7, "std": 0.1, "n": 2})
+    assert set(summarise([{"top1": 0.1}, {"top1": 0.3, "kl": 0.2}])["kl"]) == {"mean", "std", "n"}
+
+
 def test_config_checks():
     with pytest.raises(UsageError):
         FitConfig(task="va", loss="ce").check()
