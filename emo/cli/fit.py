@@ -465,7 +465,8 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
         click.echo(f"emo fit: {cv['folds']}-fold cross-validation (mean ± std over folds):", err=True)
         for k, v in cv.items():
             if isinstance(v, dict) and "mean" in v:
-                click.echo(f"  {k:22s} {v['mean']:.4f} ± {v['std']:.4f}", err=True)
+                some = f"  ({v['n']} of {cv['folds']} folds)" if "n" in v else ""
+                click.echo(f"  {k:22s} {v['mean']:.4f} ± {v['std']:.4f}{some}", err=True)
     val = metrics.get("validation")
     if val:
         click.echo(f"emo fit: validation ({val['n']} records):", err=True)
