@@ -148,13 +148,11 @@ def pull(wf: WeightsFile, settings: Settings) -> Path:
 
 def load_state_dict(path: Path) -> dict:
     """``torch.load`` with ``weights_only=True``: a pickle with code in it is refused."""
-    import pickle
-
     import torch
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - untrusted bytes break the unpickler in any way (IndexError, KeyError, ...)
         from emo.errors import ModelError
 
         raise ModelError(f"{path}: not a safe weights file ({type(e).__name__}: {str(e)[:200]})") from None

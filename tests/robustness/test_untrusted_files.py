@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import random
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,9 @@ def test_pickle_with_code_is_refused_and_not_run(tmp_path, make):
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"\x00" * 100, os.urandom(2048), b'{"json": "not weights"}', b"PK\x03\x04 a zip cut short"],
-    ids=["empty", "zeros", "random_bytes", "json", "broken_zip"],
+    [b"", b"\x00" * 100, *(random.Random(seed).randbytes(2048) for seed in range(8)),
+     b'{"json": "not weights"}', b"PK\x03\x04 a zip cut short"],
+    ids=["empty", "zeros", *(f"random_bytes_{seed}" for seed in range(8)), "json", "broken_zip"],
 )
 def test_corrupt_or_foreign_weights_file(tmp_path, content):
     path = tmp_path / "bad.pth"
