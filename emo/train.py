@@ -18,7 +18,7 @@ from torch import nn
 
 from emo.emotions import POLARITY, LabelSet, distribution_vector, sentiment_of_valence, wheel_distribution
 from emo.errors import UsageError
-from emo.models.heads import HeadNet
+from emo.models.headnet import HeadNet
 
 TASKS = ("classify", "va")
 LOSSES = ("ce", "multi", "prob", "mse")

@@ -45,21 +45,38 @@ def features(opts: dict[str, Any]) -> int:
     groups: tuple[str, ...] = opts["groups"]
 
     def build(settings):
-        from emo.engine import resolve_device
-        from emo.stages.features import EmitFeatures, HandcraftedStage
+        from emo.features import HANDCRAFTED_DIMS, HANDCRAFTED_SIZE
+        from emo.io.decode import View
+        from emo.models.registry import get
+        from emo.stages.features import EmitFeatures
+        from emo.stages.heads import LazyStage
 
+        # Networks are built on the first batch that needs them (LazyStage), so the decode
+        # workers start before torch loads; views and groups are known from the registry.
         stages: list[Any] = []
-        if any(g in ("color", "lbp", "gist") for g in groups):
-            stages.append(HandcraftedStage(groups, resolve_device(settings.device)))
-        if any(g in ("object", "deep") for g in groups):
-            from emo.models import imagenet_labels
-            from emo.stages.backbone import BackboneStage
+        hand = tuple(g for g in groups if g in HANDCRAFTED_DIMS)
+        if hand:
+            def handcrafted():
+                from emo.engine import resolve_device
+                from emo.stages.features import HandcraftedStage
 
-            entry, _, engine = backbone_engine(settings, opts["verbose"])
-            # A network without ImageNet's 1000 names reports its classes by index.
-            imagenet = entry.labels == "imagenet1k" and entry.num_classes == 1000
-            labels = imagenet_labels() if imagenet else [str(i) for i in range(entry.num_classes)]
-            stages.append(BackboneStage(engine, entry, groups, labels))
+                return HandcraftedStage(groups, resolve_device(settings.device))
+
+            stages.append(LazyStage(handcrafted, (View(HANDCRAFTED_SIZE, mode="squash"),), hand))
+        net = tuple(g for g in groups if g in ("object", "deep"))
+        if net:
+            def backbone():
+                from emo.models import imagenet_labels
+                from emo.stages.backbone import BackboneStage
+
+                entry, _, engine = backbone_engine(settings, opts["verbose"])
+                # A network without ImageNet's 1000 names reports its classes by index.
+                imagenet = entry.labels == "imagenet1k" and entry.num_classes == 1000
+                labels = imagenet_labels() if imagenet else [str(i) for i in range(entry.num_classes)]
+                return BackboneStage(engine, entry, groups, labels)
+
+            pp = get(settings.backbone).preprocess
+            stages.append(LazyStage(backbone, (View(pp.crop, pp.resize, "crop"),), net))
         if "scene" in groups:
             from emo.stages.scene import scene_stage
 

@@ -12,115 +12,71 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from emo.errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
+
+    from emo.models.headnet import HeadNet
 
 FORMAT = "emo-head/1"
 META_KEY = "emo_head"
 # Object probabilities span many decades; their log is what a linear layer can use.
 GROUP_TRANSFORMS = {"object": "log"}
-LOG_EPS = 1e-4
 
 
-class HeadNet(nn.Module):
-    """Standardise, then average ``members`` MLPs: ``(B, D) float32`` raw features ->
-    ``(B, C)`` class probabilities (classify) or ``(B, 2)`` valence, arousal on 1-9 (va).
+class Head:
+    """A trained head and its header. ``header`` is the JSON written with it (see module doc).
 
-    ``log_mask`` marks input columns that go through ``log(x + 1e-4)`` first (object groups).
+    A head read from a file keeps its tensors as numpy arrays and builds its torch network on
+    first use (``net``), so loading and checking heads costs no torch import.
     """
 
-    def __init__(self, in_dim: int, n_out: int, task: str, log_mask: np.ndarray | None = None) -> None:
-        super().__init__()
-        self.in_dim, self.n_out, self.task = in_dim, n_out, task
-        mask = torch.zeros(in_dim, dtype=torch.bool) if log_mask is None else torch.as_tensor(log_mask, dtype=torch.bool)
-        self.register_buffer("log_mask", mask)
-        self.register_buffer("in_mean", torch.zeros(in_dim))
-        self.register_buffer("in_std", torch.ones(in_dim))
-        self.register_buffer("out_mean", torch.zeros(n_out))
-        self.register_buffer("out_std", torch.ones(n_out))
-        self.members = nn.ModuleList()
-        self.hidden: tuple[int, ...] = ()
+    def __init__(self, net: HeadNet | None, header: dict[str, Any], source: str = "",
+                 backbone_state: Mapping[str, Any] | None = None,
+                 state: Mapping[str, np.ndarray] | None = None) -> None:
+        if net is None and state is None:
+            raise ValueError("a head needs its network or its stored tensors")
+        self._net = net
+        self._state = dict(state) if state is not None else None
+        self.header = header
+        self.source = source  # where it was loaded from (name or path), for messages
+        # A fine-tuned head carries its own backbone weights (``emo fit --finetune``).
+        self._backbone_state = dict(backbone_state) if backbone_state is not None else None
 
-    def _transform(self, x: torch.Tensor) -> torch.Tensor:
-        if bool(self.log_mask.any()):
-            x = torch.where(self.log_mask, torch.log(x.clamp_min(0) + LOG_EPS), x)
-        return x
+    @property
+    def net(self) -> HeadNet:
+        """The torch network (built from the stored tensors on first use)."""
+        if self._net is None:
+            assert self._state is not None
+            self._net = _net_from_state(self.header["architecture"], self.header["task"], self._state)
+            self._state = None
+        return self._net
 
-    def fit_input(self, X: np.ndarray) -> None:
-        """Set the standardisation from training features ``X (N, D)``."""
-        x = self._transform(torch.as_tensor(X, dtype=torch.float32))
-        self.in_mean.copy_(x.mean(0))
-        self.in_std.copy_(x.std(0, unbiased=False).clamp_min(1e-6))
+    @property
+    def in_dim(self) -> int:
+        """Length of the stacked feature vector the head takes."""
+        return sum(self.dims.values())
 
-    def fit_output(self, Y: np.ndarray) -> None:
-        """Set the target standardisation (regression) from ``Y (N, n_out)``."""
-        y = torch.as_tensor(Y, dtype=torch.float32)
-        self.out_mean.copy_(y.mean(0))
-        self.out_std.copy_(y.std(0, unbiased=False).clamp_min(1e-6))
+    @property
+    def backbone_state(self) -> dict[str, torch.Tensor] | None:
+        """A fine-tuned head's backbone weights as torch tensors, else None."""
+        st = self._backbone_state
+        if st is not None and any(isinstance(v, np.ndarray) for v in st.values()):
+            import torch
 
-    def out_mean_np(self) -> np.ndarray:
-        return self.out_mean.numpy().copy()
+            st = self._backbone_state = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+                                         for k, v in st.items()}
+        return st
 
-    def out_std_np(self) -> np.ndarray:
-        return self.out_std.numpy().copy()
-
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (self._transform(x) - self.in_mean) / self.in_std
-
-    def denormalise(self, y: torch.Tensor) -> torch.Tensor:
-        return y * self.out_std + self.out_mean
-
-    def new_member(self, hidden: Sequence[int], dropout: float = 0.0, input_dropout: float = 0.0) -> nn.Sequential:
-        """A fresh MLP: [Dropout(input)] (Linear, ReLU, Dropout) per hidden layer, then Linear."""
-        self.hidden = tuple(hidden)
-        layers: list[nn.Module] = [nn.Dropout(input_dropout)]
-        prev = self.in_dim
-        for h in hidden:
-            layers += [nn.Linear(prev, h), nn.ReLU(), nn.Dropout(dropout)]
-            prev = h
-        layers.append(nn.Linear(prev, self.n_out))
-        return nn.Sequential(*layers)
-
-    def add_member(self, mlp: nn.Module) -> None:
-        self.members.append(mlp.eval())
-
-    def raw(self, x: torch.Tensor) -> torch.Tensor:
-        """``(M, B, n_out)``: every member's logits (classify) or standardised outputs (va)."""
-        z = self.normalise(x)
-        return torch.stack([m(z) for m in self.members])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.raw(x)
-        if self.task == "classify":
-            return torch.softmax(out, dim=2).mean(0)
-        return self.denormalise(out.mean(0))
-
-    def predict_array(self, X: np.ndarray, batch: int = 4096) -> np.ndarray:
-        """``(N, D)`` raw features -> ``(N, n_out) float32``, in eval mode without gradients."""
-        self.eval()
-        outs = []
-        with torch.inference_mode():
-            for i in range(0, len(X), batch):
-                outs.append(self(torch.as_tensor(X[i:i + batch], dtype=torch.float32)).numpy())
-        return np.concatenate(outs) if outs else np.zeros((0, self.n_out), np.float32)
-
-
-@dataclass
-class Head:
-    """A trained head and its header. ``header`` is the JSON written with it (see module doc)."""
-
-    net: HeadNet
-    header: dict[str, Any]
-    source: str = ""  # where it was loaded from (name or path), for messages
-    # A fine-tuned head carries its own backbone weights (``emo fit --finetune``).
-    backbone_state: dict[str, torch.Tensor] | None = None
+    @backbone_state.setter
+    def backbone_state(self, value: Mapping[str, Any] | None) -> None:
+        self._backbone_state = dict(value) if value is not None else None
 
     @property
     def finetuned(self) -> dict[str, Any] | None:
@@ -199,6 +155,9 @@ class Head:
         Only for a linear head (no hidden layers, no log transform): the standardisation is folded
         in and the members' logits averaged, so ``logits = x @ W.T + b`` with ``W (C, D)``, ``b (C,)``.
         """
+        import torch
+        from torch import nn
+
         if self.net.hidden or any(isinstance(m, nn.Linear) for mem in self.net.members for m in list(mem)[:-1]):
             raise ModelError(f"head {self.name} has hidden layers; a class activation map needs a linear head")
         if bool(self.net.log_mask.any()):
@@ -218,6 +177,7 @@ def _tensors(net: HeadNet) -> dict[str, torch.Tensor]:
 
 def save_head(head: Head, path: str | Path) -> Path:
     """Write ``path`` (safetensors with the header in its metadata) and ``path.json``, atomically."""
+    import torch
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -263,24 +223,62 @@ def _state_id(state: Mapping[str, torch.Tensor]) -> str:
 
 
 def _build_net(arch: Mapping[str, Any], task: str) -> HeadNet:
+    from emo.models.headnet import HeadNet
+
     net = HeadNet(int(arch["in_dim"]), int(arch["n_out"]), task)
     for _ in range(int(arch["members"])):
         net.add_member(net.new_member(arch["hidden"]))
     return net
 
 
+def state_shapes(arch: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The tensor names and shapes a :class:`HeadNet` of ``arch`` has, by arithmetic alone.
+
+    Each member is ``Sequential(Dropout, (Linear, ReLU, Dropout) per hidden layer, Linear)``, so its
+    Linear layers sit at indices 1, 4, 7, ... (a test holds this to the real network's state dict).
+    """
+    in_dim, n_out, members = int(arch["in_dim"]), int(arch["n_out"]), int(arch["members"])
+    hidden = [int(h) for h in arch["hidden"]]
+    if min([in_dim, n_out, members, *hidden]) < 1:
+        raise ValueError("the header's architecture has a size below 1")
+    shapes: dict[str, tuple[int, ...]] = {"log_mask": (in_dim,), "in_mean": (in_dim,), "in_std": (in_dim,),
+                                          "out_mean": (n_out,), "out_std": (n_out,)}
+    for m in range(members):
+        prev = in_dim
+        for j, h in enumerate([*hidden, n_out]):
+            shapes[f"members.{m}.{1 + 3 * j}.weight"] = (h, prev)
+            shapes[f"members.{m}.{1 + 3 * j}.bias"] = (h,)
+            prev = h
+    return shapes
+
+
+def _net_from_state(arch: Mapping[str, Any], task: str, state: Mapping[str, np.ndarray]) -> HeadNet:
+    import torch
+
+    with torch.device("meta"):  # no random initialisation of weights that are replaced at once
+        net = _build_net(arch, task)
+    tensors = {k: torch.from_numpy(np.array(v)) for k, v in state.items()}  # own, writable copies
+    tensors["log_mask"] = tensors["log_mask"].bool()
+    net.load_state_dict(tensors, strict=True, assign=True)
+    return net.eval()
+
+
 def load_head_file(path: str | Path, source: str = "") -> Head:
-    """Read a head file written by :func:`save_head`; anything else is a :class:`ModelError`."""
+    """Read a head file written by :func:`save_head`; anything else is a :class:`ModelError`.
+
+    Every check (format, shapes against the header's architecture, labels, dims) runs on the
+    stored arrays without torch; the network is built when the head first predicts.
+    """
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"head file {path} does not exist")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError, TypeError) as e:
         raise ModelError(f"{path}: not a safetensors head file ({str(e)[:200]})") from None
     if META_KEY not in meta:
         raise ModelError(f"{path}: a safetensors file without an emo head header")
@@ -291,27 +289,22 @@ def load_head_file(path: str | Path, source: str = "") -> Head:
             raise ValueError(f"format {header.get('format')!r}, expected {FORMAT}")
         bb = {k[len(BACKBONE_PREFIX):]: v for k, v in tensors.items() if k.startswith(BACKBONE_PREFIX)}
         tensors = {k: v for k, v in tensors.items() if not k.startswith(BACKBONE_PREFIX)}
-        # Shapes the header claims are checked on the meta device first: a forged header
-        # must not make us allocate memory for a network that the stored tensors do not fill.
-        with torch.device("meta"):
-            shape_net = _build_net(arch, header["task"])
-        claimed = {k: tuple(v.shape) for k, v in shape_net.state_dict().items()}
+        # Shapes the header claims are checked by arithmetic: a forged header must not make us
+        # allocate memory for a network that the stored tensors do not fill.
         stored = {k: tuple(v.shape) for k, v in tensors.items()}
-        if claimed != stored:
+        if state_shapes(arch) != stored:
             raise ValueError("the header's architecture does not match the stored tensors")
-        net = _build_net(arch, header["task"])
-        tensors["log_mask"] = tensors["log_mask"].bool()
-        net.load_state_dict(tensors, strict=True)
+        if any(v.dtype != np.float32 for k, v in tensors.items() if k != "log_mask"):
+            raise ValueError("head tensors must be float32")
         if header.get("finetuned") and not bb:
             raise ValueError("a fine-tuned head without its backbone weights")
-        if len(header["labels"]) != net.n_out and header["task"] == "classify":
+        if len(header["labels"]) != int(arch["n_out"]) and header["task"] == "classify":
             raise ValueError("label count differs from the output size")
-        if sum(int(d) for d in header["dims"].values()) != net.in_dim:
+        if sum(int(d) for d in header["dims"].values()) != int(arch["in_dim"]):
             raise ValueError("feature dims do not add up to the input size")
-    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+    except (KeyError, ValueError, TypeError) as e:
         raise ModelError(f"{path}: broken head file ({type(e).__name__}: {str(e)[:200]})") from None
-    net.eval()
-    return Head(net, header, source or str(path), bb or None)
+    return Head(None, header, source or str(path), bb or None, state=tensors)
 
 
 def load_head(spec: str) -> Head:
@@ -344,6 +337,8 @@ def new_head(groups: Sequence[str], dims: Mapping[str, int], task: str, labels: 
         "transforms": {g: GROUP_TRANSFORMS[g] for g in groups if g in GROUP_TRANSFORMS},
         "backbone": {"id": backbone, "sha256": backbone_sha256} if any(g in ("object", "deep") for g in groups) else {},
     }
+    from emo.models.headnet import HeadNet
+
     return Head(HeadNet(in_dim, n_out, task, mask), header)
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from emo.config import KEY_FEATURES
 from emo.features import HANDCRAFTED_DIMS, HANDCRAFTED_SIZE
 from emo.io.decode import View
 from emo.io.records import Item
-from emo.stages.backbone import to_batch
+
+if TYPE_CHECKING:  # torch loads with the first batch, not with this module (see emo.io.procpool)
+    import torch
 
 
 def _compute(group: str, rgb: torch.Tensor) -> torch.Tensor:
@@ -28,6 +31,8 @@ class HandcraftedStage:
     """Computes colour, LBP and GIST on a square view, batched on ``device``."""
 
     def __init__(self, groups: tuple[str, ...], device: torch.device | str = "cpu") -> None:
+        import torch
+
         self.groups = tuple(g for g in groups if g in HANDCRAFTED_DIMS)
         self.device = torch.device(device)
         self.view = View(HANDCRAFTED_SIZE, mode="squash")
@@ -37,6 +42,8 @@ class HandcraftedStage:
         return any(g not in item.features for g in self.groups)
 
     def run(self, items: list[Item]) -> None:
+        from emo.stages.backbone import to_batch
+
         rgb = to_batch(items, self.view).to(self.device).float().div_(255.0)
         for g in self.groups:
             todo = [i for i, it in enumerate(items) if g not in it.features]

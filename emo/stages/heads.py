@@ -28,7 +28,7 @@ def _stack(head: Head, items: list[Item]) -> tuple[list[Item], np.ndarray]:
             ok.append(item)
         except ValueError as e:
             item.fail("bad_features", f"{e} (head {head.name})")
-    X = np.stack(rows) if rows else np.zeros((0, head.net.in_dim), np.float32)
+    X = np.stack(rows) if rows else np.zeros((0, head.in_dim), np.float32)
     return ok, X
 
 

@@ -130,3 +130,54 @@ def test_cam_layer_of_the_shipped_linear_head():
     p = torch.softmax(torch.as_tensor(x @ W.T + b), 1).numpy()
     if len(head.net.members) == 1:
         assert np.allclose(p, head.predict(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("hidden, members", [((), 1), ((8,), 1), ((8, 4), 3)])
+def test_state_shapes_by_arithmetic_match_the_network(hidden, members):
+    """Head files are checked without torch, by these shapes: they must be the real network's."""
+    from emo.models.heads import state_shapes
+
+    head = new_head(["deep", "object"], {"deep": 6, "object": 4}, "classify", LABELS)
+    for _ in range(members):
+        head.net.add_member(head.net.new_member(hidden))
+    arch = {"in_dim": 10, "n_out": 7, "hidden": list(hidden), "members": members}
+    assert state_shapes(arch) == {k: tuple(v.shape) for k, v in head.net.state_dict().items()}
+
+
+def test_a_head_with_float64_tensors_is_refused(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    head, _ = _trained()
+    path = save_head(head, tmp_path / "h.head")
+    meta = json.loads((tmp_path / "h.head.json").read_text())
+    tensors = {k: (v.astype(np.float64) if k == "in_mean" else v) for k, v in load_file(str(path)).items()}
+    save_file(tensors, str(path), metadata={"emo_head": json.dumps(meta)})
+    with pytest.raises(ModelError, match="float32"):
+        load_head_file(path)
+
+
+def test_loading_heads_and_building_stages_imports_no_torch():
+    """A command's decode workers are forked before torch loads, so reading heads and building the
+    classify, va and features stages must not load it; networks come with the first batch."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import numpy as np
+from dataclasses import replace
+from emo.cli._common import settings_from, stages_for
+from emo.models.heads import load_head
+for argv in (["classify"], ["va"], ["classify", "--head", "emotion6_linear", "--sentiment-head", "none"],
+             ["features"], ["features", "--set", "object,deep"]):
+    opts, build = stages_for(argv)
+    build(settings_from(opts))
+h = load_head("va")
+assert "torch" not in sys.modules, "torch was imported"
+x = np.full((2, h.in_dim), 0.5, np.float32)
+va = h.predict(x)
+assert "torch" in sys.modules and va.shape == (2, 2) and ((va > 1) & (va < 9)).all()
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
