@@ -32,7 +32,8 @@ class Settings:
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     batch_size: int = 32
-    workers: int = 0  # decode threads; 0 = one per core, at least 2
+    workers: int = 0  # decode workers; 0 = automatic (processes: cores - 1; threads: one per core, at least 2)
+    decoder: str = "auto"  # auto (processes when torch is not loaded yet) | process | thread
     backend: str = "auto"  # auto | tensorrt | inductor | eager
     precision: str = "fp32"  # fp32 | fp16 | bf16
     cache_dir: str = ""  # empty = $XDG_CACHE_HOME/emo or ~/.cache/emo
@@ -45,6 +46,7 @@ class Settings:
 DEFAULTS = Settings()
 
 BACKENDS = ("auto", "tensorrt", "inductor", "eager")
+DECODERS = ("auto", "process", "thread")
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
@@ -74,6 +76,8 @@ def validate(s: Settings) -> Settings:
         raise ConfigError(f"backend {s.backend!r} is not one of {', '.join(BACKENDS)}")
     if s.precision not in PRECISIONS:
         raise ConfigError(f"precision {s.precision!r} is not one of {', '.join(PRECISIONS)}")
+    if s.decoder not in DECODERS:
+        raise ConfigError(f"decoder {s.decoder!r} is not one of {', '.join(DECODERS)}")
     if s.batch_size < 1:
         raise ConfigError("batch size must be at least 1")
     if s.workers < 0:

@@ -1,25 +1,34 @@
 """The one streaming batch loop every subcommand runs: read -> decode -> batch -> stages -> write.
 
 A subcommand is a choice of :class:`Stage` objects. The loop reads inputs lazily, decodes the
-images of the next batches on a thread pool while the current batch runs through the stages
-(bounded look-ahead, so memory does not grow with the number of inputs), and hands each
-finished batch, in input order, to the sink.
+images of the next batches while the current batch runs through the stages (bounded look-ahead,
+so memory does not grow with the number of inputs), and hands each finished batch, in input
+order, to the sink.
+
+Decoding runs in worker processes when the run starts before torch is loaded (the command line:
+stages build their networks on first use), else on threads (see :mod:`emo.io.procpool`). With
+processes the loop first fills the workers' ring with as many images as it holds, so they decode
+while the first batch imports torch and loads the engine; then it looks ``lookahead`` batches ahead.
 """
 
 from __future__ import annotations
 
 import itertools
+import queue
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from emo.config import Settings, decode_workers
 from emo.engine.host import tune_process
 from emo.errors import EmoError, InputError
-from emo.io.decode import Decoded, View, decode
+from emo.io.decode import Decoded, View
+from emo.io.procpool import ProcessDecoder, _decode_one, can_fork_before_torch, process_workers
 from emo.io.records import Item
 
 # Before torch loads: passive OpenMP waits and a heap that keeps the engine's buffers (see host.py).
@@ -71,13 +80,91 @@ def _views_for(item: Item, stages: Sequence[Stage]) -> tuple[View, ...]:
     return tuple(wanted)
 
 
-def _decode(item: Item, views: tuple[View, ...], max_pixels: int) -> Decoded | InputError:
-    try:
-        return decode(item.path, views, max_pixels)  # type: ignore[arg-type]
-    except InputError as e:
-        return e
-    except Exception as e:  # a decoder bug must cost one record, not the run
-        return InputError("read_error", f"{type(e).__name__}: {e}")
+# The first fill of a process decoder's ring stops after this long, so a slow producer of paths
+# (or one that pauses) still sees its first lines soon.
+FILL_SECONDS = 1.0
+
+
+class _Reader:
+    """Reads inputs on a thread into a bounded queue, so the first fill can wait for input with a
+    deadline; the reader's exceptions are raised in the consumer, in their place in the stream."""
+
+    def __init__(self, items: Iterable[Item], maxsize: int) -> None:
+        self.q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize)
+        self.stop = threading.Event()
+        self.ended = False
+        self.thread = threading.Thread(target=self._read, args=(iter(items),), name="emo-read", daemon=True)
+        self.thread.start()
+
+    def _put(self, msg: tuple[str, Any]) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.q.put(msg, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self, it: Iterator[Item]) -> None:
+        try:
+            for item in it:
+                if not self._put(("item", item)):
+                    return
+            self._put(("end", None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            self._put(("error", e))
+
+    def take(self, n: int, deadline: float | None = None) -> list[Item]:
+        """Up to ``n`` items: fewer at the end of input, or when ``deadline`` passes first."""
+        out: list[Item] = []
+        while len(out) < n and not self.ended:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                kind, value = self.q.get(timeout=wait)
+            except queue.Empty:
+                break
+            if kind == "error":
+                self.ended = True
+                raise value
+            if kind == "end":
+                self.ended = True
+                break
+            out.append(value)
+        return out
+
+    def __iter__(self) -> Iterator[Item]:
+        while batch := self.take(1):
+            yield batch[0]
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+class _ThreadDecoder:
+    """Decode on a thread pool: ``submit(path, views)`` returns a future of the result."""
+
+    slots = 0
+
+    def __init__(self, workers: int, max_pixels: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emo-decode")
+        self.max_pixels = max_pixels
+
+    def submit(self, path, views: tuple[View, ...]) -> Future:
+        return self.pool.submit(_decode_one, path, views, self.max_pixels)
+
+    def close(self, abort: bool = False) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=abort)
+
+
+def open_decoder(settings: Settings, views: Sequence[View]) -> _ThreadDecoder | ProcessDecoder:
+    """Worker processes when ``settings.decoder`` allows and torch is not loaded yet, else threads."""
+    mode = settings.decoder
+    if views and (mode == "process" or (mode == "auto" and can_fork_before_torch())):
+        try:
+            return ProcessDecoder(views, settings.max_pixels, process_workers(settings.workers))
+        except OSError as e:  # no fork, no shared memory: threads still work
+            sys.stderr.write(f"emo: decode processes unavailable ({e}); decoding on threads\n")
+    return _ThreadDecoder(decode_workers(settings), settings.max_pixels)
 
 
 def _run_stage(stage: Stage, items: list[Item]) -> None:
@@ -108,17 +195,17 @@ class Pipeline:
         self.settings = settings
         self.lookahead = lookahead
 
-    def _submit(self, pool: ThreadPoolExecutor, batch: list[Item]) -> list[Future | None]:
-        futures: list[Future | None] = []
+    def _submit(self, decoder: _ThreadDecoder | ProcessDecoder, batch: list[Item]) -> list[Any]:
+        futures: list[Any] = []
         for item in batch:
             views = _views_for(item, self.stages) if item.ok else ()
             if views and item.path is None:
                 item.fail("bad_record", "record has no path and lacks the features this command needs")
                 views = ()
-            futures.append(pool.submit(_decode, item, views, self.settings.max_pixels) if views else None)
+            futures.append(decoder.submit(item.path, views) if views else None)
         return futures
 
-    def process(self, batch: list[Item], futures: list[Future | None]) -> list[Item]:
+    def process(self, batch: list[Item], futures: list[Any]) -> list[Item]:
         """Attach decoded pixels to ``batch``, run every stage, and drop the pixels."""
         for item, fut in zip(batch, futures):
             if fut is None:
@@ -138,22 +225,45 @@ class Pipeline:
 
     def run(self, items: Iterable[Item]) -> Iterator[list[Item]]:
         """Yield finished batches in input order; decoding runs ahead by ``lookahead`` batches."""
-        workers = decode_workers(self.settings)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emo-decode") as pool:
-            pending: deque[tuple[list[Item], list[Future | None]]] = deque()
-            batches = _batched(items, self.settings.batch_size, min(self.settings.batch_size, FIRST_BATCH))
-            try:
+        views = tuple(dict.fromkeys(v for s in self.stages for v in s.views))
+        decoder = open_decoder(self.settings, views)
+        size = self.settings.batch_size
+        first = min(size, FIRST_BATCH)
+        # A process decoder's first fill: as many images as its ring holds (less the batch
+        # being read), read for at most FILL_SECONDS.
+        fill = max(self.lookahead, (decoder.slots - first) // size - 1) if decoder.slots else self.lookahead
+        pending: deque[tuple[list[Item], list[Any]]] = deque()
+        reader = _Reader(items, max(64, decoder.slots)) if fill > self.lookahead else None
+        aborted = True
+        try:
+            if reader is not None:
+                # Input that pauses must not hold up what was read: wait for it until a deadline.
+                deadline, want = time.monotonic() + FILL_SECONDS, first
+                while len(pending) <= fill and (batch := reader.take(want, deadline)):
+                    pending.append((batch, self._submit(decoder, batch)))
+                    if len(batch) < want:  # the end of the input, or the deadline
+                        break
+                    want = size
+                batches = _batched(reader, size)
+            else:
+                batches = _batched(items, size, first)
                 for batch in batches:
-                    pending.append((batch, self._submit(pool, batch)))
-                    if len(pending) > self.lookahead:
-                        yield self.process(*pending.popleft())
-                while pending:
+                    pending.append((batch, self._submit(decoder, batch)))
+                    if len(pending) > fill:
+                        break
+            while len(pending) > self.lookahead:
+                yield self.process(*pending.popleft())
+            for batch in batches:
+                pending.append((batch, self._submit(decoder, batch)))
+                while len(pending) > self.lookahead:
                     yield self.process(*pending.popleft())
-            finally:
-                for _, futs in pending:
-                    for f in futs:
-                        if f is not None:
-                            f.cancel()
+            while pending:
+                yield self.process(*pending.popleft())
+            aborted = False
+        finally:
+            if reader is not None:
+                reader.close()
+            decoder.close(abort=aborted)
 
 
 def run(

@@ -17,6 +17,7 @@ raises :class:`emo.errors.EmoError` from the constructor.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,9 @@ class Predictor:
 
         opts, build = stages_for([command, *args, *_flags(options)])
         self.command = command
-        self.settings = settings_from(opts)
+        settings = settings_from(opts)
+        # Called batch after batch: decode threads, not a process pool forked for every call.
+        self.settings = replace(settings, decoder="thread") if settings.decoder == "auto" else settings
         self.root: Path | None = opts.get("root")
         self.stages = list(build(self.settings))
         self._pipeline = Pipeline(self.stages, self.settings)
@@ -96,7 +99,8 @@ class Predictor:
         """
         from emo.errors import InputError
         from emo.io.decode import from_pixels
-        from emo.pipeline import _decode, _views_for
+        from emo.io.procpool import _decode_one
+        from emo.pipeline import _views_for
 
         out: list[dict[str, Any]] = []
         size = self.settings.batch_size
@@ -117,7 +121,7 @@ class Predictor:
                         continue
                     item.size, item.views = got.size, got.views
                 elif item.path is not None:
-                    decoded[-1] = _Done(_decode(item, views, self.settings.max_pixels))
+                    decoded[-1] = _Done(_decode_one(item.path, views, self.settings.max_pixels))
                 else:
                     item.fail("bad_record", "record has no path or image and lacks the features this command needs")
             out += [it.record for it in self._pipeline.process(chunk, decoded)]

@@ -26,6 +26,7 @@ def test_env_overrides_each_field_and_coerces_ints():
         "EMO_DEVICE": "cuda:1",
         "EMO_BATCH_SIZE": "7",
         "EMO_WORKERS": "3",
+        "EMO_DECODER": "process",
         "EMO_BACKEND": "inductor",
         "EMO_PRECISION": "bf16",
         "EMO_CACHE_DIR": "/tmp/x",
@@ -35,7 +36,7 @@ def test_env_overrides_each_field_and_coerces_ints():
         "EMO_WEIGHTS_DIR": "/w",
     }
     s = from_env(env)
-    assert s == Settings("cuda:1", 7, 3, "inductor", "bf16", "/tmp/x", "resnet50", "mikels8.head", 1000, "/w")
+    assert s == Settings("cuda:1", 7, 3, "process", "inductor", "bf16", "/tmp/x", "resnet50", "mikels8.head", 1000, "/w")
     assert isinstance(s.batch_size, int) and isinstance(s.max_pixels, int)
 
 
@@ -128,3 +129,8 @@ def test_jsonl_keys_never_clash_with_truth():
     assert len(own) == 5
     assert not own & set(config.TRUTH_KEYS)
     assert config.TRUTH_KEYS == ("label", "distribution", "valence", "arousal")
+
+
+def test_an_unknown_decoder_is_refused():
+    with pytest.raises(ConfigError, match="decoder 'fork' is not one of auto, process, thread"):
+        from_env({"EMO_DECODER": "fork"})

@@ -1,7 +1,10 @@
-"""emo.pipeline: order, error isolation, decode only when wanted, bounded look-ahead."""
+"""emo.pipeline: order, error isolation, decode only when wanted, bounded look-ahead; the same
+records whether decoding runs on threads or in worker processes."""
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +14,7 @@ from PIL import Image
 
 from emo import pipeline
 from emo.config import DEFAULTS
+from emo.io import decode as decode_mod
 from emo.errors import ModelError
 from emo.io.decode import View
 from emo.io.records import Item
@@ -39,13 +43,13 @@ class RedStage:
             it.record["red"] = float(it.views[VIEW][..., 0].mean())
 
 
-def _settings(batch_size: int, workers: int = 2):
-    return replace(DEFAULTS, batch_size=batch_size, workers=workers)
+def _settings(batch_size: int, workers: int = 2, decoder: str = "thread"):
+    return replace(DEFAULTS, batch_size=batch_size, workers=workers, decoder=decoder)
 
 
-def _collect(items, stages, batch_size, workers=2):
+def _collect(items, stages, batch_size, workers=2, decoder="thread"):
     out: list[Item] = []
-    summary = run(items, stages, _settings(batch_size, workers), out.extend, on_error=lambda it: None)
+    summary = run(items, stages, _settings(batch_size, workers, decoder), out.extend, on_error=lambda it: None)
     return out, summary
 
 
@@ -70,8 +74,9 @@ def _items(inputs) -> list[Item]:
 
 @pytest.mark.parametrize("batch_size", [1, 2, 7])
 @pytest.mark.parametrize("workers", [1, 3])
-def test_order_and_results_with_mixed_inputs(mixed, batch_size, workers):
-    out, summary = _collect(_items(mixed), [RedStage()], batch_size, workers)
+@pytest.mark.parametrize("decoder", ["thread", "process"])
+def test_order_and_results_with_mixed_inputs(mixed, batch_size, workers, decoder):
+    out, summary = _collect(_items(mixed), [RedStage()], batch_size, workers, decoder)
     assert [it.record["n"] for it in out] == list(range(len(mixed)))
     for it, (path, red) in zip(out, mixed):
         assert it.record["path"] == str(path)
@@ -156,13 +161,13 @@ def test_an_emo_error_during_the_item_by_item_retry_stops_the_run(tmp_path):
 @pytest.fixture
 def count_decodes(monkeypatch):
     calls: list[Path] = []
-    real = pipeline.decode
+    real = decode_mod.decode
 
     def counting(path, views, max_pixels):
         calls.append(path)
         return real(path, views, max_pixels)
 
-    monkeypatch.setattr(pipeline, "decode", counting)
+    monkeypatch.setattr(decode_mod, "decode", counting)  # on threads: counted in this process
     return calls
 
 
@@ -271,3 +276,102 @@ def test_stderr_line_per_failed_input(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == f"emo: {tmp_path / 'nope.jpg'}: not_found: no such file\n"
     assert summary == Summary(2, 1)
+
+
+def test_process_and_thread_decoding_give_the_same_records(mixed):
+    a, sa = _collect(_items(mixed), [RedStage()], 3, decoder="thread")
+    b, sb = _collect(_items(mixed), [RedStage()], 3, decoder="process")
+    assert [it.record for it in a] == [it.record for it in b] and sa == sb
+
+
+def _submitted_before_first_batch(tmp_path, monkeypatch, n: int, delay: float) -> int:
+    """Run ``n`` inputs arriving ``delay`` s apart through decode processes; how many images
+    were handed to the decoder when the first batch came out (all ``n`` must come out)."""
+    p = make_image(tmp_path / "a.png", size=(20, 20))
+    submitted = 0
+    real = pipeline.ProcessDecoder.submit
+
+    def counting(self, *a):
+        nonlocal submitted
+        submitted += 1
+        return real(self, *a)
+
+    monkeypatch.setattr(pipeline.ProcessDecoder, "submit", counting)
+
+    def inputs():
+        for i in range(n):
+            time.sleep(delay)
+            yield Item(i, {"path": str(p)}, path=p)
+
+    gen = Pipeline([RedStage()], _settings(4, decoder="process")).run(inputs())
+    first = next(gen)
+    at_first = submitted
+    assert len(first) + sum(len(batch) for batch in gen) == n
+    return at_first
+
+
+def test_the_first_fill_reads_ahead_as_far_as_the_ring_holds(tmp_path, monkeypatch):
+    # A 16 px view: the ring holds more than these 600 images, so all are decoding at once.
+    assert _submitted_before_first_batch(tmp_path, monkeypatch, 600, 0.0) == 600
+
+
+def test_the_first_fill_stops_for_a_slow_producer(tmp_path, monkeypatch):
+    """Paths that trickle in (100 a second) still get their first lines soon: the fill gives up
+    after FILL_SECONDS, not after the ring's hundreds of images."""
+    monkeypatch.setattr(pipeline, "FILL_SECONDS", 0.2)
+    assert _submitted_before_first_batch(tmp_path, monkeypatch, 300, 0.01) < 100
+
+
+def test_breaking_off_early_stops_the_decode_processes(tmp_path, monkeypatch):
+    p = make_image(tmp_path / "a.png")
+    seen: list[int] = []
+    real = pipeline.ProcessDecoder.__init__
+
+    def spy(self, *a, **kw):
+        real(self, *a, **kw)
+        seen.extend(self.pids)
+
+    monkeypatch.setattr(pipeline.ProcessDecoder, "__init__", spy)
+    gen = Pipeline([RedStage()], _settings(1, decoder="process")).run(
+        Item(i, {"path": str(p)}, path=p) for i in range(100))
+    next(gen)
+    gen.close()
+    assert seen
+    for pid in seen:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def test_input_that_pauses_does_not_hold_up_what_was_read(tmp_path, monkeypatch):
+    """A producer that stops mid-stream (a pipe with nothing more yet): the first fill gives up
+    waiting at its deadline, and the records read so far come out while the input is paused."""
+    import threading
+
+    monkeypatch.setattr(pipeline, "FILL_SECONDS", 0.2)
+    p = make_image(tmp_path / "a.png", size=(20, 20))
+    resume = threading.Event()
+
+    def paused():
+        for i in range(40):
+            if i == 20:
+                assert resume.wait(30), "the pipeline never got to its first batch"
+            yield Item(i, {"path": str(p)}, path=p)
+
+    gen = Pipeline([RedStage()], _settings(4, decoder="process")).run(paused())
+    first = next(gen)  # would block for good if the fill waited for the 21st input
+    resume.set()
+    rest = [it for batch in gen for it in batch]
+    assert [it.index for it in first + rest] == list(range(40))
+
+
+def test_an_error_from_the_input_reaches_the_caller(tmp_path):
+    p = make_image(tmp_path / "a.png", size=(20, 20))
+
+    def broken():
+        for i in range(5):
+            yield Item(i, {"path": str(p)}, path=p)
+        raise ModelError("the input broke")
+
+    for decoder in ("thread", "process"):
+        with pytest.raises(ModelError, match="the input broke"):
+            list(Pipeline([RedStage()], _settings(2, decoder=decoder)).run(broken()))

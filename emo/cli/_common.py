@@ -57,7 +57,11 @@ def run_options(f: F) -> F:
             _opt("--batch-size", type=click.IntRange(1), default=None,
                  help=f"Images per batch [default: {d.batch_size}; env EMO_BATCH_SIZE]."),
             _opt("--workers", type=click.IntRange(0), default=None,
-                 help="Decode threads; 0 = one per core [default: 0; env EMO_WORKERS]."),
+                 help="Decode workers; 0 = automatic: processes on all cores but one, or threads one per core "
+                      "[default: 0; env EMO_WORKERS]."),
+            _opt("--decoder", type=click.Choice(config.DECODERS), default=None,
+                 help="Decode in worker processes (forked before torch loads, so they start at once) or threads; "
+                      "auto: processes where fork is safe [default: auto; env EMO_DECODER]."),
             _opt("--backend", type=click.Choice(config.BACKENDS), default=None,
                  help="Engine: auto picks tensorrt on CUDA, else inductor, else eager [env EMO_BACKEND]."),
             _opt("--precision", type=click.Choice(config.PRECISIONS), default=None,
@@ -82,7 +86,7 @@ def _complete_backbones(ctx: click.Context, param: click.Parameter, incomplete: 
     return [n for n in names("backbone") if n.startswith(incomplete)]
 
 
-SETTINGS_KEYS = ("device", "batch_size", "workers", "backend", "precision", "cache_dir", "backbone", "weights_dir", "max_pixels")
+SETTINGS_KEYS = ("device", "batch_size", "workers", "decoder", "backend", "precision", "cache_dir", "backbone", "weights_dir", "max_pixels")
 
 
 def settings_from(opts: dict[str, Any]) -> config.Settings:

@@ -92,8 +92,10 @@ def tiny_digest() -> str:
 
 def spawn(args: list[str], prefix: list[str] = (), **kw) -> subprocess.Popen:
     """Start ``emo ARGS`` as a process with ``tiny_test`` registered (see ``tiny_emo.py``);
-    ``prefix`` runs it under another program (``setpriv ...``)."""
+    ``prefix`` runs it under another program (``setpriv ...``). It decodes in worker processes,
+    as ``emo`` does by default (the test module has loaded torch already, so it is forced)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.setdefault("EMO_DECODER", "process")
     cmd = [*prefix, sys.executable, "-m", "tests.robustness.tiny_emo", *args]
     return subprocess.Popen(cmd, cwd=kw.pop("cwd", REPO), env=env, **kw)
 

@@ -1,0 +1,365 @@
+"""Decode images in forked worker processes, into a ring of shared-memory slots.
+
+Why processes: ``import torch`` takes a second or more and holds the GIL, and an AOTInductor
+engine call holds it too (pytorch/pytorch#197516), so decode *threads* stall exactly when there
+is a core free for them. A worker forked before torch loads decodes the first few hundred images
+while the main process is still importing, and later runs beside the engine without the GIL.
+
+How: the pool is forked before torch is imported (forking later would copy a process with
+OpenMP threads). Each worker has its own task pipe (main -> worker: sequence number, slot,
+views, path) and its own done pipe (worker -> main: the sequence number, 8 bytes). A worker
+writes its pixels, or its error, into the slot ``seq % slots`` of an anonymous shared mapping,
+so nothing large goes through a pipe, and a worker never waits for the main process: at most
+``slots`` tasks are outstanding and their 8-byte notices fit in a pipe's buffer.
+
+Losing nothing: a worker that dies (a decoder crash, the OOM killer) shows as end-of-file on its
+done pipe. The image it was decoding becomes that record's error; its other tasks are decoded
+on threads in this process, and so is everything submitted after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gc
+import mmap
+import os
+import signal
+import struct
+import sys
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emo.errors import InputError
+from emo.io import decode as _decode_mod
+from emo.io.decode import Decoded, View
+
+# Bytes of pixels the ring may hold: about 1,100 images at 224 px, what one worker decodes while
+# torch imports and the engine loads on a small machine; a fixed bound, so memory stops growing
+# once the ring is full, however long the input.
+RING_BYTES = 160 * 2**20
+MAX_SLOTS = 1024
+# Slot header: status, width, height, then the error's kind and message (UTF-8, cut to fit).
+_HEAD = struct.Struct("<BxxxiiHH")
+HEADER_BYTES = 1024
+_TASK = struct.Struct("<qiII")  # seq, slot, view mask, path length
+_SEQ = struct.Struct("<q")
+_OK, _ERR = 1, 2
+
+
+def _decode_one(path: Path, views: tuple[View, ...], max_pixels: int) -> Decoded | InputError:
+    """:func:`emo.io.decode.decode`, every failure turned into an :class:`InputError`."""
+    try:
+        return _decode_mod.decode(path, views, max_pixels)
+    except InputError as e:
+        return e
+    except Exception as e:  # a decoder bug must cost one record, not the run
+        return InputError("read_error", f"{type(e).__name__}: {e}")
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    """``n`` bytes from ``fd``, or fewer only at end of file."""
+    parts, got = [], 0
+    while got < n:
+        b = os.read(fd, n - got)
+        if not b:
+            break
+        parts.append(b)
+        got += len(b)
+    return b"".join(parts)
+
+
+class _Layout:
+    """Where each view lives in a slot: the header first, then every view's ``size x size x 3``."""
+
+    def __init__(self, views: Sequence[View]) -> None:
+        self.views = tuple(views)
+        self.offsets: list[int] = []
+        off = HEADER_BYTES
+        for v in self.views:
+            self.offsets.append(off)
+            off += v.size * v.size * 3
+        self.slot_bytes = -(-off // mmap.PAGESIZE) * mmap.PAGESIZE  # page-aligned slots
+
+    def mask(self, views: Sequence[View]) -> int:
+        return sum(1 << self.views.index(v) for v in views)
+
+    def unmask(self, mask: int) -> tuple[View, ...]:
+        return tuple(v for i, v in enumerate(self.views) if mask >> i & 1)
+
+
+def _write_slot(mem: mmap.mmap, base: int, layout: _Layout, res: Decoded | InputError) -> None:
+    if isinstance(res, InputError):
+        kind = res.kind.encode()[:64]
+        msg = res.message.encode("utf-8", "replace")[: HEADER_BYTES - _HEAD.size - len(kind)]
+        mem[base:base + _HEAD.size] = _HEAD.pack(_ERR, 0, 0, len(kind), len(msg))
+        start = base + _HEAD.size
+        mem[start:start + len(kind) + len(msg)] = kind + msg
+        return
+    for v, arr in res.views.items():
+        n = v.size * v.size * 3
+        if arr.shape != (v.size, v.size, 3):
+            raise ValueError(f"view {v} came out {arr.shape}")
+        np.frombuffer(mem, np.uint8, n, base + layout.offsets[layout.views.index(v)])[:] = arr.reshape(-1)
+    mem[base:base + _HEAD.size] = _HEAD.pack(_OK, res.size[0], res.size[1], 0, 0)
+
+
+def _read_slot(mem: mmap.mmap, base: int, layout: _Layout, mask: int) -> Decoded | InputError:
+    status, w, h, nk, nm = _HEAD.unpack_from(mem, base)
+    if status == _ERR:
+        start = base + _HEAD.size
+        kind = bytes(mem[start:start + nk]).decode()
+        return InputError(kind, bytes(mem[start + nk:start + nk + nm]).decode("utf-8", "replace"))
+    if status != _OK:
+        return InputError("read_error", "the decoder process left no result for this file")
+    out = {}
+    for v in layout.unmask(mask):
+        off = base + layout.offsets[layout.views.index(v)]
+        n = v.size * v.size * 3
+        out[v] = np.frombuffer(mem, np.uint8, n, off).reshape(v.size, v.size, 3).copy()
+    return Decoded((w, h), out)
+
+
+def _unmap_slot(mem: mmap.mmap, base: int, size: int) -> None:
+    """Drop a read slot's pages from this process's page tables: the worker still holds them, so
+    the ring is resident once (in the worker), not once more here."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        mem.madvise(mmap.MADV_DONTNEED, base, size)
+
+
+def _worker(task_fd: int, done_fd: int, mem: mmap.mmap, layout: _Layout, max_pixels: int) -> None:
+    """A worker's whole life: read a task, decode, fill the slot, say done; stop at end of file."""
+    while True:
+        head = _read_exact(task_fd, _TASK.size)
+        if len(head) < _TASK.size:
+            return
+        seq, slot, mask, plen = _TASK.unpack(head)
+        path = Path(os.fsdecode(_read_exact(task_fd, plen)))
+        base = slot * layout.slot_bytes
+        mem[base] = 0  # not done yet: a crash mid-write must not leave the last image's status
+        res = _decode_one(path, layout.unmask(mask), max_pixels)
+        try:
+            _write_slot(mem, base, layout, res)
+        except Exception as e:  # a view that does not fit: that record's error, not the worker's end
+            _write_slot(mem, base, layout, InputError("read_error", f"{type(e).__name__}: {e}"))
+        os.write(done_fd, _SEQ.pack(seq))
+
+
+class _Pending:
+    """A handle for one submitted image; ``result()`` waits for its decoding."""
+
+    __slots__ = ("pool", "seq")
+
+    def __init__(self, pool: ProcessDecoder, seq: int) -> None:
+        self.pool, self.seq = pool, seq
+
+    def result(self) -> Decoded | InputError:
+        return self.pool._result(self.seq)
+
+    def cancel(self) -> bool:
+        return False
+
+
+class ProcessDecoder:
+    """Decode in ``workers`` forked processes, at most ``slots`` images ahead of the consumer.
+
+    ``submit(path, views)`` returns an object with ``result()`` (a :class:`Decoded` or the
+    :class:`InputError` for a bad file). Results must be taken in submission order.
+    """
+
+    def __init__(self, views: Sequence[View], max_pixels: int, workers: int = 1, slots: int = 0) -> None:
+        self.layout = _Layout(views)
+        self.max_pixels = max_pixels
+        self.slots = slots or max(2, min(MAX_SLOTS, RING_BYTES // self.layout.slot_bytes))
+        self.mem = mmap.mmap(-1, self.slots * self.layout.slot_bytes)
+        self._next = 0  # next sequence number
+        self._taken = 0  # results handed out; a slot is free again once its result is taken
+        self._owner: dict[int, int] = {}  # outstanding seq -> worker
+        self._queue: list[deque[int]] = []  # per worker, its outstanding seqs in order
+        self._done: set[int] = set()
+        self._fallback: dict[int, Future] = {}  # seqs decoded on threads instead
+        self._args: dict[int, tuple[Path, tuple[View, ...]]] = {}
+        self._crashed: dict[int, str] = {}
+        self._threads: ThreadPoolExecutor | None = None
+        self._rr = 0
+        self.pids: list[int] = []
+        self._task_w: list[int | None] = []
+        self._done_r: list[int | None] = []
+        self._start(max(1, workers))
+
+    def _start(self, workers: int) -> None:
+        pipes = [(os.pipe(), os.pipe()) for _ in range(workers)]
+        for (tr, tw), _ in pipes:
+            with contextlib.suppress(OSError):  # room for every outstanding task: the main never waits
+                fcntl.fcntl(tw, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for k, ((tr, tw), (dr, dw)) in enumerate(pipes):
+            pid = os.fork()
+            if pid == 0:  # the worker
+                code = 0
+                try:
+                    gc.freeze()  # the parent's objects stay shared, not copied by the collector
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    for j, ((a, b), (c, d)) in enumerate(pipes):
+                        for fd in (b, c) if j == k else (a, b, c, d):
+                            os.close(fd)
+                    _worker(tr, dw, self.mem, self.layout, self.max_pixels)
+                except BaseException:
+                    code = 1
+                finally:
+                    os._exit(code)
+            self.pids.append(pid)
+        for (tr, tw), (dr, dw) in pipes:
+            os.close(tr)
+            os.close(dw)
+            self._task_w.append(tw)
+            self._done_r.append(dr)
+            self._queue.append(deque())
+
+    @property
+    def alive(self) -> int:
+        """Workers still running."""
+        return sum(fd is not None for fd in self._task_w)
+
+    def submit(self, path: Path, views: tuple[View, ...]) -> Any:
+        """Queue one image; returns a handle whose ``result()`` is its :class:`Decoded` or error."""
+        seq = self._next
+        self._next += 1
+        live = [k for k, fd in enumerate(self._task_w) if fd is not None]
+        if not live or seq - self._taken >= self.slots or any(v not in self.layout.views for v in views):
+            self._args[seq] = (path, views)
+            self._fallback[seq] = self._thread_pool().submit(_decode_one, path, views, self.max_pixels)
+            return _Pending(self, seq)
+        k = live[self._rr % len(live)]
+        self._rr += 1
+        raw = os.fsencode(path)
+        msg = _TASK.pack(seq, seq % self.slots, self.layout.mask(views), len(raw)) + raw
+        self._args[seq] = (path, views)
+        try:
+            os.write(self._task_w[k], msg) if len(msg) <= 4096 else self._write_all(self._task_w[k], msg)
+        except OSError:  # the worker is gone: this task goes to a thread
+            self._lost(k)
+            self._fallback[seq] = self._thread_pool().submit(_decode_one, path, views, self.max_pixels)
+            return _Pending(self, seq)
+        self._owner[seq] = k
+        self._queue[k].append(seq)
+        return _Pending(self, seq)
+
+    @staticmethod
+    def _write_all(fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+
+    def _thread_pool(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="emo-decode")
+        return self._threads
+
+    def _result(self, seq: int) -> Decoded | InputError:
+        if seq != self._taken:
+            raise RuntimeError(f"decode results are taken in order: asked for {seq}, next is {self._taken}")
+        path, views = self._args.pop(seq)
+        try:
+            if seq in self._crashed:
+                return InputError("read_error", self._crashed.pop(seq))
+            if seq in self._fallback:
+                return self._fallback.pop(seq).result()
+            k = self._owner[seq]
+            while seq not in self._done:
+                fd = self._done_r[k]
+                raw = _read_exact(fd, _SEQ.size) if fd is not None else b""
+                if len(raw) < _SEQ.size:  # the worker died: fail its image, re-route the rest
+                    self._lost(k)
+                    return self._result_after_loss(seq, path, views)
+                done = _SEQ.unpack(raw)[0]
+                self._done.add(done)
+                self._queue[k].popleft()
+                self._owner.pop(done, None)
+            self._done.discard(seq)
+            base = (seq % self.slots) * self.layout.slot_bytes
+            res = _read_slot(self.mem, base, self.layout, self.layout.mask(views))
+            _unmap_slot(self.mem, base, self.layout.slot_bytes)
+            return res
+        finally:
+            self._taken += 1
+
+    def _result_after_loss(self, seq: int, path: Path, views: tuple[View, ...]) -> Decoded | InputError:
+        if seq in self._crashed:
+            return InputError("read_error", self._crashed.pop(seq))
+        return self._fallback.pop(seq).result()
+
+    def _lost(self, k: int) -> None:
+        """Worker ``k`` is gone: the image it was on is that record's error, the rest go to threads."""
+        if self._task_w[k] is None:
+            return
+        for fd in (self._task_w[k], self._done_r[k]):
+            with contextlib.suppress(OSError):
+                os.close(fd)  # type: ignore[arg-type]
+        self._task_w[k] = self._done_r[k] = None
+        status = self._reap(self.pids[k], block=True)
+        queue = self._queue[k]
+        if queue:
+            first = queue.popleft()
+            self._owner.pop(first, None)
+            self._crashed[first] = f"the decoder process died ({status}) while reading this file"
+        while queue:
+            seq = queue.popleft()
+            self._owner.pop(seq, None)
+            path, views = self._args[seq]
+            self._fallback[seq] = self._thread_pool().submit(_decode_one, path, views, self.max_pixels)
+        sys.stderr.write(f"emo: a decode worker died ({status}); decoding goes on in this process\n")
+
+    @staticmethod
+    def _reap(pid: int, block: bool) -> str:
+        try:
+            _, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return "already reaped"
+        if os.WIFSIGNALED(status):
+            return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+        return f"exit status {os.WEXITSTATUS(status)}" if os.WIFEXITED(status) else "still running"
+
+    def close(self, abort: bool = False) -> None:
+        """Stop the workers (at once when ``abort``), reap them, and free the ring."""
+        for k, pid in enumerate(self.pids):
+            if self._task_w[k] is None:
+                continue
+            if abort:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            for fd in (self._task_w[k], self._done_r[k]):
+                with contextlib.suppress(OSError):
+                    os.close(fd)  # type: ignore[arg-type]
+            self._task_w[k] = self._done_r[k] = None
+            self._reap(pid, block=True)
+        if self._threads is not None:
+            self._threads.shutdown(wait=not abort, cancel_futures=abort)
+        with contextlib.suppress(BufferError):  # a caller still holding a view keeps it mapped
+            self.mem.close()
+
+    def __enter__(self) -> ProcessDecoder:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(abort=exc_type is not None)
+
+
+def can_fork_before_torch() -> bool:
+    """True where a process decoder is safe and useful: fork exists and torch is not loaded yet."""
+    return hasattr(os, "fork") and sys.platform.startswith("linux") and "torch" not in sys.modules
+
+
+def process_workers(requested: int) -> int:
+    """Decode processes: the setting, else all cores but one (the engine's), at most 8."""
+    return requested or max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+DecoderFactory = Callable[[Sequence[View], int], Any]

@@ -1,0 +1,160 @@
+"""The process decoder: same pixels and errors as decoding in place, in order, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emo.errors import InputError
+from emo.io import decode as decode_mod
+from emo.io.decode import View, decode
+from emo.io.procpool import ProcessDecoder, can_fork_before_torch, process_workers
+from tests.robustness.files import good_and_bad, noise
+
+CROP = View(32, 40, "crop")
+SQUASH = View(24, 0, "squash")
+FIT = View(48, 0, "fit")
+VIEWS = (CROP, SQUASH, FIT)
+
+
+def _images(d: Path, n: int) -> list[Path]:
+    from PIL import Image
+
+    d.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        p = d / f"{i}.png"
+        Image.fromarray(noise(30 + 7 * i, 50 + 3 * i, seed=i)).save(p)
+        out.append(p)
+    return out
+
+
+def _expected(path: Path, views: tuple[View, ...]):
+    try:
+        return decode(path, views, 0)
+    except InputError as e:
+        return e
+
+
+def _same(got, want) -> None:
+    if isinstance(want, InputError):
+        assert isinstance(got, InputError) and (got.kind, got.message) == (want.kind, want.message)
+        return
+    assert not isinstance(got, InputError), got
+    assert got.size == want.size and got.views.keys() == want.views.keys()
+    for v in want.views:
+        assert got.views[v].dtype == np.uint8 and np.array_equal(got.views[v], want.views[v])
+
+
+def test_pixels_sizes_and_errors_equal_decoding_in_place(tmp_path):
+    """Good and bad files interleaved, each asking for another subset of the views."""
+    mix = tmp_path / "mix"
+    cases = [mix / name for name, _ in good_and_bad(mix)]
+    paths = [p for pair in zip(_images(tmp_path / "ok", len(cases)), cases) for p in pair]
+    asks = [VIEWS[: 1 + i % 3] if i % 4 else (FIT,) for i in range(len(paths))]
+    with ProcessDecoder(VIEWS, 0, workers=2) as dec:
+        handles = [dec.submit(p, v) for p, v in zip(paths, asks)]
+        got = [h.result() for h in handles]
+    assert any(isinstance(g, InputError) for g in got) and any(not isinstance(g, InputError) for g in got)
+    for p, v, g in zip(paths, asks, got):
+        _same(g, _expected(p, v))
+
+
+def test_more_images_than_slots_reuse_the_ring_and_overflow_to_threads(tmp_path):
+    paths = _images(tmp_path, 12)
+    with ProcessDecoder((CROP,), 0, workers=1, slots=3) as dec:
+        # The first 3 fill the ring; 3 more overflow to threads since none were taken yet.
+        first = [dec.submit(p, (CROP,)) for p in paths[:6]]
+        got = [h.result() for h in first]
+        # Taken: the ring is free again, and serves the rest, slot by slot.
+        for p in paths[6:]:
+            got.append(dec.submit(p, (CROP,)).result())
+    for p, g in zip(paths, got):
+        _same(g, _expected(p, (CROP,)))
+
+
+def test_results_are_taken_in_order(tmp_path):
+    paths = _images(tmp_path, 2)
+    with ProcessDecoder((CROP,), 0) as dec:
+        a, b = dec.submit(paths[0], (CROP,)), dec.submit(paths[1], (CROP,))
+        with pytest.raises(RuntimeError, match="in order"):
+            b.result()
+        a.result(), b.result()
+
+
+def test_a_worker_that_dies_costs_only_the_image_it_was_on(tmp_path, monkeypatch, capfd):
+    """A decoder crash (a segfault, the OOM killer): that record's error, every other record decoded."""
+    paths = _images(tmp_path, 8)
+    deadly = paths[3]
+    real = decode_mod.decode
+
+    def crashing(path, views, max_pixels):
+        if Path(path) == deadly:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(path, views, max_pixels)
+
+    monkeypatch.setattr(decode_mod, "decode", crashing)  # the forked worker inherits it
+    with ProcessDecoder((CROP,), 0, workers=1) as dec:
+        handles = [dec.submit(p, (CROP,)) for p in paths]
+        got = [h.result() for h in handles]
+        assert dec.alive == 0
+        after = dec.submit(paths[0], (CROP,)).result()  # later images go to threads
+    monkeypatch.setattr(decode_mod, "decode", real)
+    for p, g in zip(paths, got):
+        if p == deadly:
+            assert isinstance(g, InputError) and g.kind == "read_error"
+            assert "decoder process died (signal SIGKILL)" in g.message
+        else:
+            _same(g, _expected(p, (CROP,)))
+    _same(after, _expected(paths[0], (CROP,)))
+    assert "a decode worker died" in capfd.readouterr().err
+
+
+def test_close_reaps_every_worker_even_mid_run(tmp_path):
+    paths = _images(tmp_path, 6)
+    dec = ProcessDecoder((CROP,), 0, workers=2)
+    for p in paths:
+        dec.submit(p, (CROP,))
+    pids = list(dec.pids)
+    dec.close(abort=True)
+    for pid in pids:
+        with pytest.raises(ChildProcessError):  # reaped: no zombie left behind
+            os.waitpid(pid, os.WNOHANG)
+
+
+def test_long_and_odd_paths_reach_the_worker_whole(tmp_path):
+    """A path longer than a pipe's atomic write, and one that is not UTF-8, come back as themselves."""
+    long = tmp_path / ("d" * 200) / ("e" * 200) / ("f" * 200)
+    long.mkdir(parents=True)
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.png"))
+    src = _images(tmp_path / "src", 1)[0]
+    os.link(src, odd)
+    deep = long
+    for i in range(12):  # past 4096 bytes of path in all
+        deep = deep / ("g" * 250)
+        try:
+            deep.mkdir()
+        except OSError:  # the file system's own limit: a missing file still tests the transfer
+            break
+    missing = deep / "nothere.png"
+    with ProcessDecoder((CROP,), 0) as dec:
+        got = [dec.submit(p, (CROP,)).result() for p in (odd, missing)]
+    _same(got[0], _expected(src, (CROP,)))
+    assert isinstance(got[1], InputError) and got[1].kind in ("not_found", "read_error")
+
+
+def test_fork_policy_and_worker_count(monkeypatch):
+    import sys
+
+    assert not can_fork_before_torch() or "torch" not in sys.modules
+    monkeypatch.setitem(sys.modules, "torch", sys.modules.get("torch", object()))
+    assert not can_fork_before_torch()  # torch loaded: threads, never a fork of its OpenMP pool
+    assert process_workers(3) == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert process_workers(0) == 1  # two cores: one for the engine, one decoding
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert process_workers(0) == 8
