@@ -65,7 +65,7 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Console entry point."""
-    from emo.cli._run import guarded
+    """Console entry point: run, flush, and leave without tearing the interpreter down."""
+    from emo.cli._run import exit_now, guarded
 
-    sys.exit(guarded(cli))
+    exit_now(guarded(cli))

@@ -33,6 +33,21 @@ def _silence_stdout() -> None:
         pass
 
 
+def exit_now(code: int) -> None:
+    """Flush stdout and stderr, then end the process with ``code`` at once.
+
+    By then every record is written, ``-o`` files are committed, decode workers are reaped and
+    threads are joined. What is skipped is the interpreter's teardown, which with torch loaded
+    took 0.4 s after the last line (of a 10 s run), for nothing a user can see.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader gone (EPIPE) or a stream closed: nothing to keep
+            pass
+    os._exit(code)
+
+
 def guarded(command: click.Command, args: Sequence[str] | None = None) -> int:
     """Run a click command in standalone-off mode and return the process exit code.
 

@@ -81,9 +81,9 @@ def test_unknown_command_is_a_usage_error(monkeypatch):
 
 def test_import_and_help_do_not_import_torch():
     code = (
-        "import sys; from emo.cli import cli, main; import emo.cli.features, emo.cli.models; "
-        "sys.argv = ['emo', '--help']\n"
-        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "import sys; from emo.cli import cli; from emo.cli._run import guarded; "
+        "import emo.cli.features, emo.cli.models\n"
+        "assert guarded(cli, ['--help']) == 0\n"
         "print([m for m in ('torch', 'torchvision', 'numpy') if m in sys.modules], file=sys.stderr)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -93,6 +93,9 @@ def test_import_and_help_do_not_import_torch():
 def test_python_dash_m_emo():
     r = subprocess.run([sys.executable, "-m", "emo", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and "emo, version" in r.stdout
+    # The entry point leaves with os._exit: the exit code must still be the run's.
+    r = subprocess.run([sys.executable, "-m", "emo", "clasify"], capture_output=True, text=True)
+    assert r.returncode == 2 and "No such command" in r.stderr
 
 
 def test_not_built_answers_exit_2_with_a_clear_message(monkeypatch):

@@ -65,6 +65,23 @@ def test_signal_mid_run_leaves_whole_lines(tiny, tmp_path, sig, code, word):
     assert b"Traceback" not in err and word.encode() in err
 
 
+def test_console_run_writes_every_record_then_exits_with_its_code(tiny, tmp_path):
+    """The entry point leaves without the interpreter's teardown: nothing written may be lost
+    (stdout, -o FILE, the summary on stderr), and the exit code is the run's."""
+    good = make_image(tmp_path / "good.png")
+    paths = [str(good), str(tmp_path / "missing.png"), str(good)] * 40
+    out_file = tmp_path / "out.jsonl"
+    for extra in ([], ["-o", str(out_file)]):
+        proc = spawn(TINY + ["-v", *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = proc.communicate("\n".join(paths).encode() + b"\n", timeout=TIMEOUT)
+        recs = _whole_lines(out_file.read_bytes() if extra else out)
+        assert [r["path"] for r in recs] == paths
+        assert [("error" in r) for r in recs] == [p.endswith("missing.png") for p in paths]
+        assert proc.returncode == 1, err
+        assert b"120 inputs, 40 failed" in err and b"Traceback" not in err
+    assert not list(tmp_path.glob(".out.jsonl*"))  # the -o file was committed, no temp file left
+
+
 def test_closed_pipe_exits_quietly(tiny, tmp_path):
     """``emo ... | head -1``: no traceback, no noise, exit 141 (128 + SIGPIPE)."""
     good = make_image(tmp_path / "good.png")
