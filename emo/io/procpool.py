@@ -12,6 +12,9 @@ writes its pixels, or its error, into the slot ``seq % slots`` of an anonymous s
 so nothing large goes through a pipe, and a worker never waits for the main process: at most
 ``slots`` tasks are outstanding and their 8-byte notices fit in a pipe's buffer.
 
+A worker whose main process is gone (kill -9) ends at its next notice: the done pipe has no
+reader left, so the write fails (EPIPE) and the worker exits.
+
 Losing nothing: a worker that dies (a decoder crash, the OOM killer) shows as end-of-file on its
 done pipe. The image it was decoding becomes that record's error; its other tasks are decoded
 on threads in this process, and so is everything submitted after.

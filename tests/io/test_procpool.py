@@ -158,3 +158,44 @@ def test_fork_policy_and_worker_count(monkeypatch):
     assert process_workers(0) == 1  # two cores: one for the engine, one decoding
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     assert process_workers(0) == 8
+
+
+def test_workers_die_with_a_killed_main_process(tmp_path):
+    """kill -9 of emo: its decode workers go too (their next notice meets a pipe without a
+    reader), instead of decoding a queue of a thousand images for nobody."""
+    import subprocess
+    import sys
+    import time
+
+    from PIL import Image
+
+    big = tmp_path / "big.png"  # ~20 ms to decode: the queue below lasts far longer than the deadline
+    Image.fromarray(noise(1200, 1200, seed=1)).save(big)
+    code = f"""
+import sys, time
+from pathlib import Path
+from emo.io.decode import View
+from emo.io.procpool import ProcessDecoder
+dec = ProcessDecoder((View(32, 40, "crop"),), 0, workers=2)
+for i in range(1000):
+    dec.submit(Path({str(big)!r}), (View(32, 40, "crop"),))
+print(*dec.pids, flush=True)
+time.sleep(60)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    pids = [int(x) for x in proc.stdout.readline().split()]
+    assert len(pids) == 2
+    proc.kill()
+    proc.wait()
+
+    def running(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 5
+    while any(running(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(running(p) for p in pids)
