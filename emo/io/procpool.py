@@ -23,13 +23,14 @@ on threads in this process, and so is everything submitted after.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gc
 import mmap
 import os
 import signal
 import struct
 import sys
+import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,6 +40,11 @@ from typing import Any
 import numpy as np
 
 from emo.errors import InputError
+
+try:
+    import fcntl
+except ImportError:  # not on Windows, where no worker is forked either
+    fcntl = None  # type: ignore[assignment]
 from emo.io import decode as _decode_mod
 from emo.io.decode import Decoded, View
 
@@ -51,6 +57,8 @@ MAX_SLOTS = 1024
 _HEAD = struct.Struct("<BxxxiiHH")
 HEADER_BYTES = 1024
 _TASK = struct.Struct("<qiII")  # seq, slot, view mask, path length
+TASK_PIPE_BYTES = 256 * 1024  # ~2,500 queued paths; pipe buffers count against a per-user quota
+CLOSE_SECONDS = 2.0  # how long close() lets workers finish before killing them
 _SEQ = struct.Struct("<q")
 _OK, _ERR = 1, 2
 
@@ -63,6 +71,13 @@ def _decode_one(path: Path, views: tuple[View, ...], max_pixels: int) -> Decoded
         return e
     except Exception as e:  # a decoder bug must cost one record, not the run
         return InputError("read_error", f"{type(e).__name__}: {e}")
+
+
+def _max_fd() -> int:
+    try:
+        return min(int(os.sysconf("SC_OPEN_MAX")), 1 << 20)
+    except (ValueError, OSError):
+        return 4096
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -190,41 +205,73 @@ class ProcessDecoder:
         self._crashed: dict[int, str] = {}
         self._threads: ThreadPoolExecutor | None = None
         self._rr = 0
+        self._cap: list[int] = []  # per worker: outstanding tasks its done pipe can hold notices for
         self.pids: list[int] = []
         self._task_w: list[int | None] = []
         self._done_r: list[int | None] = []
         self._start(max(1, workers))
 
     def _start(self, workers: int) -> None:
-        pipes = [(os.pipe(), os.pipe()) for _ in range(workers)]
-        for (tr, tw), _ in pipes:
-            with contextlib.suppress(OSError):  # room for every outstanding task: the main never waits
-                fcntl.fcntl(tw, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for k, ((tr, tw), (dr, dw)) in enumerate(pipes):
-            pid = os.fork()
-            if pid == 0:  # the worker
-                code = 0
-                try:
-                    gc.freeze()  # the parent's objects stay shared, not copied by the collector
-                    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                    for j, ((a, b), (c, d)) in enumerate(pipes):
-                        for fd in (b, c) if j == k else (a, b, c, d):
-                            os.close(fd)
-                    _worker(tr, dw, self.mem, self.layout, self.max_pixels)
-                except BaseException:
-                    code = 1
-                finally:
-                    os._exit(code)
-            self.pids.append(pid)
+        pipes: list[tuple[tuple[int, int], tuple[int, int]]] = []
+        try:
+            for _ in range(workers):
+                pipes.append((os.pipe(), os.pipe()))
+                (tr, tw), (dr, dw) = pipes[-1]
+                if fcntl is not None:
+                    with contextlib.suppress(OSError):  # room for the outstanding tasks: the main rarely waits
+                        fcntl.fcntl(tw, getattr(fcntl, "F_SETPIPE_SZ", 1031), TASK_PIPE_BYTES)
+                    with contextlib.suppress(OSError):
+                        self._cap.append(fcntl.fcntl(dr, getattr(fcntl, "F_GETPIPE_SZ", 1032)) // _SEQ.size)
+                if len(self._cap) < len(pipes):
+                    self._cap.append(4096 // _SEQ.size)  # one page: the least a pipe holds
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for k, ((tr, tw), (dr, dw)) in enumerate(pipes):
+                pid = os.fork()
+                if pid == 0:
+                    self._child(tr, dw)
+                self.pids.append(pid)
+        except BaseException:
+            for pid in self.pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+            for fds in pipes:
+                for fd in (*fds[0], *fds[1]):
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            self.mem.close()
+            raise
         for (tr, tw), (dr, dw) in pipes:
             os.close(tr)
             os.close(dw)
             self._task_w.append(tw)
             self._done_r.append(dr)
             self._queue.append(deque())
+
+    def _child(self, task_fd: int, done_fd: int) -> None:
+        """The forked worker: keep only its two pipe ends, decode until end of input, exit."""
+        code = 0
+        try:
+            gc.freeze()  # the parent's objects stay shared, not copied by the collector
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            # Every other descriptor goes: a copy of another pool's task pipe held here would keep
+            # that pool's workers from ever seeing end of input. Nothing may reach stdout (the
+            # records) or take a stream lock some other thread of the parent held at the fork.
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            keep = sorted({0, 1, 2, task_fd, done_fd})
+            for lo, hi in zip(keep, [*keep[1:], _max_fd()]):
+                os.closerange(lo + 1, hi)
+            sys.stdout = sys.stderr = open(os.devnull, "w")  # fresh objects, fresh locks
+            warnings.simplefilter("ignore")
+            _worker(task_fd, done_fd, self.mem, self.layout, self.max_pixels)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
 
     @property
     def alive(self) -> int:
@@ -235,7 +282,9 @@ class ProcessDecoder:
         """Queue one image; returns a handle whose ``result()`` is its :class:`Decoded` or error."""
         seq = self._next
         self._next += 1
-        live = [k for k, fd in enumerate(self._task_w) if fd is not None]
+        # A worker takes a task only while its done pipe has room for every notice it owes: it
+        # then never blocks writing one, so it never waits on the main process.
+        live = [k for k, fd in enumerate(self._task_w) if fd is not None and len(self._queue[k]) < self._cap[k]]
         if not live or seq - self._taken >= self.slots or any(v not in self.layout.views for v in views):
             self._args[seq] = (path, views)
             self._fallback[seq] = self._thread_pool().submit(_decode_one, path, views, self.max_pixels)
@@ -269,23 +318,23 @@ class ProcessDecoder:
     def _result(self, seq: int) -> Decoded | InputError:
         if seq != self._taken:
             raise RuntimeError(f"decode results are taken in order: asked for {seq}, next is {self._taken}")
-        path, views = self._args.pop(seq)
+        _, views = self._args.pop(seq)
         try:
+            if seq not in self._done and seq in self._owner:
+                k = self._owner[seq]
+                while seq not in self._done:
+                    raw = _read_exact(self._done_r[k], _SEQ.size)  # type: ignore[arg-type]
+                    if len(raw) < _SEQ.size:  # the worker died: fail its image, re-route the rest
+                        self._lost(k)
+                        break
+                    done = _SEQ.unpack(raw)[0]
+                    self._done.add(done)
+                    self._queue[k].popleft()
+                    self._owner.pop(done, None)
             if seq in self._crashed:
                 return InputError("read_error", self._crashed.pop(seq))
             if seq in self._fallback:
                 return self._fallback.pop(seq).result()
-            k = self._owner[seq]
-            while seq not in self._done:
-                fd = self._done_r[k]
-                raw = _read_exact(fd, _SEQ.size) if fd is not None else b""
-                if len(raw) < _SEQ.size:  # the worker died: fail its image, re-route the rest
-                    self._lost(k)
-                    return self._result_after_loss(seq, path, views)
-                done = _SEQ.unpack(raw)[0]
-                self._done.add(done)
-                self._queue[k].popleft()
-                self._owner.pop(done, None)
             self._done.discard(seq)
             base = (seq % self.slots) * self.layout.slot_bytes
             res = _read_slot(self.mem, base, self.layout, self.layout.mask(views))
@@ -294,21 +343,26 @@ class ProcessDecoder:
         finally:
             self._taken += 1
 
-    def _result_after_loss(self, seq: int, path: Path, views: tuple[View, ...]) -> Decoded | InputError:
-        if seq in self._crashed:
-            return InputError("read_error", self._crashed.pop(seq))
-        return self._fallback.pop(seq).result()
-
     def _lost(self, k: int) -> None:
         """Worker ``k`` is gone: the image it was on is that record's error, the rest go to threads."""
         if self._task_w[k] is None:
             return
-        for fd in (self._task_w[k], self._done_r[k]):
-            with contextlib.suppress(OSError):
-                os.close(fd)  # type: ignore[arg-type]
-        self._task_w[k] = self._done_r[k] = None
+        with contextlib.suppress(OSError):
+            os.close(self._task_w[k])  # type: ignore[arg-type]
         status = self._reap(self.pids[k], block=True)
+        # Notices it wrote before dying are still in its done pipe (end of file comes after them):
+        # those images are in the ring. The first one without a notice is the one it died on.
         queue = self._queue[k]
+        fd = self._done_r[k]
+        while len(raw := _read_exact(fd, _SEQ.size)) == _SEQ.size:  # type: ignore[arg-type]
+            done = _SEQ.unpack(raw)[0]
+            self._done.add(done)
+            self._owner.pop(done, None)
+            with contextlib.suppress(ValueError):
+                queue.remove(done)
+        with contextlib.suppress(OSError):
+            os.close(fd)  # type: ignore[arg-type]
+        self._task_w[k] = self._done_r[k] = None
         if queue:
             first = queue.popleft()
             self._owner.pop(first, None)
@@ -323,18 +377,23 @@ class ProcessDecoder:
     @staticmethod
     def _reap(pid: int, block: bool) -> str:
         try:
-            _, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+            got, status = os.waitpid(pid, 0 if block else os.WNOHANG)
         except ChildProcessError:
             return "already reaped"
+        if got == 0:
+            return "still running"
         if os.WIFSIGNALED(status):
-            return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
-        return f"exit status {os.WEXITSTATUS(status)}" if os.WIFEXITED(status) else "still running"
+            n = os.WTERMSIG(status)
+            try:
+                return f"signal {signal.Signals(n).name}"
+            except ValueError:  # a real-time signal has no name
+                return f"signal {n}"
+        return f"exit status {os.WEXITSTATUS(status)}" if os.WIFEXITED(status) else f"wait status {status}"
 
     def close(self, abort: bool = False) -> None:
         """Stop the workers (at once when ``abort``), reap them, and free the ring."""
-        for k, pid in enumerate(self.pids):
-            if self._task_w[k] is None:
-                continue
+        live = [(k, pid) for k, pid in enumerate(self.pids) if self._task_w[k] is not None]
+        for k, pid in live:
             if abort:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -342,7 +401,14 @@ class ProcessDecoder:
                 with contextlib.suppress(OSError):
                     os.close(fd)  # type: ignore[arg-type]
             self._task_w[k] = self._done_r[k] = None
-            self._reap(pid, block=True)
+        deadline = time.monotonic() + CLOSE_SECONDS
+        for _, pid in live:  # end of input stops a worker; one that does not stop in time is killed
+            while self._reap(pid, block=False) == "still running" and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if self._reap(pid, block=False) == "still running":
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                self._reap(pid, block=True)
         if self._threads is not None:
             self._threads.shutdown(wait=not abort, cancel_futures=abort)
         with contextlib.suppress(BufferError):  # a caller still holding a view keeps it mapped

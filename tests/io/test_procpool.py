@@ -86,32 +86,94 @@ def test_results_are_taken_in_order(tmp_path):
         a.result(), b.result()
 
 
-def test_a_worker_that_dies_costs_only_the_image_it_was_on(tmp_path, monkeypatch, capfd):
-    """A decoder crash (a segfault, the OOM killer): that record's error, every other record decoded."""
-    paths = _images(tmp_path, 8)
-    deadly = paths[3]
-    real = decode_mod.decode
+def _crash_on(monkeypatch, deadly: Path, signum: int) -> list[Path]:
+    """Make the (forked) worker kill itself with ``signum`` on ``deadly``; returns the list of
+    times ``deadly`` was decoded in this process instead, which must stay empty."""
+    main, real, redecoded = os.getpid(), decode_mod.decode, []
 
     def crashing(path, views, max_pixels):
         if Path(path) == deadly:
-            os.kill(os.getpid(), signal.SIGKILL)
+            if os.getpid() != main:
+                os.kill(os.getpid(), signum)
+            redecoded.append(Path(path))
         return real(path, views, max_pixels)
 
     monkeypatch.setattr(decode_mod, "decode", crashing)  # the forked worker inherits it
+    return redecoded
+
+
+@pytest.mark.parametrize("signum, name", [(signal.SIGKILL, "SIGKILL"), (signal.SIGRTMIN + 6, str(signal.SIGRTMIN + 6))])
+def test_a_worker_that_dies_costs_only_the_image_it_was_on(tmp_path, monkeypatch, capfd, signum, name):
+    """A decoder crash (a segfault, the OOM killer): that record's error, every other record decoded."""
+    paths = _images(tmp_path, 8)
+    deadly = paths[3]
+    redecoded = _crash_on(monkeypatch, deadly, signum)
+
     with ProcessDecoder((CROP,), 0, workers=1) as dec:
         handles = [dec.submit(p, (CROP,)) for p in paths]
         got = [h.result() for h in handles]
         assert dec.alive == 0
         after = dec.submit(paths[0], (CROP,)).result()  # later images go to threads
-    monkeypatch.setattr(decode_mod, "decode", real)
     for p, g in zip(paths, got):
         if p == deadly:
             assert isinstance(g, InputError) and g.kind == "read_error"
-            assert "decoder process died (signal SIGKILL)" in g.message
+            assert f"decoder process died (signal {name})" in g.message
         else:
             _same(g, _expected(p, (CROP,)))
     _same(after, _expected(paths[0], (CROP,)))
+    assert redecoded == []  # the image that killed a worker is never retried in emo itself
     assert "a decode worker died" in capfd.readouterr().err
+
+
+def _wait_dead(pid: int, timeout: float = 10) -> None:
+    """Until ``pid`` has exited (a zombie: dead, not yet reaped)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} is still running")
+
+
+def test_a_death_noticed_while_submitting_blames_the_right_image(tmp_path, monkeypatch):
+    """The main process usually learns of a death when it queues the next batch, with notices of
+    finished images still unread: those come from the ring, and only the image the worker was on
+    fails."""
+    paths = _images(tmp_path, 7)
+    redecoded = _crash_on(monkeypatch, paths[2], signal.SIGKILL)
+    with ProcessDecoder((CROP,), 0, workers=1) as dec:
+        early = [dec.submit(p, (CROP,)) for p in paths[:3]]
+        _wait_dead(dec.pids[0])
+        late = [dec.submit(p, (CROP,)) for p in paths[3:]]  # the task pipe has no reader: noticed here
+        assert dec.alive == 0
+        got = [h.result() for h in early + late]
+    assert redecoded == []
+    for i, (p, g) in enumerate(zip(paths, got)):
+        if i == 2:
+            assert isinstance(g, InputError) and "died (signal SIGKILL)" in g.message
+        else:
+            _same(g, _expected(p, (CROP,)))
+
+
+def test_two_pools_at_once_each_close_promptly(tmp_path):
+    """A worker keeps no copy of another pool's pipes: closing the first pool's task pipes ends
+    its workers at once (else they would wait for an end of input that never comes)."""
+    import time
+
+    paths = _images(tmp_path, 3)
+    first = ProcessDecoder((CROP,), 0, workers=1)
+    second = ProcessDecoder((CROP,), 0, workers=1)  # forked while the first pool's pipes are open
+    try:
+        for dec in (first, second):
+            _same(dec.submit(paths[0], (CROP,)).result(), _expected(paths[0], (CROP,)))
+        start = time.monotonic()
+        first.close()
+        assert time.monotonic() - start < 1.0  # not the 2 s wait before a kill
+    finally:
+        second.close()
 
 
 def test_close_reaps_every_worker_even_mid_run(tmp_path):
@@ -150,7 +212,6 @@ def test_long_and_odd_paths_reach_the_worker_whole(tmp_path):
 def test_fork_policy_and_worker_count(monkeypatch):
     import sys
 
-    assert not can_fork_before_torch() or "torch" not in sys.modules
     monkeypatch.setitem(sys.modules, "torch", sys.modules.get("torch", object()))
     assert not can_fork_before_torch()  # torch loaded: threads, never a fork of its OpenMP pool
     assert process_workers(3) == 3
