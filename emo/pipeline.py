@@ -87,12 +87,14 @@ FILL_SECONDS = 1.0
 
 class _Reader:
     """Reads inputs on a thread into a bounded queue, so the first fill can wait for input with a
-    deadline; the reader's exceptions are raised in the consumer, in their place in the stream."""
+    deadline. An exception from the inputs ends them; the pipeline raises it once every record
+    read before it is written."""
 
     def __init__(self, items: Iterable[Item], maxsize: int) -> None:
         self.q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize)
         self.stop = threading.Event()
         self.ended = False
+        self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._read, args=(iter(items),), name="emo-read", daemon=True)
         self.thread.start()
 
@@ -123,9 +125,9 @@ class _Reader:
                 kind, value = self.q.get(timeout=wait)
             except queue.Empty:
                 break
-            if kind == "error":
-                self.ended = True
-                raise value
+            if kind == "error":  # raised once what was read before it is written (see Pipeline.run)
+                self.error, self.ended = value, True
+                break
             if kind == "end":
                 self.ended = True
                 break
@@ -259,6 +261,8 @@ class Pipeline:
                     yield self.process(*pending.popleft())
             while pending:
                 yield self.process(*pending.popleft())
+            if reader is not None and reader.error is not None:
+                raise reader.error
             aborted = False
         finally:
             if reader is not None:

@@ -231,6 +231,18 @@ def _build_net(arch: Mapping[str, Any], task: str) -> HeadNet:
     return net
 
 
+def _int_arch(arch: Mapping[str, Any]) -> dict[str, Any]:
+    """The header's architecture with whole numbers only (``8``, not ``"8"`` or ``8.5``)."""
+
+    def whole(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+            raise ValueError(f"architecture size {v!r} is not a whole number")
+        return int(v)
+
+    return {**arch, "in_dim": whole(arch["in_dim"]), "n_out": whole(arch["n_out"]),
+            "members": whole(arch["members"]), "hidden": [whole(h) for h in arch["hidden"]]}
+
+
 def state_shapes(arch: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """The tensor names and shapes a :class:`HeadNet` of ``arch`` has, by arithmetic alone.
 
@@ -284,7 +296,7 @@ def load_head_file(path: str | Path, source: str = "") -> Head:
         raise ModelError(f"{path}: a safetensors file without an emo head header")
     try:
         header = json.loads(meta[META_KEY])
-        arch = header["architecture"]
+        arch = header["architecture"] = _int_arch(header["architecture"])
         if header.get("format") != FORMAT:
             raise ValueError(f"format {header.get('format')!r}, expected {FORMAT}")
         bb = {k[len(BACKBONE_PREFIX):]: v for k, v in tensors.items() if k.startswith(BACKBONE_PREFIX)}

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from emo.config import KEY_EMOTION, KEY_SENTIMENT, KEY_VA
+from emo.errors import EmoError, ModelError
 from emo.emotions import NEGATIVE, POSITIVE, from_labels
 from emo.io.decode import View
 from emo.io.records import Item
@@ -126,7 +127,12 @@ class LazyStage:
 
     def run(self, items: list[Item]) -> None:
         if self._stage is None:
-            self._stage = self._build()
+            try:
+                self._stage = self._build()
+            except EmoError:
+                raise
+            except Exception as e:  # a network that cannot be built stops the run, as it would at start-up
+                raise ModelError(f"cannot build the network: {type(e).__name__}: {str(e)[:300]}") from e
         self._stage.run(items)
 
 

@@ -181,3 +181,16 @@ print("ok")
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+@pytest.mark.parametrize("hidden", [["8"], [8.5], [True]])
+def test_a_header_with_sizes_that_are_not_whole_numbers_is_refused_at_load(tmp_path, hidden):
+    from safetensors.numpy import load_file, save_file
+
+    head, _ = _trained()
+    path = save_head(head, tmp_path / "h.head")
+    meta = json.loads((tmp_path / "h.head.json").read_text())
+    meta["architecture"]["hidden"] = hidden
+    save_file(load_file(str(path)), str(path), metadata={"emo_head": json.dumps(meta)})
+    with pytest.raises(ModelError, match="broken head file"):
+        load_head_file(path)
