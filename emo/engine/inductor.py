@@ -9,6 +9,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,13 +102,57 @@ def load(path: Path, device: "torch.device") -> Any:
     index = device.index if device.type == "cuda" and device.index is not None else -1
     loader_cls = getattr(getattr(torch._C, "_aoti", None), "AOTIModelPackageLoader", None)
     if loader_cls is not None:
-        loader = loader_cls(str(path), "model", False, 1, index)
+        with _extraction_dir():
+            loader = loader_cls(str(path), "model", False, 1, index)
 
         def fn(x: torch.Tensor):
             # The package was compiled for the contiguous layout export saw.
             return loader.boxed_run([x.contiguous()])
 
         return fn
-    with _quiet_build():
+    with _quiet_build(), _extraction_dir():
         runner = torch._inductor.aoti_load_package(str(path), device_index=index)
     return lambda x: runner(x.contiguous())
+
+
+# The loader unpacks its package into a temporary folder that only its C++ destructor removes,
+# and a command line that leaves with os._exit (emo.cli._run.exit_now) never runs it. So each
+# load unpacks into a folder of ours, named after this process: removed by remove_extracted()
+# at exit, or by the next load in any process once this one is gone (a kill -9 included).
+_EXTRACTED: list[str] = []
+_PREFIX = "emo-aoti-"
+
+
+@contextlib.contextmanager
+def _extraction_dir():
+    """``TMPDIR`` points at a new folder of this process's while the loader unpacks."""
+    _sweep_stale()
+    d = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
+    _EXTRACTED.append(d)
+    old = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = d
+    try:
+        yield d
+    finally:
+        if old is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = old
+
+
+def remove_extracted() -> None:
+    """Remove the folders this process's engines were unpacked into (their code stays mapped)."""
+    while _EXTRACTED:
+        shutil.rmtree(_EXTRACTED.pop(), ignore_errors=True)
+
+
+def _sweep_stale() -> None:
+    """Remove folders left by emo processes that no longer run."""
+    for d in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*"):
+        try:
+            pid = int(d.name[len(_PREFIX):].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, PermissionError, OSError):
+            continue  # not ours to judge: another user's process, or not a name we made

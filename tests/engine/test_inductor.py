@@ -187,3 +187,28 @@ def test_network_is_built_once_when_the_engine_is_missing(tiny_backbone, monkeyp
     settings = Settings(device="cpu", backend="auto", cache_dir=str(tmp_path))
     eng = load(factory, network_id="tiny_test", weights_sha256="f" * 64, profile=Profile(32, 32), settings=settings)
     assert eng.backend == "eager" and compiled == [model] and built == [1]
+
+
+def test_engines_unpack_into_a_folder_of_this_process_removed_at_exit(tiny_backbone, tiny_cache, monkeypatch, tmp_path):
+    """The package loader's own folder goes only with its C++ destructor, which emo's os._exit
+    skips: emo unpacks into emo-aoti-<pid>-*, removes it at exit, and sweeps dead processes' ones."""
+    import tempfile
+
+    from emo.engine import inductor
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stale = tmp_path / "emo-aoti-999999999-left"  # a pid no process has: left by a kill -9
+    stale.mkdir()
+    foreign = tmp_path / "emo-aoti-notapid"
+    foreign.mkdir()
+    model = _tiny(tiny_backbone)
+    settings = Settings(device="cpu", backend="inductor", cache_dir=str(tiny_cache))
+    eng = load(model, network_id="tiny_test", weights_sha256=model.weights_sha256, profile=Profile(32, 32), settings=settings)
+    ours = list(tmp_path.glob(f"emo-aoti-{os.getpid()}-*"))
+    assert len(ours) == 1 and any(ours[0].rglob("*.so"))  # the loader unpacked here, not in /tmp
+    assert not stale.exists() and foreign.exists()
+    assert os.environ.get("TMPDIR") != str(ours[0])  # restored after the load
+    inductor.remove_extracted()
+    assert not ours[0].exists()
+    x = _real_batch(32, 36, n=3)
+    assert eng(x)[0].shape[0] == 3  # the code stays mapped: the engine still runs
