@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from emo.config import Settings, decode_workers
@@ -57,6 +57,8 @@ class Summary:
 
     total: int = 0
     failed: int = 0
+    # How images were decoded, for -v: "1 worker process", "2 threads" ("" when none were).
+    decoder: str = field(default="", compare=False)
 
 
 # The first batch is at most this big, so the first lines reach a reader soon after start-up.
@@ -154,6 +156,10 @@ class _ThreadDecoder:
     def submit(self, path, views: tuple[View, ...]) -> Future:
         return self.pool.submit(_decode_one, path, views, self.max_pixels)
 
+    def describe(self) -> str:
+        n = self.pool._max_workers
+        return f"{n} thread{'s' if n != 1 else ''}"
+
     def close(self, abort: bool = False) -> None:
         self.pool.shutdown(wait=True, cancel_futures=abort)
 
@@ -196,6 +202,7 @@ class Pipeline:
         self.stages = list(stages)
         self.settings = settings
         self.lookahead = lookahead
+        self.decoded_by = ""  # set by run(): what decoded the images
 
     def _submit(self, decoder: _ThreadDecoder | ProcessDecoder, batch: list[Item]) -> list[Any]:
         futures: list[Any] = []
@@ -229,6 +236,7 @@ class Pipeline:
         """Yield finished batches in input order; decoding runs ahead by ``lookahead`` batches."""
         views = tuple(dict.fromkeys(v for s in self.stages for v in s.views))
         decoder = open_decoder(self.settings, views)
+        self.decoded_by = decoder.describe() if views else ""
         size = self.settings.batch_size
         first = min(size, FIRST_BATCH)
         # A process decoder's first fill: as many images as its ring holds (less the batch
@@ -280,13 +288,15 @@ def run(
     """Run the pipeline to the end, handing each finished batch to ``sink``; count failures."""
     summary = Summary()
     report = on_error or _stderr_error
-    for batch in Pipeline(stages, settings).run(items):
+    pipe = Pipeline(stages, settings)
+    for batch in pipe.run(items):
         for item in batch:
             summary.total += 1
             if not item.ok:
                 summary.failed += 1
                 report(item)
         sink(batch)
+    summary.decoder = pipe.decoded_by
     return summary
 
 

@@ -233,7 +233,8 @@ def run_stages(opts: dict[str, Any], build_stages: Callable[[config.Settings], S
     if verbose:
         secs = time.perf_counter() - start
         skipped = f", {len(out.done)} already in {out_path}" if out is not None and out.done else ""
-        click.echo(f"emo: {summary.total} inputs, {summary.failed} failed{skipped}, {secs:.1f} s", err=True)
+        how = f", decoded by {summary.decoder}" if summary.decoder else ""
+        click.echo(f"emo: {summary.total} inputs, {summary.failed} failed{skipped}, {secs:.1f} s{how}", err=True)
     return EXIT_SOME_FAILED if summary.failed else EXIT_OK
 
 

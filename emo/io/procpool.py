@@ -273,6 +273,11 @@ class ProcessDecoder:
         finally:
             os._exit(code)
 
+    def describe(self) -> str:
+        """What decodes, for ``-v``: ``"1 worker process"``."""
+        n = len(self.pids)
+        return f"{n} worker process{'es' if n != 1 else ''}"
+
     @property
     def alive(self) -> int:
         """Workers still running."""

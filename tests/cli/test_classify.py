@@ -115,3 +115,29 @@ def test_shipped_heads_on_emotion6_images(monkeypatch):
     s = emo(monkeypatch, "score", input=v.out)
     res = orjson.loads(s.out)
     assert res["classify"]["counts"]["scored"] == 3 and res["va"]["counts"]["scored"] == 3
+
+
+def test_the_console_command_decodes_in_a_process_forked_before_torch(tmp_path):
+    """``emo classify`` as a user runs it: the shipped heads and MobileNetV2 (eager, so nothing
+    compiles), images decoded by a worker forked before torch loaded; the same records, in the
+    same order, as decoding on threads."""
+    import subprocess
+    import sys
+
+    from tests.conftest import SAMPLES
+
+    photos = sorted(SAMPLES.glob("*.jpg"))[:3]
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    listing = b"".join(f"{p}\n".encode() for p in [photos[0], tmp_path / "broken.jpg", *photos[1:]])
+    outs = {}
+    for decoder in ("auto", "thread"):
+        r = subprocess.run([sys.executable, "-m", "emo", "classify", "--backend", "eager", "-v", "--decoder", decoder],
+                           input=listing, capture_output=True, timeout=300)
+        err = r.stderr.decode()
+        assert r.returncode == 1, err
+        assert ("decoded by" in err and "worker process" in err) == (decoder == "auto"), err
+        outs[decoder] = r.stdout
+    recs = [orjson.loads(x) for x in outs["auto"].splitlines()]
+    assert [r["path"] for r in recs] == [str(p) for p in [photos[0], tmp_path / "broken.jpg", *photos[1:]]]
+    assert recs[1]["error"]["kind"] == "truncated" and all("emotion" in r for i, r in enumerate(recs) if i != 1)
+    assert outs["auto"] == outs["thread"]

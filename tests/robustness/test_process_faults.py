@@ -78,7 +78,7 @@ def test_console_run_writes_every_record_then_exits_with_its_code(tiny, tmp_path
         assert [r["path"] for r in recs] == paths
         assert [("error" in r) for r in recs] == [p.endswith("missing.png") for p in paths]
         assert proc.returncode == 1, err
-        assert b"120 inputs, 40 failed" in err and b"Traceback" not in err
+        assert b"120 inputs, 40 failed" in err and b"worker process" in err and b"Traceback" not in err
     assert not list(tmp_path.glob(".out.jsonl*"))  # the -o file was committed, no temp file left
 
 
