@@ -73,6 +73,14 @@ def _decode_one(path: Path, views: tuple[View, ...], max_pixels: int) -> Decoded
         return InputError("read_error", f"{type(e).__name__}: {e}")
 
 
+def notice_capacity(pipe_bytes: int) -> int:
+    """Done notices a pipe of ``pipe_bytes`` always has room for. Linux appends only to a pipe's
+    last page, and a page the reader has partly read still fills a whole one: a pipe of P pages
+    can refuse a write with (P - 1) pages and one notice in it."""
+    per_page = mmap.PAGESIZE // _SEQ.size
+    return max(1, (pipe_bytes // mmap.PAGESIZE - 1) * per_page + 1)
+
+
 def _max_fd() -> int:
     try:
         return min(int(os.sysconf("SC_OPEN_MAX")), 1 << 20)
@@ -221,9 +229,9 @@ class ProcessDecoder:
                     with contextlib.suppress(OSError):  # room for the outstanding tasks: the main rarely waits
                         fcntl.fcntl(tw, getattr(fcntl, "F_SETPIPE_SZ", 1031), TASK_PIPE_BYTES)
                     with contextlib.suppress(OSError):
-                        self._cap.append(fcntl.fcntl(dr, getattr(fcntl, "F_GETPIPE_SZ", 1032)) // _SEQ.size)
+                        self._cap.append(notice_capacity(fcntl.fcntl(dr, getattr(fcntl, "F_GETPIPE_SZ", 1032))))
                 if len(self._cap) < len(pipes):
-                    self._cap.append(4096 // _SEQ.size)  # one page: the least a pipe holds
+                    self._cap.append(1)  # the pipe's size unknown: one outstanding task, never a wait
             sys.stdout.flush()
             sys.stderr.flush()
             for k, ((tr, tw), (dr, dw)) in enumerate(pipes):
@@ -253,6 +261,8 @@ class ProcessDecoder:
         """The forked worker: keep only its two pipe ends, decode until end of input, exit."""
         code = 0
         try:
+            if fcntl is not None:  # a parent started with stdio closed may have pipe ends at 0-2
+                task_fd, done_fd = (fcntl.fcntl(fd, fcntl.F_DUPFD, 3) if fd < 3 else fd for fd in (task_fd, done_fd))
             gc.freeze()  # the parent's objects stay shared, not copied by the collector
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -274,9 +284,11 @@ class ProcessDecoder:
             os._exit(code)
 
     def describe(self) -> str:
-        """What decodes, for ``-v``: ``"1 worker process"``."""
+        """What decoded, for ``-v``: ``"1 worker process"``."""
         n = len(self.pids)
-        return f"{n} worker process{'es' if n != 1 else ''}"
+        dead = n - self.alive
+        tail = f" ({dead} died; the rest on threads)" if dead else ""
+        return f"{n} worker process{'es' if n != 1 else ''}{tail}"
 
     @property
     def alive(self) -> int:
