@@ -6,6 +6,7 @@ Works on CPU and CUDA. Built once per cache key (see :mod:`emo.engine.cache`), l
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import logging
@@ -117,18 +118,26 @@ def load(path: Path, device: "torch.device") -> Any:
 
 # The loader unpacks its package into a temporary folder that only its C++ destructor removes,
 # and a command line that leaves with os._exit (emo.cli._run.exit_now) never runs it. So each
-# load unpacks into a folder of ours, named after this process: removed by remove_extracted()
-# at exit, or by the next load in any process once this one is gone (a kill -9 included).
-_EXTRACTED: list[str] = []
+# load unpacks into a folder of ours: removed by remove_extracted() at exit, or by a later load
+# in any process once the lock this process holds on it is gone (a kill -9 included).
+_EXTRACTED: list[tuple[str, int]] = []  # (folder, fd holding its lock)
 _PREFIX = "emo-aoti-"
+_LOCK = ".lock"
 
 
 @contextlib.contextmanager
 def _extraction_dir():
-    """``TMPDIR`` points at a new folder of this process's while the loader unpacks."""
-    _sweep_stale()
+    """``TMPDIR`` points at a new, locked folder of this process's while the loader unpacks.
+
+    Setting it is process-wide: loads happen on the main thread, and glibc keeps old
+    environment arrays alive, so a getenv on another thread still reads a valid one.
+    """
+    with contextlib.suppress(Exception):  # tidying up must never fail a load
+        _sweep_stale()
     d = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
-    _EXTRACTED.append(d)
+    _EXTRACTED.append((d, _hold_lock(d)))
+    if len(_EXTRACTED) == 1:
+        atexit.register(remove_extracted)  # a normal exit; exit_now runs atexit handlers too
     old = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = d
     try:
@@ -140,19 +149,45 @@ def _extraction_dir():
             os.environ["TMPDIR"] = old
 
 
+def _hold_lock(d: str) -> int:
+    """Lock ``d`` for this process's life: taken on a temporary name, then renamed, so a sweeper
+    never finds the lock file unlocked. -1 where there is no flock."""
+    try:
+        import fcntl
+    except ImportError:
+        return -1
+    tmp = os.path.join(d, _LOCK + ".new")
+    fd = os.open(tmp, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(tmp, os.path.join(d, _LOCK))
+    return fd
+
+
 def remove_extracted() -> None:
     """Remove the folders this process's engines were unpacked into (their code stays mapped)."""
     while _EXTRACTED:
-        shutil.rmtree(_EXTRACTED.pop(), ignore_errors=True)
+        d, fd = _EXTRACTED.pop()
+        shutil.rmtree(d, ignore_errors=True)
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _sweep_stale() -> None:
-    """Remove folders left by emo processes that no longer run."""
+    """Remove folders of emo processes that no longer run: their lock is free."""
+    import fcntl
+
     for d in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*"):
         try:
-            pid = int(d.name[len(_PREFIX):].split("-", 1)[0])
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            if d.is_symlink() or not d.is_dir():
+                continue
+            fd = os.open(d / _LOCK, os.O_RDWR)  # no lock file: still being set up, or not ours
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: its process is alive
             shutil.rmtree(d, ignore_errors=True)
-        except (ValueError, PermissionError, OSError):
-            continue  # not ours to judge: another user's process, or not a name we made
+        except OSError:
+            pass
+        finally:
+            os.close(fd)

@@ -191,22 +191,31 @@ def test_network_is_built_once_when_the_engine_is_missing(tiny_backbone, monkeyp
 
 def test_engines_unpack_into_a_folder_of_this_process_removed_at_exit(tiny_backbone, tiny_cache, monkeypatch, tmp_path):
     """The package loader's own folder goes only with its C++ destructor, which emo's os._exit
-    skips: emo unpacks into emo-aoti-<pid>-*, removes it at exit, and sweeps dead processes' ones."""
+    skips: emo unpacks into a locked emo-aoti-<pid>-*, removes it at exit, and sweeps folders
+    whose lock is free (their process is gone)."""
     import tempfile
 
     from emo.engine import inductor
 
+    import fcntl
+
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    stale = tmp_path / "emo-aoti-999999999-left"  # a pid no process has: left by a kill -9
+    stale = tmp_path / "emo-aoti-4294967296-left"  # its lock is free: its process is gone (kill -9)
     stale.mkdir()
-    foreign = tmp_path / "emo-aoti-notapid"
+    (stale / ".lock").touch()
+    live = tmp_path / "emo-aoti-1-live"  # its lock is held: a running emo, whatever its pid says
+    live.mkdir()
+    held = os.open(live / ".lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    foreign = tmp_path / "emo-aoti-notours"  # no lock file: not a folder emo made
     foreign.mkdir()
     model = _tiny(tiny_backbone)
     settings = Settings(device="cpu", backend="inductor", cache_dir=str(tiny_cache))
     eng = load(model, network_id="tiny_test", weights_sha256=model.weights_sha256, profile=Profile(32, 32), settings=settings)
     ours = list(tmp_path.glob(f"emo-aoti-{os.getpid()}-*"))
     assert len(ours) == 1 and any(ours[0].rglob("*.so"))  # the loader unpacked here, not in /tmp
-    assert not stale.exists() and foreign.exists()
+    assert not stale.exists() and live.exists() and foreign.exists()
+    os.close(held)
     assert os.environ.get("TMPDIR") != str(ours[0])  # restored after the load
     inductor.remove_extracted()
     assert not ours[0].exists()
