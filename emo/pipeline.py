@@ -74,6 +74,15 @@ def _batched(items: Iterable[Item], n: int, first: int = 0) -> Iterator[list[Ite
         size = n
 
 
+def _until_error(items: Iterable[Item], failed: list[BaseException]) -> Iterator[Item]:
+    """``items`` until one raises; the exception is kept in ``failed`` for the caller to raise
+    once the records read before it are written."""
+    try:
+        yield from items
+    except Exception as e:
+        failed.append(e)
+
+
 def _views_for(item: Item, stages: Sequence[Stage]) -> tuple[View, ...]:
     wanted: dict[View, None] = {}
     for s in stages:
@@ -244,6 +253,7 @@ class Pipeline:
         fill = max(self.lookahead, (decoder.slots - first) // size - 1) if decoder.slots else self.lookahead
         pending: deque[tuple[list[Item], list[Any]]] = deque()
         reader = _Reader(items, max(64, decoder.slots)) if fill > self.lookahead else None
+        failed: list[BaseException] = []  # an exception from the inputs, raised after their records
         aborted = True
         try:
             if reader is not None:
@@ -256,7 +266,7 @@ class Pipeline:
                     want = size
                 batches = _batched(reader, size)
             else:
-                batches = _batched(items, size, first)
+                batches = _batched(_until_error(items, failed), size, first)
                 for batch in batches:
                     pending.append((batch, self._submit(decoder, batch)))
                     if len(pending) > fill:
@@ -271,6 +281,8 @@ class Pipeline:
                 yield self.process(*pending.popleft())
             if reader is not None and reader.error is not None:
                 raise reader.error
+            if failed:
+                raise failed[0]
             aborted = False
         finally:
             if reader is not None:

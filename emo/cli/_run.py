@@ -45,7 +45,8 @@ def exit_now(code: int) -> None:
     were unpacked into.
     """
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None when emo was started with stdout closed
+            sys.stdout.flush()
     except BrokenPipeError:  # the reader left before the last bytes: as emo ... | head
         code = code if code == EXIT_SIGINT or code == EXIT_SIGTERM else EXIT_BROKEN_PIPE
     except (OSError, ValueError) as e:  # a full disk on the last flush: those records are lost

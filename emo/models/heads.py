@@ -314,7 +314,7 @@ def load_head_file(path: str | Path, source: str = "") -> Head:
             raise ValueError("label count differs from the output size")
         if sum(int(d) for d in header["dims"].values()) != int(arch["in_dim"]):
             raise ValueError("feature dims do not add up to the input size")
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, OverflowError) as e:
         raise ModelError(f"{path}: broken head file ({type(e).__name__}: {str(e)[:200]})") from None
     return Head(None, header, source or str(path), bb or None, state=tensors)
 

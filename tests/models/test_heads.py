@@ -183,7 +183,7 @@ print("ok")
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
-@pytest.mark.parametrize("hidden", [["8"], [8.5], [True]])
+@pytest.mark.parametrize("hidden", [["8"], [8.5], [True], [float("inf")]])
 def test_a_header_with_sizes_that_are_not_whole_numbers_is_refused_at_load(tmp_path, hidden):
     from safetensors.numpy import load_file, save_file
 
