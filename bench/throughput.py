@@ -157,7 +157,8 @@ def emo_command(args) -> list[str]:
                                           "--backend", args.backend, "--precision", args.precision]
 
 
-def run_emo(cmd: list[str], paths: list[Path], env: dict[str, str], stop_after_first: bool = False) -> dict:
+def run_emo(cmd: list[str], paths: list[Path], env: dict[str, str], stop_after_first: bool = False,
+            mark: int = 0) -> dict:
     """Run emo with ``paths`` on stdin; times from process start to its first and last line, peak RSS."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("".join(f"{p}\n" for p in paths))
@@ -170,8 +171,11 @@ def run_emo(cmd: list[str], paths: list[Path], env: dict[str, str], stop_after_f
             lines = 0
             hwm = 0
             kids: dict[int, int] = {}  # decode worker pid -> its peak (kB)
+            at_mark = 0  # emo's own peak once ``mark`` lines were out (growth within one run)
             while chunk := proc.stdout.read1(1 << 20):
                 hwm = max(hwm, _vm_hwm_kb(proc.pid))
+                if mark and not at_mark and lines >= mark:
+                    at_mark = hwm
                 for kid in _children(proc.pid):
                     kids[kid] = max(kids.get(kid, 0), _vm_hwm_kb(kid))
                 n = chunk.count(b"\n")
@@ -194,6 +198,7 @@ def run_emo(cmd: list[str], paths: list[Path], env: dict[str, str], stop_after_f
     own = (hwm or usage.ru_maxrss) / 1024
     workers = sum(kids.values()) / 1024
     return {"first_s": first, "total_s": last, "lines": lines, "ips": lines / last, "own_rss_mb": own,
+            "own_at_mark_mb": at_mark / 1024,
             "workers_rss_mb": workers, "workers": len(kids), "peak_rss_mb": own + workers, "stderr": err}
 
 
@@ -347,7 +352,7 @@ def main() -> int:
         if "emo" not in skip and args.scale > 1:
             base = paths if args.memory_base < 0 else paths[: args.memory_base or max(1, len(paths) // args.scale)]
             out["emo_small"] = run_emo(cmd, base, env)
-            out["emo_big"] = run_emo(cmd, base * args.scale, env)
+            out["emo_big"] = run_emo(cmd, base * args.scale, env, mark=len(base))
             tenth = paths[: max(1, len(paths) // args.scale)]
             if len(tenth) < len(base):  # for the record: a run shorter than the ring's fill
                 out["emo_tenth"] = run_emo(cmd, tenth, env)
@@ -453,6 +458,12 @@ def report(args, paths, out, load_start: str, load_end: str) -> str:
                          f"{growth:+.1f}% (target within 10%). The main run's {emo['peak_rss_mb']:.0f} MB is "
                          f"{emo['own_rss_mb']:.0f} MB emo itself and {emo['workers_rss_mb']:.0f} MB its "
                          f"{emo['workers']} decode worker(s).")
+        if big and big.get("own_at_mark_mb"):
+            inner = (big["own_rss_mb"] / big["own_at_mark_mb"] - 1) * 100
+            lines.append(f"- Within the {args.scale}x run itself: emo's own peak was {big['own_at_mark_mb']:.0f} MB "
+                         f"once {small['lines']} records were out and {big['own_rss_mb']:.0f} MB at the end "
+                         f"({inner:+.1f}%). Runs differ from each other by up to ~10% in where glibc's heap "
+                         "(which keeps what it frees) settles during start-up; within a run it stays put.")
         if out.get("emo_tenth"):
             t = out["emo_tenth"]
             lines.append(f"- On {t['lines']} images the peak is {t['peak_rss_mb']:.0f} MB: the decode ring fills over "
