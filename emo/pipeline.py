@@ -98,14 +98,12 @@ FILL_SECONDS = 1.0
 
 class _Reader:
     """Reads inputs on a thread into a bounded queue, so the first fill can wait for input with a
-    deadline. An exception from the inputs ends them; the pipeline raises it once every record
-    read before it is written."""
+    deadline."""
 
     def __init__(self, items: Iterable[Item], maxsize: int) -> None:
         self.q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize)
         self.stop = threading.Event()
         self.ended = False
-        self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._read, args=(iter(items),), name="emo-read", daemon=True)
         self.thread.start()
 
@@ -125,7 +123,7 @@ class _Reader:
                     return
             self._put(("end", None))
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
-            self._put(("error", e))
+            self._put(("error", e))  # (an Exception is kept by _until_error before it gets here)
 
     def take(self, n: int, deadline: float | None = None) -> list[Item]:
         """Up to ``n`` items: fewer at the end of input, or when ``deadline`` passes first."""
@@ -136,9 +134,9 @@ class _Reader:
                 kind, value = self.q.get(timeout=wait)
             except queue.Empty:
                 break
-            if kind == "error":  # raised once what was read before it is written (see Pipeline.run)
-                self.error, self.ended = value, True
-                break
+            if kind == "error":
+                self.ended = True
+                raise value
             if kind == "end":
                 self.ended = True
                 break
@@ -160,14 +158,14 @@ class _ThreadDecoder:
 
     def __init__(self, workers: int, max_pixels: int) -> None:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emo-decode")
+        self.workers = workers
         self.max_pixels = max_pixels
 
     def submit(self, path, views: tuple[View, ...]) -> Future:
         return self.pool.submit(_decode_one, path, views, self.max_pixels)
 
     def describe(self) -> str:
-        n = self.pool._max_workers
-        return f"{n} thread{'s' if n != 1 else ''}"
+        return f"{self.workers} thread{'s' if self.workers != 1 else ''}"
 
     def close(self, abort: bool = False) -> None:
         self.pool.shutdown(wait=True, cancel_futures=abort)
@@ -205,7 +203,7 @@ def _run_stage(stage: Stage, items: list[Item]) -> None:
 
 
 class Pipeline:
-    """Runs ``stages`` over inputs with ``settings.batch_size`` and decode threads."""
+    """Runs ``stages`` over inputs with ``settings.batch_size`` and decode workers."""
 
     def __init__(self, stages: Sequence[Stage], settings: Settings, lookahead: int = 2) -> None:
         self.stages = list(stages)
@@ -252,11 +250,14 @@ class Pipeline:
         # being read), read for at most FILL_SECONDS.
         fill = max(self.lookahead, (decoder.slots - first) // size - 1) if decoder.slots else self.lookahead
         pending: deque[tuple[list[Item], list[Any]]] = deque()
-        reader = _Reader(items, max(64, decoder.slots)) if fill > self.lookahead else None
         failed: list[BaseException] = []  # an exception from the inputs, raised after their records
+        inputs = _until_error(items, failed)
+        reader = _Reader(inputs, max(64, decoder.slots)) if fill > self.lookahead else None
         aborted = True
         try:
-            if reader is not None:
+            if reader is None:
+                batches = _batched(inputs, size, first)
+            else:
                 # Input that pauses must not hold up what was read: wait for it until a deadline.
                 deadline, want = time.monotonic() + FILL_SECONDS, first
                 while len(pending) <= fill and (batch := reader.take(want, deadline)):
@@ -265,12 +266,6 @@ class Pipeline:
                         break
                     want = size
                 batches = _batched(reader, size)
-            else:
-                batches = _batched(_until_error(items, failed), size, first)
-                for batch in batches:
-                    pending.append((batch, self._submit(decoder, batch)))
-                    if len(pending) > fill:
-                        break
             while len(pending) > self.lookahead:
                 yield self.process(*pending.popleft())
             for batch in batches:
@@ -279,8 +274,6 @@ class Pipeline:
                     yield self.process(*pending.popleft())
             while pending:
                 yield self.process(*pending.popleft())
-            if reader is not None and reader.error is not None:
-                raise reader.error
             if failed:
                 raise failed[0]
             aborted = False

@@ -41,21 +41,18 @@ def exit_now(code: int) -> None:
     By then every record is written, ``-o`` files are committed, decode workers are reaped and
     threads are joined. What is skipped is the interpreter's teardown, which with torch loaded
     took 0.4 s after the last line (of a 10 s run), for nothing a user can see. The cleanups it
-    would have done that leave traces are done here: atexit handlers, and the folders engines
-    were unpacked into.
+    would have done that leave traces are done here: atexit handlers (which remove the folders
+    engines were unpacked into, see emo.engine.inductor).
     """
     try:
         if sys.stdout is not None:  # None when emo was started with stdout closed
             sys.stdout.flush()
     except BrokenPipeError:  # the reader left before the last bytes: as emo ... | head
-        code = code if code == EXIT_SIGINT or code == EXIT_SIGTERM else EXIT_BROKEN_PIPE
+        code = code if code in (EXIT_SIGINT, EXIT_SIGTERM) else EXIT_BROKEN_PIPE
     except (OSError, ValueError) as e:  # a full disk on the last flush: those records are lost
         code = max(code, EXIT_USAGE)
         _say(f"emo: error: cannot write stdout: {getattr(e, 'strerror', None) or e}")
-    inductor = sys.modules.get("emo.engine.inductor")
-    if inductor is not None:
-        inductor.remove_extracted()
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):  # among them, removing the folders engines were unpacked into
         atexit._run_exitfuncs()
     with contextlib.suppress(Exception):
         sys.stderr.flush()

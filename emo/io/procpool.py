@@ -32,7 +32,7 @@ import sys
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -105,10 +105,10 @@ class _Layout:
 
     def __init__(self, views: Sequence[View]) -> None:
         self.views = tuple(views)
-        self.offsets: list[int] = []
+        self.offset: dict[View, int] = {}  # from the slot's start
         off = HEADER_BYTES
         for v in self.views:
-            self.offsets.append(off)
+            self.offset[v] = off
             off += v.size * v.size * 3
         self.slot_bytes = -(-off // mmap.PAGESIZE) * mmap.PAGESIZE  # page-aligned slots
 
@@ -131,7 +131,7 @@ def _write_slot(mem: mmap.mmap, base: int, layout: _Layout, res: Decoded | Input
         n = v.size * v.size * 3
         if arr.shape != (v.size, v.size, 3):
             raise ValueError(f"view {v} came out {arr.shape}")
-        np.frombuffer(mem, np.uint8, n, base + layout.offsets[layout.views.index(v)])[:] = arr.reshape(-1)
+        np.frombuffer(mem, np.uint8, n, base + layout.offset[v])[:] = arr.reshape(-1)
     mem[base:base + _HEAD.size] = _HEAD.pack(_OK, res.size[0], res.size[1], 0, 0)
 
 
@@ -145,9 +145,8 @@ def _read_slot(mem: mmap.mmap, base: int, layout: _Layout, mask: int) -> Decoded
         return InputError("read_error", "the decoder process left no result for this file")
     out = {}
     for v in layout.unmask(mask):
-        off = base + layout.offsets[layout.views.index(v)]
         n = v.size * v.size * 3
-        out[v] = np.frombuffer(mem, np.uint8, n, off).reshape(v.size, v.size, 3).copy()
+        out[v] = np.frombuffer(mem, np.uint8, n, base + layout.offset[v]).reshape(v.size, v.size, 3).copy()
     return Decoded((w, h), out)
 
 
@@ -186,9 +185,6 @@ class _Pending:
 
     def result(self) -> Decoded | InputError:
         return self.pool._result(self.seq)
-
-    def cancel(self) -> bool:
-        return False
 
 
 class ProcessDecoder:
@@ -302,20 +298,19 @@ class ProcessDecoder:
         # A worker takes a task only while its done pipe has room for every notice it owes: it
         # then never blocks writing one, so it never waits on the main process.
         live = [k for k, fd in enumerate(self._task_w) if fd is not None and len(self._queue[k]) < self._cap[k]]
-        if not live or seq - self._taken >= self.slots or any(v not in self.layout.views for v in views):
-            self._args[seq] = (path, views)
-            self._fallback[seq] = self._thread_pool().submit(_decode_one, path, views, self.max_pixels)
+        self._args[seq] = (path, views)
+        if not live or seq - self._taken >= self.slots or any(v not in self.layout.offset for v in views):
+            self._to_thread(seq)
             return _Pending(self, seq)
         k = live[self._rr % len(live)]
         self._rr += 1
         raw = os.fsencode(path)
         msg = _TASK.pack(seq, seq % self.slots, self.layout.mask(views), len(raw)) + raw
-        self._args[seq] = (path, views)
         try:
             os.write(self._task_w[k], msg) if len(msg) <= 4096 else self._write_all(self._task_w[k], msg)
         except OSError:  # the worker is gone: this task goes to a thread
             self._lost(k)
-            self._fallback[seq] = self._thread_pool().submit(_decode_one, path, views, self.max_pixels)
+            self._to_thread(seq)
             return _Pending(self, seq)
         self._owner[seq] = k
         self._queue[k].append(seq)
@@ -327,10 +322,12 @@ class ProcessDecoder:
         while view:
             view = view[os.write(fd, view):]
 
-    def _thread_pool(self) -> ThreadPoolExecutor:
+    def _to_thread(self, seq: int) -> None:
+        """Decode ``seq`` on a thread of this process instead (no worker can take it)."""
         if self._threads is None:
             self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="emo-decode")
-        return self._threads
+        path, views = self._args[seq]
+        self._fallback[seq] = self._threads.submit(_decode_one, path, views, self.max_pixels)
 
     def _result(self, seq: int) -> Decoded | InputError:
         if seq != self._taken:
@@ -387,8 +384,7 @@ class ProcessDecoder:
         while queue:
             seq = queue.popleft()
             self._owner.pop(seq, None)
-            path, views = self._args[seq]
-            self._fallback[seq] = self._thread_pool().submit(_decode_one, path, views, self.max_pixels)
+            self._to_thread(seq)
         sys.stderr.write(f"emo: a decode worker died ({status}); decoding goes on in this process\n")
 
     @staticmethod
@@ -447,5 +443,3 @@ def process_workers(requested: int) -> int:
     """Decode processes: the setting, else all cores but one (the engine's), at most 8."""
     return requested or max(1, min(8, (os.cpu_count() or 2) - 1))
 
-
-DecoderFactory = Callable[[Sequence[View], int], Any]
