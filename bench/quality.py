@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from emo.emotions import LABEL_SETS  # noqa: E402
-from emo.models.heads import new_head  # noqa: E402
+from emo.models.head_file import new_head  # noqa: E402
 from emo.train import FitConfig, cross_validate, evaluate, kfold, targets_from_records  # noqa: E402
 
 E6 = LABEL_SETS["emotion6"]

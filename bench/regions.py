@@ -31,11 +31,11 @@ from emo.config import from_env  # noqa: E402
 from emo.emotions import LABEL_SETS  # noqa: E402
 from emo.io.decode import View  # noqa: E402
 from emo.io.records import item_from_record  # noqa: E402
-from emo.models.heads import new_head  # noqa: E402
+from emo.models.head_file import new_head  # noqa: E402
 from emo.pipeline import Pipeline  # noqa: E402
 from emo.regions.layers import LinearLayer  # noqa: E402
-from emo.regions.train import fit_softmax  # noqa: E402
-from emo.stages.regions import local_group, region_stage  # noqa: E402
+from emo.regions.layer_fit import fit_softmax  # noqa: E402
+from emo.stages.regions_stage import local_group, region_stage  # noqa: E402
 from emo.train import FitConfig, evaluate, fit_head, kfold, targets_from_records  # noqa: E402
 
 E6 = LABEL_SETS["emotion6"]
@@ -56,7 +56,7 @@ class _Maps:
         return True
 
     def run(self, items) -> None:
-        from emo.stages.backbone import to_batch
+        from emo.stages.backbone_stage import to_batch
 
         (fmaps,) = self.stage.engine(to_batch(items, self.view))
         for it, m in zip(items, fmaps):

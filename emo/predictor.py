@@ -48,7 +48,7 @@ class Predictor:
     """
 
     def __init__(self, command: str = "classify", *args: str, **options: Any) -> None:
-        from emo.cli._common import settings_from, stages_for
+        from emo.cli.options import settings_from, stages_for
         from emo.pipeline import Pipeline
 
         opts, build = stages_for([command, *args, *_flags(options)])

@@ -387,7 +387,7 @@ def test_an_error_from_the_input_reaches_the_caller(tmp_path):
 
 def test_a_lazy_network_that_cannot_be_built_stops_the_run(tmp_path):
     """Not a model_error on every record (and a rebuild per record): one ModelError, as at start-up."""
-    from emo.stages.heads import LazyStage
+    from emo.stages.head_stages import LazyStage
 
     p = make_image(tmp_path / "a.png")
     builds = []

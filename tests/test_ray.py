@@ -24,7 +24,7 @@ def _argv() -> list[str]:
     """emo classify where its shipped head is installed, else the backbone's object features."""
     from emo.errors import EmoError
     from emo.heads import DEFAULT_HEAD
-    from emo.models.heads import load_head
+    from emo.models.head_file import load_head
 
     try:
         load_head(DEFAULT_HEAD["classify"])

@@ -10,7 +10,7 @@ import torch
 
 from emo.emotions import LABEL_SETS
 from emo.errors import UsageError
-from emo.models.heads import new_head
+from emo.models.head_file import new_head
 from emo.train import (FitConfig, Targets, ce_loss, cross_validate, ed_loss, evaluate, fit_head, kfold, mse_loss,
                        multi_loss, prob_loss, split_val, summarise, targets_from_records)
 

@@ -15,14 +15,14 @@ from emo import __version__
 
 # name -> (module, attribute, one-line help). The help is here so `emo --help` imports nothing.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "features": ("emo.cli.features", "features", "Compute feature groups (colour, texture, object, deep, scene)."),
-    "regions": ("emo.cli.regions", "regions", "Find the emotional regions of each image (Rao et al.)."),
-    "classify": ("emo.cli.classify", "classify", "Predict the emotion distribution and sentiment of each image."),
-    "va": ("emo.cli.va", "va", "Predict valence and arousal (1-9) of each image (Kim et al.)."),
-    "fit": ("emo.cli.fit", "fit", "Train a head on labelled records and write a head file."),
-    "score": ("emo.cli.score", "score", "Score predictions against truth (accuracy, F1, KL, MSE, Pearson r)."),
-    "models": ("emo.cli.models", "models", "List the networks and heads emo knows, and fetch their weights."),
-    "engines": ("emo.cli.engines", "engines", "List, build or clear compiled engines in the cache."),
+    "features": ("emo.cli.cmd_features", "features", "Compute feature groups (colour, texture, object, deep, scene)."),
+    "regions": ("emo.cli.cmd_regions", "regions", "Find the emotional regions of each image (Rao et al.)."),
+    "classify": ("emo.cli.cmd_classify", "classify", "Predict the emotion distribution and sentiment of each image."),
+    "va": ("emo.cli.cmd_va", "va", "Predict valence and arousal (1-9) of each image (Kim et al.)."),
+    "fit": ("emo.cli.cmd_fit", "fit", "Train a head on labelled records and write a head file."),
+    "score": ("emo.cli.cmd_score", "score", "Score predictions against truth (accuracy, F1, KL, MSE, Pearson r)."),
+    "models": ("emo.cli.cmd_models", "models", "List the networks and heads emo knows, and fetch their weights."),
+    "engines": ("emo.cli.cmd_engines", "engines", "List, build or clear compiled engines in the cache."),
 }
 
 
@@ -66,6 +66,6 @@ def cli() -> None:
 
 def main() -> None:
     """Console entry point: run, flush, and leave without tearing the interpreter down."""
-    from emo.cli._run import exit_now, guarded
+    from emo.cli.exits import exit_now, guarded
 
     exit_now(guarded(cli))

@@ -117,7 +117,7 @@ def load(path: Path, device: "torch.device") -> Any:
 
 
 # The loader unpacks its package into a temporary folder that only its C++ destructor removes,
-# and a command line that leaves with os._exit (emo.cli._run.exit_now) never runs it. So each
+# and a command line that leaves with os._exit (emo.cli.exits.exit_now) never runs it. So each
 # load unpacks into a folder of ours: removed by remove_extracted() at exit, or by a later load
 # in any process once the lock this process holds on it is gone (a kill -9 included).
 _EXTRACTED: list[tuple[str, int]] = []  # (folder, fd holding its lock)

@@ -2,7 +2,7 @@
 
 Hand-crafted groups (Kim et al. section IV) live in :mod:`emo.features.color` and
 :mod:`emo.features.texture` and run batched on torch tensors; ``object`` and ``deep`` come from
-the backbone; ``scene`` from a segmentation network (:mod:`emo.features.scene`).
+the backbone; ``scene`` from a segmentation network (:mod:`emo.features.segmentation`).
 """
 
 from __future__ import annotations

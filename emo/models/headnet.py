@@ -1,6 +1,6 @@
 """The network inside a head file: standardisation, then an average of small MLPs (torch).
 
-Kept apart from :mod:`emo.models.heads` so reading and checking a head file never imports torch:
+Kept apart from :mod:`emo.models.head_file` so reading and checking a head file never imports torch:
 a command's decode workers start before torch loads (see :mod:`emo.io.procpool`).
 """
 

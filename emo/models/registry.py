@@ -163,11 +163,11 @@ register(
 )
 
 # Segmentation networks for the ``scene`` feature group: the builder returns a network whose
-# state dict is the weights file; emo.features.scene wraps it into per-class pixel shares.
+# state dict is the weights file; emo.features.segmentation wraps it into per-class pixel shares.
 register(
     NetworkEntry(
         name="deeplabv3_mobilenet_v3_large",
-        builder="emo.features.scene:deeplabv3_mobilenet_v3_large",
+        builder="emo.features.segmentation:deeplabv3_mobilenet_v3_large",
         task="segmentation",
         weights=WeightsFile(
             "deeplabv3_mobilenet_v3_large-fc3c493d.pth", "fc3c493d",

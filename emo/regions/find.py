@@ -5,7 +5,7 @@ map. From it: the CAM of the picture's strongest emotion (p_emo, unless a traine
 gives it), the backbone's own ImageNet classifier on each box's pooled features (p_obj for the
 ``cam`` source: how clearly the box shows a recognisable object), and each kept box's local
 features X_local. The ``rcnn`` source takes boxes and p_obj from a Faster R-CNN instead.
-Boxes are ranked by S_emo (:func:`emo.regions.score.emotion_score`), thinned by NMS, cut to
+Boxes are ranked by S_emo (:func:`emo.regions.emotion_score.emotion_score`), thinned by NMS, cut to
 ``top_k`` and mapped back to the original picture's pixels.
 """
 
@@ -24,7 +24,7 @@ from emo.models.registry import NetworkEntry
 from emo.regions.layers import LinearLayer
 from emo.regions.local import roi_features, with_context
 from emo.regions.proposals import activation, anchors, box_mass, cam_proposals
-from emo.regions.score import emotion_score, select
+from emo.regions.emotion_score import emotion_score, select
 
 NEUTRAL = "neutral"
 

@@ -26,10 +26,10 @@ from emo.regions.find import to_view
 from emo.regions.layers import LinearLayer
 from emo.regions.local import with_context
 from emo.regions.proposals import anchors
-from emo.regions.score import label_anchors
-from emo.regions.train import fit_binary
-from emo.stages.backbone import to_batch
-from emo.stages.regions import given_regions
+from emo.regions.emotion_score import label_anchors
+from emo.regions.layer_fit import fit_binary
+from emo.stages.backbone_stage import to_batch
+from emo.stages.regions_stage import given_regions
 
 NEGATIVES_PER_POSITIVE = 3
 L2 = 10.0  # few images, 1280 features: a firm penalty
@@ -117,8 +117,8 @@ def run_fit(opts: dict[str, Any]) -> int:
     """``emo fit --task regions``: read records, fit, write the layer file; the exit code."""
     import click
 
-    from emo.cli._common import settings_from
-    from emo.cli.fit import _read_records
+    from emo.cli.options import settings_from
+    from emo.cli.cmd_fit import _read_records
     from emo.errors import EXIT_OK
 
     records, bad = _read_records(opts["records"])

@@ -17,7 +17,7 @@ import orjson
 import torch
 
 from emo.regions.layers import SHIPPED_CAM, LinearLayer
-from emo.regions.train import LAMBDA, fit_softmax, stratified_folds
+from emo.regions.layer_fit import LAMBDA, fit_softmax, stratified_folds
 
 L2 = 300.0  # chosen by 5-fold accuracy on Emotion6 among 0.1 .. 1000
 

@@ -75,7 +75,7 @@ def test_truncated_package_is_detected_removed_and_rebuilt(tiny_backbone, tiny_c
 
 def _cli(args: list[str], monkeypatch) -> int:
     from emo.cli import cli
-    from emo.cli._run import guarded
+    from emo.cli.exits import guarded
 
     monkeypatch.setattr("sys.argv", ["emo", *args])
     return guarded(cli)
@@ -152,7 +152,7 @@ def test_mobilenet_v2_inductor_equals_eager(tmp_path):
 
 def test_cached_engine_never_builds_the_network(tiny_backbone, tiny_cache, monkeypatch):
     """A cached run keys the engine by the weights file's digest alone: no network is built."""
-    from emo.cli._common import backbone_engine
+    from emo.cli.options import backbone_engine
 
     def refuse(*a, **k):
         raise AssertionError("the network was built although its engine is cached")

@@ -9,7 +9,7 @@ from emo.features import HANDCRAFTED_DIMS
 from emo.models import get
 from emo.models.weights import locate
 from emo.config import DEFAULTS
-from tests.cli.test_models import emo
+from tests.cli.test_cmd_models import emo
 from tests.conftest import SAMPLES
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from emo.regions.layers import load_layer
-from tests.cli.test_models import emo
+from tests.cli.test_cmd_models import emo
 
 
 def _picture(path, box, seed):

@@ -1,6 +1,6 @@
 """Helpers for the robustness suite: run ``emo`` in-process (fast) or as a process (signals).
 
-In-process runs go through :func:`emo.cli._run.guarded`, the same edge that maps errors to exit
+In-process runs go through :func:`emo.cli.exits.guarded`, the same edge that maps errors to exit
 codes in the real program, with stdin/stdout/stderr swapped by click's test isolation.
 """
 
@@ -42,7 +42,7 @@ class Run:
 def emo(args: list[str], stdin: bytes = b"") -> Run:
     """Run ``emo ARGS`` in this process; exit code, stdout bytes, stderr text."""
     from emo.cli import cli
-    from emo.cli._run import guarded
+    from emo.cli.exits import guarded
 
     old = signal.getsignal(signal.SIGTERM)
     try:

@@ -131,7 +131,7 @@ def test_head_header_claiming_huge_sizes_is_refused_before_allocating(tmp_path):
     header = {"format": "emo-head/1", "architecture": {"in_dim": 10**9, "n_out": 7, "hidden": [], "members": 1},
               "task": "classify", "labels": list("abcdefg"), "dims": {"deep": 10**9}}
     head = _head_with_header(tmp_path / "huge.head", header)
-    code = f"from emo.models.heads import load_head_file\nload_head_file({str(head)!r})"
+    code = f"from emo.models.head_file import load_head_file\nload_head_file({str(head)!r})"
     limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))  # noqa: E731  never the whole machine
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, preexec_fn=limit)
     assert "ModelError" in r.stderr

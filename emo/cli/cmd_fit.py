@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from emo.cli._common import pass_opts
+from emo.cli.options import pass_opts
 
 _LOSS_HELP = ("ce: cross-entropy on the label (Rao et al. eq. 7); multi: (1-lambda) CE + lambda KL to the "
               "record's distribution, else eq. 4's over Mikels' wheel (eq. 6); prob: the label weighted by its "
@@ -31,7 +31,7 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 
 def _read_records(sources: tuple[str, ...]) -> tuple[list[dict[str, Any]], int]:
     """Records from JSONL files ('-' or none: stdin); lines that are not JSON objects are counted."""
-    from emo.cli.score import iter_jsonl
+    from emo.cli.cmd_score import iter_jsonl
 
     records, bad = [], 0
     for _, _, obj in iter_jsonl(sources):
@@ -45,7 +45,7 @@ def _read_records(sources: tuple[str, ...]) -> tuple[list[dict[str, Any]], int]:
 def collect_features(records: list[dict[str, Any]], groups: tuple[str, ...], settings: Any, root: Path | None,
                      verbose: bool, quiet: bool, regions_k: int = 10) -> tuple[list[dict[str, Any]], list[int]]:
     """Feature groups of every record (from its ``features`` or computed) and the indices that failed."""
-    from emo.cli.classify import feature_stages
+    from emo.cli.cmd_classify import feature_stages
     from emo.io.records import item_from_record
     from emo.pipeline import run
 
@@ -59,7 +59,7 @@ def collect_features(records: list[dict[str, Any]], groups: tuple[str, ...], set
 
     stages = feature_stages([_Need()], settings, verbose)
     if "regions" in groups:
-        from emo.stages.regions import region_stage
+        from emo.stages.regions_stage import region_stage
 
         stages.insert(0, region_stage(settings, top_k=regions_k, emit=False, local=True, verbose=verbose))
     items = (item_from_record(i, dict(r), root) for i, r in enumerate(records))
@@ -187,11 +187,11 @@ def _command_line() -> str:
 def _run(opts: dict[str, Any]) -> int:
     import numpy as np
 
-    from emo.cli._common import settings_from
+    from emo.cli.options import settings_from
     from emo.emotions import label_set
     from emo.errors import UsageError
     from emo.features import parse_groups
-    from emo.models.heads import new_head
+    from emo.models.head_file import new_head
     from emo.train import (DEFAULT_LABEL_PROB, DEFAULT_LAMBDA, FitConfig, cross_validate, evaluate, fit_head,
                            kfold, split_val, summarise, targets_from_records)
 
@@ -321,7 +321,7 @@ def _write(opts, head, cfg, labels, label_prob, groups, counts, metrics, say) ->
     import datetime
 
     from emo import __version__
-    from emo.models.heads import save_head
+    from emo.models.head_file import save_head
 
     out: Path = opts["output"]
     srcs = [str(Path(s).resolve()) if s != "-" else "stdin" for s in (opts["records"] or ("-",))]
@@ -384,7 +384,7 @@ def _finetune(opts, cfg, settings, recs, targets, labels, label_prob, counts, sa
 
     from emo.errors import UsageError
     from emo.models import create, get
-    from emo.models.heads import new_head
+    from emo.models.head_file import new_head
     from emo.train import evaluate, finetune, kfold, split_val, summarise
 
     entry = get(settings.backbone)

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from emo.cli import COMMANDS, cli
-from emo.cli._run import guarded
+from emo.cli.exits import guarded
 
 
 @dataclass
@@ -81,8 +81,8 @@ def test_unknown_command_is_a_usage_error(monkeypatch):
 
 def test_import_and_help_do_not_import_torch():
     code = (
-        "import sys; from emo.cli import cli; from emo.cli._run import guarded; "
-        "import emo.cli.features, emo.cli.models\n"
+        "import sys; from emo.cli import cli; from emo.cli.exits import guarded; "
+        "import emo.cli.cmd_features, emo.cli.cmd_models\n"
         "assert guarded(cli, ['--help']) == 0\n"
         "print([m for m in ('torch', 'torchvision', 'numpy') if m in sys.modules], file=sys.stderr)"
     )
@@ -100,7 +100,7 @@ def test_python_dash_m_emo():
 
 def test_not_built_answers_exit_2_with_a_clear_message(monkeypatch):
     # The mechanism every stub subcommand uses (which ones are stubs changes as issues land).
-    from emo.cli._common import not_built
+    from emo.cli.options import not_built
 
     @click.command()
     def stub() -> int:
@@ -180,6 +180,6 @@ def test_models_pull_offline_names_the_fix(monkeypatch):
 
 
 def test_models_names_complete_from_the_registry():
-    from emo.cli.models import _complete_names
+    from emo.cli.cmd_models import _complete_names
 
     assert _complete_names(None, None, "res") == ["resnet101", "resnet50"]  # type: ignore[arg-type]

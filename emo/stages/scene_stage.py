@@ -18,7 +18,7 @@ SCENE_CHUNK = 8
 
 
 class SceneStage:
-    """Runs a :class:`emo.features.scene.SceneShares` engine on a squashed square view."""
+    """Runs a :class:`emo.features.segmentation.SceneShares` engine on a squashed square view."""
 
     def __init__(self, engine, labels: list[str], size: int, chunk: int = SCENE_CHUNK) -> None:
         self.engine = engine
@@ -32,7 +32,7 @@ class SceneStage:
         return "scene" not in item.features
 
     def run(self, items: list[Item]) -> None:
-        from emo.stages.backbone import to_batch
+        from emo.stages.backbone_stage import to_batch
 
         for start in range(0, len(items), self.chunk):
             part = items[start:start + self.chunk]
@@ -72,11 +72,11 @@ def scene_stage(settings: Settings, model_path: str | None, labels_path: str | N
     """The ``scene`` stage for ``--scene-model`` / ``--scene-labels`` (both optional).
 
     No model: the registry's :data:`DEFAULT_SCENE_MODEL`. A registry name: that entry. Else a
-    file (see :mod:`emo.features.scene`), which needs its label list. Weights that cannot be
+    file (see :mod:`emo.features.segmentation`), which needs its label list. Weights that cannot be
     had raise :class:`WeightsNotFound` naming both fixes (exit 2).
     """
     from emo.engine import Profile, load
-    from emo.features.scene import LABEL_SETS, SceneShares, load_user_network, read_labels
+    from emo.features.segmentation import LABEL_SETS, SceneShares, load_user_network, read_labels
     from emo.models.weights import sha256_file
 
     name = model_path or DEFAULT_SCENE_MODEL

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from emo.cli._common import input_options, pass_opts, run_options, run_stages
-from emo.cli.classify import head_option
+from emo.cli.options import input_options, pass_opts, run_options, run_stages
+from emo.cli.cmd_classify import head_option
 
 
 @click.command()
@@ -29,11 +29,11 @@ def va(opts: dict[str, Any]) -> int:
     """
 
     def build(settings):
-        from emo.cli.classify import feature_stages
+        from emo.cli.cmd_classify import feature_stages
         from emo.errors import UsageError
         from emo.heads import DEFAULT_HEAD
-        from emo.models.heads import load_head
-        from emo.stages.heads import VAStage
+        from emo.models.head_file import load_head
+        from emo.stages.head_stages import VAStage
 
         head = load_head(settings.head or DEFAULT_HEAD["va"])
         if head.task != "va":

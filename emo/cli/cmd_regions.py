@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from emo.cli._common import input_options, pass_opts, run_options, run_stages
+from emo.cli.options import input_options, pass_opts, run_options, run_stages
 
 
 @click.command()
@@ -45,7 +45,7 @@ def regions(opts: dict[str, Any]) -> int:
     """
 
     def build(settings):
-        from emo.stages.regions import region_stage
+        from emo.stages.regions_stage import region_stage
 
         return [region_stage(settings, proposals=opts["proposals"], top_k=opts["top_k"], iou=opts["iou"],
                              size=opts["size"], detector_size=opts["detector_size"], cam_file=opts["cam_file"],

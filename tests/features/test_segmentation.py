@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from emo.features.scene import SceneShares, deeplabv3_mobilenet_v3_large, voc_labels
-from tests.cli.test_models import emo
+from emo.features.segmentation import SceneShares, deeplabv3_mobilenet_v3_large, voc_labels
+from tests.cli.test_cmd_models import emo
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 

@@ -8,7 +8,7 @@ import pytest
 
 from emo.features import HANDCRAFTED_DIMS
 from emo.models import imagenet_labels
-from tests.cli.test_models import emo
+from tests.cli.test_cmd_models import emo
 from tests.conftest import EMOTION6, SAMPLES, make_image
 
 TINY = ("--set", "object,deep", "--backbone", "tiny_test")

@@ -1,4 +1,4 @@
-"""emo.regions.score: S_emo (Rao et al. eq. 3), NMS with top-K, and the anchor labelling rule."""
+"""emo.regions.emotion_score: S_emo (Rao et al. eq. 3), NMS with top-K, and the anchor labelling rule."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from emo.regions.score import emotion_score, label_anchors, select
+from emo.regions.emotion_score import emotion_score, label_anchors, select
 
 
 def test_emotion_score_is_the_euclidean_norm_of_the_two_probabilities():

@@ -1,4 +1,4 @@
-"""emo.models.heads: head files (save -> load -> same outputs), refusals, the CAM layer, shipped heads."""
+"""emo.models.head_file: head files (save -> load -> same outputs), refusals, the CAM layer, shipped heads."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from emo.errors import ModelError
 from emo.heads import SHIPPED, head_path
-from emo.models.heads import cam_layer, load_head, load_head_file, new_head, save_head
+from emo.models.head_file import cam_layer, load_head, load_head_file, new_head, save_head
 from emo.models.registry import get
 from emo.train import FitConfig, Targets, fit_head
 
@@ -135,7 +135,7 @@ def test_cam_layer_of_the_shipped_linear_head():
 @pytest.mark.parametrize("hidden, members", [((), 1), ((8,), 1), ((8, 4), 3)])
 def test_state_shapes_by_arithmetic_match_the_network(hidden, members):
     """Head files are checked without torch, by these shapes: they must be the real network's."""
-    from emo.models.heads import state_shapes
+    from emo.models.head_file import state_shapes
 
     head = new_head(["deep", "object"], {"deep": 6, "object": 4}, "classify", LABELS)
     for _ in range(members):
@@ -166,8 +166,8 @@ def test_loading_heads_and_building_stages_imports_no_torch():
 import sys
 import numpy as np
 from dataclasses import replace
-from emo.cli._common import settings_from, stages_for
-from emo.models.heads import load_head
+from emo.cli.options import settings_from, stages_for
+from emo.models.head_file import load_head
 for argv in (["classify"], ["va"], ["classify", "--head", "emotion6_linear", "--sentiment-head", "none"],
              ["features"], ["features", "--set", "object,deep"]):
     opts, build = stages_for(argv)

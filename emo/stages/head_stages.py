@@ -17,7 +17,7 @@ from emo.errors import EmoError, ModelError
 from emo.emotions import NEGATIVE, POSITIVE, from_labels
 from emo.io.decode import View
 from emo.io.records import Item
-from emo.models.heads import Head
+from emo.models.head_file import Head
 
 
 def _stack(head: Head, items: list[Item]) -> tuple[list[Item], np.ndarray]:
@@ -149,7 +149,7 @@ class OwnBackboneStage:
         return self.key not in item.features
 
     def run(self, items: list[Item]) -> None:
-        from emo.stages.backbone import to_batch
+        from emo.stages.backbone_stage import to_batch
 
         _, emb = self.engine(to_batch(items, self.view))
         for i, item in enumerate(items):

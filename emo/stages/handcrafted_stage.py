@@ -42,7 +42,7 @@ class HandcraftedStage:
         return any(g not in item.features for g in self.groups)
 
     def run(self, items: list[Item]) -> None:
-        from emo.stages.backbone import to_batch
+        from emo.stages.backbone_stage import to_batch
 
         rgb = to_batch(items, self.view).to(self.device).float().div_(255.0)
         for g in self.groups:

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from emo.cli._common import input_options, pass_opts, run_options, run_stages
+from emo.cli.options import input_options, pass_opts, run_options, run_stages
 
 
 def complete_heads(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -26,11 +26,11 @@ def feature_stages(heads: list[Any], settings: Any, verbose: bool) -> list[Any]:
     The backbone is built on the first batch that needs it, so records that already carry
     ``features`` never load a network. Every head is checked against the run's backbone first.
     """
-    from emo.cli._common import backbone_engine
+    from emo.cli.options import backbone_engine
     from emo.features import HANDCRAFTED_DIMS
     from emo.io.decode import View
     from emo.models.registry import get
-    from emo.stages.heads import LazyStage
+    from emo.stages.head_stages import LazyStage
 
     stages: list[Any] = []
     own = [h for h in heads if getattr(h, "finetuned", None)]
@@ -41,7 +41,7 @@ def feature_stages(heads: list[Any], settings: Any, verbose: bool) -> list[Any]:
     hand = tuple(g for g in groups if g in HANDCRAFTED_DIMS)
     if hand:
         from emo.engine import resolve_device
-        from emo.stages.features import HandcraftedStage
+        from emo.stages.handcrafted_stage import HandcraftedStage
 
         stages.append(HandcraftedStage(hand, resolve_device(settings.device)))
     net = tuple(g for g in groups if g in ("object", "deep"))
@@ -51,7 +51,7 @@ def feature_stages(heads: list[Any], settings: Any, verbose: bool) -> list[Any]:
             h.check_backbone(entry.name, entry.weights.sha256 if entry.weights else "")
 
         def build():
-            from emo.stages.backbone import BackboneStage
+            from emo.stages.backbone_stage import BackboneStage
 
             entry_, digest, engine = backbone_engine(settings, verbose)
             for h in heads:
@@ -71,7 +71,7 @@ def _own_backbone(head: Any, settings: Any, verbose: bool) -> Any:
     from emo.errors import ModelError
     from emo.io.decode import View
     from emo.models.registry import get
-    from emo.stages.heads import LazyStage, OwnBackboneStage
+    from emo.stages.head_stages import LazyStage, OwnBackboneStage
 
     name = head.backbone.get("id", "")
     entry = get(name)
@@ -146,12 +146,12 @@ def classify(opts: dict[str, Any]) -> int:
 
     def build(settings):
         from emo.heads import DEFAULT_HEAD, SENTIMENT_HEAD
-        from emo.models.heads import load_head
-        from emo.stages.heads import ClassifyStage
+        from emo.models.head_file import load_head
+        from emo.stages.head_stages import ClassifyStage
 
         default = DEFAULT_HEAD["classify"]
         if opts["with_regions"]:
-            from emo.stages.regions import REGIONS_HEAD
+            from emo.stages.regions_stage import REGIONS_HEAD
 
             default = str(REGIONS_HEAD) if REGIONS_HEAD.is_file() else default
         head = load_head(settings.head or default)
@@ -168,7 +168,7 @@ def classify(opts: dict[str, Any]) -> int:
         heads = [h for h in (head, sent) if h is not None]
         stages = feature_stages(heads, settings, opts["verbose"]) + [ClassifyStage(head, sent, opts["top_k"])]
         if opts["with_regions"] or "regions" in head.groups:
-            from emo.stages.regions import regions_for_head
+            from emo.stages.regions_stage import regions_for_head
 
             stages.insert(0, regions_for_head(head, settings, opts["verbose"]))
         return stages

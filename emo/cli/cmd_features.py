@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from emo.cli._common import backbone_engine, input_options, pass_opts, run_options, run_stages
+from emo.cli.options import backbone_engine, input_options, pass_opts, run_options, run_stages
 from emo.features import ALL_GROUPS, DEFAULT_GROUPS, DESCRIPTIONS, parse_groups
 
 _GROUP_HELP = "\n".join(f"  {g:7s} {DESCRIPTIONS[g]}" for g in ALL_GROUPS)
@@ -48,8 +48,8 @@ def features(opts: dict[str, Any]) -> int:
         from emo.features import HANDCRAFTED_DIMS, HANDCRAFTED_SIZE
         from emo.io.decode import View
         from emo.models.registry import get
-        from emo.stages.features import EmitFeatures
-        from emo.stages.heads import LazyStage
+        from emo.stages.handcrafted_stage import EmitFeatures
+        from emo.stages.head_stages import LazyStage
 
         # Networks are built on the first batch that needs them (LazyStage), so the decode
         # workers start before torch loads; views and groups are known from the registry.
@@ -58,7 +58,7 @@ def features(opts: dict[str, Any]) -> int:
         if hand:
             def handcrafted():
                 from emo.engine import resolve_device
-                from emo.stages.features import HandcraftedStage
+                from emo.stages.handcrafted_stage import HandcraftedStage
 
                 return HandcraftedStage(groups, resolve_device(settings.device))
 
@@ -67,7 +67,7 @@ def features(opts: dict[str, Any]) -> int:
         if net:
             def backbone():
                 from emo.models import imagenet_labels
-                from emo.stages.backbone import BackboneStage
+                from emo.stages.backbone_stage import BackboneStage
 
                 entry, _, engine = backbone_engine(settings, opts["verbose"])
                 # A network without ImageNet's 1000 names reports its classes by index.
@@ -78,7 +78,7 @@ def features(opts: dict[str, Any]) -> int:
             pp = get(settings.backbone).preprocess
             stages.append(LazyStage(backbone, (View(pp.crop, pp.resize, "crop"),), net))
         if "scene" in groups:
-            from emo.stages.scene import scene_stage
+            from emo.stages.scene_stage import scene_stage
 
             stages.append(scene_stage(settings, opts["scene_model"], opts["scene_labels"]))
         stages.append(EmitFeatures(groups))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.cli.test_fit import COLORS, FAST, _feature_records, _write
-from tests.cli.test_models import emo
+from tests.cli.test_cmd_fit import COLORS, FAST, _feature_records, _write
+from tests.cli.test_cmd_models import emo
 from tests.conftest import make_image
 
 E6 = "anger,disgust,fear,joy,sadness,surprise,neutral"
@@ -44,7 +44,7 @@ def test_classify_images_adds_distribution_and_sentiment(monkeypatch, heads, tmp
 
 
 def test_records_with_features_never_load_the_backbone(monkeypatch, heads):
-    import emo.cli._common as common
+    import emo.cli.options as common
 
     def boom(*a, **k):
         raise AssertionError("backbone built although every record carries its features")

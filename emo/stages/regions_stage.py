@@ -20,7 +20,7 @@ from emo.io.records import Item
 from emo.regions.find import RegionFinder, Regions
 from emo.regions.local import pad_regions
 from emo.regions.rcnn import Detector
-from emo.stages.backbone import to_batch
+from emo.stages.backbone_stage import to_batch
 
 GROUP = "regions"
 

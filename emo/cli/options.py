@@ -217,7 +217,7 @@ def run_stages(opts: dict[str, Any], build_stages: Callable[[config.Settings], S
         if out is not None:
             out.abort()
         if isinstance(e, BrokenPipeError):
-            from emo.cli._run import PipeClosed
+            from emo.cli.exits import PipeClosed
 
             raise PipeClosed() from None
         raise

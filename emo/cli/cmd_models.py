@@ -52,7 +52,7 @@ def models(ctx: click.Context, as_json: bool, cache_dir: str | None) -> int:
       emo models --json | jq -r 'select(.present) | .name'
       emo models pull mobilenet_v2
     """
-    from emo.cli._common import settings_from
+    from emo.cli.options import settings_from
 
     ctx.obj = settings_from({"cache_dir": cache_dir})
     if ctx.invoked_subcommand is not None:
@@ -77,7 +77,7 @@ def models(ctx: click.Context, as_json: bool, cache_dir: str | None) -> int:
 
     # Piped output is not cut to 80 columns: each network stays on one line for grep and awk.
     Console(width=None if sys.stdout.isatty() else 10_000).print(t)
-    from emo.cli.classify import heads_table
+    from emo.cli.cmd_classify import heads_table
 
     Console(width=None if sys.stdout.isatty() else 10_000).print(heads_table())
     return 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.cli.test_models import emo
+from tests.cli.test_cmd_models import emo
 from tests.conftest import SAMPLES
 
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import orjson
 
-from emo.models.heads import load_head
-from tests.cli.test_models import emo
+from emo.models.head_file import load_head
+from tests.cli.test_cmd_models import emo
 from tests.conftest import make_image
 
 COLORS = {"joy": (230, 200, 40), "sadness": (30, 40, 120), "fear": (20, 20, 20)}

@@ -57,7 +57,7 @@ def engines(ctx: click.Context, cache_dir: str | None) -> int:
       emo engines build --backend inductor --batch-size 64 mobilenet_v2
       emo engines clear --older-than 30
     """
-    from emo.cli._common import settings_from
+    from emo.cli.options import settings_from
 
     ctx.obj = settings_from({"cache_dir": cache_dir})
     if ctx.invoked_subcommand is None:
@@ -134,7 +134,7 @@ def build(settings: config.Settings, names: tuple[str, ...], device: str | None,
     Example:
       emo engines build mobilenet_v2 efficientnet_lite0
     """
-    from emo.cli._common import backbone_engine
+    from emo.cli.options import backbone_engine
     from emo.errors import ModelError
     from emo.models.registry import get
 

@@ -1,4 +1,4 @@
-"""emo.stages.heads: emotion / sentiment / va keys from features, bad features, lazy backbone."""
+"""emo.stages.head_stages: emotion / sentiment / va keys from features, bad features, lazy backbone."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 
 from emo.io.decode import View
 from emo.io.records import Item
-from emo.models.heads import new_head
-from emo.stages.heads import ClassifyStage, LazyStage, VAStage
+from emo.models.head_file import new_head
+from emo.stages.head_stages import ClassifyStage, LazyStage, VAStage
 from emo.train import FitConfig, Targets, fit_head
 
 E6 = ["anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"]

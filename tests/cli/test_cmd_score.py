@@ -7,7 +7,7 @@ import math
 import orjson
 import pytest
 
-from tests.cli.test_models import emo
+from tests.cli.test_cmd_models import emo
 
 # truth a a b b c, predicted a b b b a (see tests/test_metrics.py for the hand computation)
 PAIRS = [("a", "a"), ("a", "b"), ("b", "b"), ("b", "b"), ("c", "a")]

@@ -1,4 +1,4 @@
-"""emo.stages.backbone: batching views, object probabilities, top-5 names and the embedding."""
+"""emo.stages.backbone_stage: batching views, object probabilities, top-5 names and the embedding."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from emo.engine import Profile, load
 from emo.io.decode import View
 from emo.io.records import Item
 from emo.models import create
-from emo.stages.backbone import BackboneStage, to_batch
+from emo.stages.backbone_stage import BackboneStage, to_batch
 
 LABELS = [f"class{i}" for i in range(10)]
 

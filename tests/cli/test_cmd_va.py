@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from tests.cli.test_fit import FAST, _feature_records, _write
-from tests.cli.test_models import emo
+from tests.cli.test_cmd_fit import FAST, _feature_records, _write
+from tests.cli.test_cmd_models import emo
 from tests.conftest import make_image
 
 

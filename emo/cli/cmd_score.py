@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from emo.cli._common import pass_opts
+from emo.cli.options import pass_opts
 
 
 def iter_jsonl(sources: tuple[str, ...]):
