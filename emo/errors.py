@@ -51,8 +51,8 @@ class UnknownNetwork(ModelError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class NotBuiltYet(EmoError):
-    """A subcommand or option whose implementation has not landed yet."""
+class PipeClosed(Exception):
+    """The reader of stdout went away (``emo ... | head``): exit 141 quietly."""
 
 
 class InputError(Exception):

@@ -180,7 +180,8 @@ def score_va(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             "arousal": regression_metrics(np.array(ta), np.array(pa))}
 
 
-def join_truth(records: Iterable[dict[str, Any]], truth: Iterable[Mapping[str, Any]]) -> Iterable[dict[str, Any]]:
+def join_truth(records: Iterable[dict[str, Any]], truth: Iterable[Mapping[str, Any]],
+               root: Any = None) -> Iterable[dict[str, Any]]:
     """Copy the truth fields of ``truth`` records onto ``records`` with the same ``path``.
 
     A record whose path is not in ``truth`` loses any truth it had, so it counts as no truth.

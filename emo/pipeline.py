@@ -214,7 +214,8 @@ class Pipeline:
     def _submit(self, decoder: _ThreadDecoder | ProcessDecoder, batch: list[Item]) -> list[Any]:
         futures: list[Any] = []
         for item in batch:
-            views = _views_for(item, self.stages) if item.ok else ()
+            # An item that comes with its views (pictures in memory, emo.Predictor) is not decoded.
+            views = _views_for(item, self.stages) if item.ok and not item.views else ()
             if views and item.path is None:
                 item.fail("bad_record", "record has no path and lacks the features this command needs")
                 views = ()

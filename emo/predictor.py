@@ -16,8 +16,7 @@ raises :class:`emo.errors.EmoError` from the constructor.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -48,94 +47,55 @@ class Predictor:
     """
 
     def __init__(self, command: str = "classify", *args: str, **options: Any) -> None:
-        from emo.cli.options import settings_from, stages_for
+        from emo.assembly.runner import stages_for_flags
         from emo.pipeline import Pipeline
 
-        opts, build = stages_for([command, *args, *_flags(options)])
-        self.command = command
-        settings = settings_from(opts)
         # Called batch after batch: decode threads, not a process pool forked for every call.
-        self.settings = replace(settings, decoder="thread") if settings.decoder == "auto" else settings
-        self.root: Path | None = opts.get("root")
-        self.stages = list(build(self.settings))
+        given = {} if "decoder" in options or "--decoder" in args else {"decoder": "thread"}
+        self.stages, self.settings, run = stages_for_flags(command, [*args, *_flags(options)], **given)
+        self.command = command
+        self.root: Path | None = run.root
+        self._views = tuple(dict.fromkeys(v for s in self.stages for v in s.views))
         self._pipeline = Pipeline(self.stages, self.settings)
 
     def __call__(self, batch: Sequence[Any] | Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         """One record per input of ``batch``, in order (see the module docstring for inputs)."""
-        items = list(self._items(batch))
-        pixels = [it for it in items if "pixels" in it.scratch]
-        if pixels:
-            return self._run_pixels(items)
+        items = [self._item(i, row) for i, row in enumerate(_rows(batch))]
         return [it.record for done in self._pipeline.run(items) for it in done]
-
-    def _items(self, batch: Sequence[Any] | Mapping[str, Sequence[Any]]) -> Iterator[Item]:
-        if isinstance(batch, Mapping):
-            cols = {k: list(v) for k, v in batch.items()}
-            n = len(next(iter(cols.values()), []))
-            rows: Iterable[Any] = ({k: v[i] for k, v in cols.items()} for i in range(n))
-        else:
-            rows = batch
-        for i, row in enumerate(rows):
-            yield self._item(i, row)
 
     def _item(self, index: int, row: Any) -> Item:
         if isinstance(row, (str, PathLike)):
             row = {KEY_PATH: str(row)}
         if isinstance(row, Mapping):
             record = {k: _plain(v) for k, v in row.items() if k != IMAGE_COLUMN}
-            if IMAGE_COLUMN in row:
-                item = Item(index, record)
-                item.scratch["pixels"] = row[IMAGE_COLUMN]
-                return item
-            return item_from_record(index, record, self.root)
-        item = Item(index, {})
-        item.scratch["pixels"] = row  # an array or a Pillow image
-        return item
+            if IMAGE_COLUMN not in row:
+                return item_from_record(index, record, self.root)
+            return self._from_pixels(Item(index, record), row[IMAGE_COLUMN])
+        return self._from_pixels(Item(index, {}), row)  # an array or a Pillow image
 
-    def _run_pixels(self, items: list[Item]) -> list[dict[str, Any]]:
-        """Batches with pictures in memory: their views are made here, then the same stages run.
-
-        Records with a path in the same batch are decoded from their files, in this thread.
-        """
+    def _from_pixels(self, item: Item, pixels: Any) -> Item:
+        """An item whose views are made here from pictures in memory, so the pipeline decodes nothing."""
         from emo.errors import InputError
         from emo.io.decode import from_pixels
-        from emo.io.procpool import _decode_one
-        from emo.pipeline import _views_for
 
-        out: list[dict[str, Any]] = []
-        size = self.settings.batch_size
-        for start in range(0, len(items), size):
-            chunk = items[start : start + size]
-            decoded: list[_Done | None] = []
-            for item in chunk:
-                pixels = item.scratch.pop("pixels", None)
-                views = _views_for(item, self.stages) if item.ok else ()
-                decoded.append(None)
-                if not views:
-                    continue
-                if pixels is not None:
-                    try:
-                        got = from_pixels(pixels, views)
-                    except InputError as e:
-                        item.fail(e.kind, e.message)
-                        continue
-                    item.size, item.views = got.size, got.views
-                elif item.path is not None:
-                    decoded[-1] = _Done(_decode_one(item.path, views, self.settings.max_pixels))
-                else:
-                    item.fail("bad_record", "record has no path or image and lacks the features this command needs")
-            out += [it.record for it in self._pipeline.process(chunk, decoded)]
-        return out
+        if not self._views:
+            return item
+        try:
+            got = from_pixels(pixels, self._views)
+        except InputError as e:
+            item.fail(e.kind, e.message)
+            return item
+        item.size, item.views = got.size, got.views
+        return item
 
 
-class _Done:
-    """An already finished result, shaped like the futures Pipeline.process takes."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def result(self) -> Any:
-        return self.value
+def _rows(batch: Sequence[Any] | Mapping[str, Sequence[Any]]) -> Iterable[Any]:
+    """The rows of a batch: a sequence as it is, a column mapping row by row."""
+    if not isinstance(batch, Mapping):
+        return batch
+    cols = {k: list(v) for k, v in batch.items()}
+    n = len(next(iter(cols.values()), []))
+    return ({k: v[i] for k, v in cols.items()} for i in range(n))
 
 
 def _plain(value: Any) -> Any:

@@ -13,22 +13,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from click.shell_completion import get_completion_class
+from emo.cli.cmd_completion import completion_source as source
 
-from emo.cli import cli
-
-PROG = "emo"
-COMPLETE_VAR = "_EMO_COMPLETE"
 # shell -> file name its completion system looks for.
 FILES = {"bash": "emo.bash", "zsh": "_emo", "fish": "emo.fish"}
-
-
-def source(shell: str) -> str:
-    """The completion script for ``shell``."""
-    cls = get_completion_class(shell)
-    if cls is None:
-        raise ValueError(f"click has no completion for {shell}")
-    return cls(cli, {}, PROG, COMPLETE_VAR).source()
 
 
 def generate(out: Path) -> list[Path]:
@@ -37,8 +25,7 @@ def generate(out: Path) -> list[Path]:
     written = []
     for shell, name in FILES.items():
         f = out / name
-        text = source(shell)
-        f.write_text(text if text.endswith("\n") else text + "\n")
+        f.write_text(source(shell))
         written.append(f)
     return written
 

@@ -12,7 +12,6 @@ from emo.errors import (
     HashMismatch,
     InputError,
     ModelError,
-    NotBuiltYet,
     UsageError,
     WeightsNotFound,
 )
@@ -31,7 +30,7 @@ def test_exit_codes_mean_one_thing_each():
     assert len(codes) == 6  # no two names share a code
 
 
-@pytest.mark.parametrize("cls", [UsageError, ConfigError, ModelError, WeightsNotFound, HashMismatch, NotBuiltYet])
+@pytest.mark.parametrize("cls", [UsageError, ConfigError, ModelError, WeightsNotFound, HashMismatch])
 def test_every_emo_error_exits_2(cls):
     e = cls("boom")
     assert isinstance(e, EmoError)

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "score": ("emo.cli.cmd_score", "score", "Score predictions against truth (accuracy, F1, KL, MSE, Pearson r)."),
     "models": ("emo.cli.cmd_models", "models", "List the networks and heads emo knows, and fetch their weights."),
     "engines": ("emo.cli.cmd_engines", "engines", "List, build or clear compiled engines in the cache."),
+    "completion": ("emo.cli.cmd_completion", "completion", "Print the shell completion script (bash, zsh, fish)."),
 }
 
 
@@ -66,6 +67,7 @@ def cli() -> None:
 
 def main() -> None:
     """Console entry point: run, flush, and leave without tearing the interpreter down."""
-    from emo.cli.exits import exit_now, guarded
+    from emo.cli.exits import exit_now, guard_stderr, guarded
 
+    guard_stderr()
     exit_now(guarded(cli))

@@ -9,12 +9,7 @@ import click
 import orjson
 
 from emo import config
-
-
-def _complete_backbones(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
-    from emo.models.registry import names
-
-    return [n for n in names("backbone") if n.startswith(incomplete)]
+from emo.cli.options import backbone_option, cache_options, complete_backbones, engine_options
 
 
 def _size(n: int) -> str:
@@ -39,27 +34,33 @@ def _cache(settings: config.Settings):
     return EngineCache(config.engines_cache(settings))
 
 
+def _settings(ctx: click.Context, given: dict) -> config.Settings:
+    """The group's settings with this subcommand's own options on top (given after the subcommand)."""
+    return config.validate(replace(ctx.obj, **{k: v for k, v in given.items() if v is not None}))
+
+
 @click.group(invoke_without_command=True)
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Cache folder [default: $XDG_CACHE_HOME/emo or ~/.cache/emo; env EMO_CACHE_DIR].")
+@cache_options
 @click.pass_context
-def engines(ctx: click.Context, cache_dir: str | None) -> int:
+def engines(ctx: click.Context, cache_dir: str | None, weights_dir: str | None) -> int:
     """List, build or clear the compiled engines in the cache (ENGINES is the folder).
 
     An engine is a network compiled for one input profile, precision, backend and device;
     its cache key hashes all of these and the torch / torch-tensorrt / TensorRT versions, so a
-    change builds a new one. With no subcommand, lists the cache.
+    change builds a new one. With no subcommand, lists the cache. --cache-dir may come before or
+    after the subcommand.
 
     \b
     Examples:
-      emo engines list
-      emo engines build mobilenet_v2            # ahead of a cron job
+      emo engines list --cache-dir /srv/emo-cache
+      emo engines build --for classify,regions        # every engine those commands use, ahead of a cron job
       emo engines build --backend inductor --batch-size 64 mobilenet_v2
       emo engines clear --older-than 30
+      emo engines clear --dry-run
     """
-    from emo.cli.options import settings_from
+    from emo.assembly.filters import settings_from
 
-    ctx.obj = settings_from({"cache_dir": cache_dir})
+    ctx.obj = settings_from({"cache_dir": cache_dir, "weights_dir": weights_dir})
     if ctx.invoked_subcommand is None:
         return ctx.invoke(list_engines)
     return 0
@@ -67,14 +68,17 @@ def engines(ctx: click.Context, cache_dir: str | None) -> int:
 
 @engines.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per engine instead of a table.")
-@click.pass_obj
-def list_engines(settings: config.Settings, as_json: bool = False) -> int:
+@cache_options
+@click.pass_context
+def list_engines(ctx: click.Context, as_json: bool = False, cache_dir: str | None = None,
+                 weights_dir: str | None = None) -> int:
     """List cached engines: network, backend, precision, input profile, device, size, age, last use.
 
     \b
     Example:
       emo engines list --json | jq -r 'select(.backend == "inductor") | .path'
     """
+    settings = _settings(ctx, {"cache_dir": cache_dir, "weights_dir": weights_dir})
     cache = _cache(settings)
     now = time.time()
     rows = []
@@ -112,61 +116,128 @@ def list_engines(settings: config.Settings, as_json: bool = False) -> int:
     return 0
 
 
-@engines.command()
-@click.argument("names", nargs=-1, required=True, shell_complete=_complete_backbones)
-@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N [env EMO_DEVICE].")
-@click.option("--backend", type=click.Choice(config.BACKENDS), default=None,
-              help="auto picks tensorrt on CUDA, else inductor [env EMO_BACKEND].")
-@click.option("--precision", type=click.Choice(config.PRECISIONS), default=None, help="[env EMO_PRECISION].")
-@click.option("--batch-size", type=click.IntRange(1), default=None,
-              help="Largest batch the engine takes; must match the runs that will use it [env EMO_BATCH_SIZE].")
-@click.option("--weights-dir", type=click.Path(file_okay=False), default=None, help="Extra folder searched first for weights.")
-@click.option("-v", "--verbose", is_flag=True, help="Say on stderr what is compiled or loaded.")
-@click.pass_obj
-def build(settings: config.Settings, names: tuple[str, ...], device: str | None, backend: str | None,
-          precision: str | None, batch_size: int | None, weights_dir: str | None, verbose: bool) -> int:
-    """Build (or verify) the engines of backbone NAMES, as a run with the same options would.
+def _for(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    from emo.assembly.filters import FILTER_MODULES
 
-    Prints one line per network: name, backend, and the engine file (or "eager": nothing to
+    if not value:
+        return ()
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = [n for n in names if n not in FILTER_MODULES]
+    if bad:
+        raise click.BadParameter(f"{', '.join(bad)}: not a filter subcommand (one of {', '.join(FILTER_MODULES)})")
+    return names
+
+
+def _complete_for(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from emo.assembly.filters import FILTER_MODULES
+
+    done, _, last = incomplete.rpartition(",")
+    return [(done + "," if done else "") + n for n in FILTER_MODULES if n.startswith(last)]
+
+
+@engines.command()
+@click.argument("names", nargs=-1, shell_complete=complete_backbones)
+@click.option("--for", "commands", callback=_for, default=None, shell_complete=_complete_for,
+              help="Build every engine these subcommands use with their default options "
+                   "(features, regions, classify, va; comma-separated), e.g. --for classify,regions.")
+@engine_options()
+@cache_options
+@backbone_option
+@click.option("-v", "--verbose", is_flag=True, help="Say on stderr what is compiled or loaded.")
+@click.pass_context
+def build(ctx: click.Context, names: tuple[str, ...], commands: tuple[str, ...], verbose: bool, **given) -> int:
+    """Build (or verify) engines ahead of a run: of backbone NAMES, or of every network the
+    subcommands named by --for use, with the same options a run would take.
+
+    Prints one line per engine: name, backend, device, and the engine file (or "-": nothing to
     compile). Building ahead means the first real run starts at once.
 
     \b
-    Example:
+    Examples:
       emo engines build mobilenet_v2 efficientnet_lite0
+      emo engines build --for classify,regions --batch-size 64
     """
-    from emo.cli.options import backbone_engine
-    from emo.errors import ModelError
+    from emo.assembly.feature_needs import backbone_engine
+    from emo.assembly.filters import BuildContext, build_ahead
+    from emo.assembly.progress import say
+    from emo.errors import ModelError, UsageError
     from emo.models.registry import get
 
-    given = {"device": device, "backend": backend, "precision": precision, "batch_size": batch_size,
-             "weights_dir": weights_dir}
-    settings = config.validate(replace(settings, **{k: v for k, v in given.items() if v is not None}))
+    if not names and not commands:
+        raise UsageError("name backbones to build (emo engines build mobilenet_v2) or subcommands (--for classify,regions)")
+    settings = _settings(ctx, given)
     for name in names:
         entry = get(name)
         if entry.task != "backbone":
             raise ModelError(f"{name} is a {entry.task} network; emo engines build takes backbones")
         start = time.perf_counter()
-        _, _, engine = backbone_engine(replace(settings, backbone=name), verbose)
-        how = "built" if engine.built else "cached"
-        where = str(engine.path) if engine.path else "-"
-        state = f"{how} in {time.perf_counter() - start:.1f} s" if engine.path else "nothing to compile"
-        click.echo(f"{name}\t{engine.backend}\t{engine.device}\t{where}\t{state}")
+        _, _, engine = backbone_engine(replace(settings, backbone=name), say if verbose else None)
+        _report(name, engine, start)
+    for command in commands:
+        start = time.perf_counter()
+        for stage in build_ahead(command, settings, BuildContext(say=say if verbose else None)):
+            for engine in _engines_of(stage):
+                _report(command, engine, start)
     return 0
+
+
+def _engines_of(stage) -> list:
+    """The engines a built stage holds (a backbone, a region finder's feature map...)."""
+    found = []
+    for value in vars(stage).values():
+        if hasattr(value, "backend") and hasattr(value, "device") and hasattr(value, "built"):
+            found.append(value)
+    return found
+
+
+def _report(name: str, engine, start: float) -> None:
+    how = "built" if engine.built else "cached"
+    where = str(engine.path) if engine.path else "-"
+    state = f"{how} in {time.perf_counter() - start:.1f} s" if engine.path else "nothing to compile"
+    click.echo(f"{name}\t{engine.backend}\t{engine.device}\t{where}\t{state}")
 
 
 @engines.command()
 @click.option("--older-than", "days", type=click.FloatRange(min=0), default=None,
               help="Only engines not used for this many days.")
-@click.pass_obj
-def clear(settings: config.Settings, days: float | None) -> int:
+@click.option("-n", "--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask (scripts); without it a terminal is asked first, and "
+                                               "clearing every engine without a terminal is refused.")
+@cache_options
+@click.pass_context
+def clear(ctx: click.Context, days: float | None, dry_run: bool, yes: bool, cache_dir: str | None = None,
+          weights_dir: str | None = None) -> int:
     """Delete cached engines (all, or those unused for --older-than DAYS); they rebuild on demand.
 
     \b
-    Example:
+    Examples:
+      emo engines clear --dry-run
       emo engines clear --older-than 30
+      emo engines clear --yes                      # in a script: every engine
     """
+    import sys
+
+    from emo.errors import UsageError
+
+    settings = _settings(ctx, {"cache_dir": cache_dir, "weights_dir": weights_dir})
     cache = _cache(settings)
-    removed = cache.clear(None if days is None else days * 86400)
+    age = None if days is None else days * 86400
+    now = time.time()
+    doomed = [e for e in cache.entries() if age is None or now - e.last_used >= age]
+    total = sum(e.meta.get("size", 0) or 0 for e in doomed)
+    if dry_run:
+        for e in doomed:
+            click.echo(str(e.path))
+        click.echo(f"would remove {len(doomed)} engine(s), {_size(total)} from {cache.root}", err=True)
+        return 0
+    if doomed and not yes:
+        if sys.stdin is not None and sys.stdin.isatty():
+            if not click.confirm(f"remove {len(doomed)} engine(s), {_size(total)} from {cache.root}?", err=True):
+                click.echo("emo: nothing removed", err=True)
+                return 0
+        elif days is None:
+            raise UsageError(f"would remove every engine ({len(doomed)}) in {cache.root}: add --yes, or see --dry-run")
+    removed = cache.clear(age)
     total = sum(e.meta.get("size", 0) or 0 for e in removed)
     click.echo(f"removed {len(removed)} engine(s), {_size(total)} from {cache.root}", err=True)
     return 0

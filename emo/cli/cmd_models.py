@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
+from emo.cli.options import cache_options
 
 
 def _complete_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -41,9 +42,9 @@ def _rows(settings) -> list[dict]:
 
 @click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per network instead of a table.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache folder to look in.")
+@cache_options
 @click.pass_context
-def models(ctx: click.Context, as_json: bool, cache_dir: str | None) -> int:
+def models(ctx: click.Context, as_json: bool, cache_dir: str | None, weights_dir: str | None) -> int:
     """List the networks emo knows: input size, output dims, and whether their weights are here.
 
     \b
@@ -52,9 +53,9 @@ def models(ctx: click.Context, as_json: bool, cache_dir: str | None) -> int:
       emo models --json | jq -r 'select(.present) | .name'
       emo models pull mobilenet_v2
     """
-    from emo.cli.options import settings_from
+    from emo.assembly.filters import settings_from
 
-    ctx.obj = settings_from({"cache_dir": cache_dir})
+    ctx.obj = settings_from({"cache_dir": cache_dir, "weights_dir": weights_dir})
     if ctx.invoked_subcommand is not None:
         return 0
     rows = _rows(ctx.obj)
@@ -77,16 +78,15 @@ def models(ctx: click.Context, as_json: bool, cache_dir: str | None) -> int:
 
     # Piped output is not cut to 80 columns: each network stays on one line for grep and awk.
     Console(width=None if sys.stdout.isatty() else 10_000).print(t)
-    from emo.cli.cmd_classify import heads_table
-
     Console(width=None if sys.stdout.isatty() else 10_000).print(heads_table())
     return 0
 
 
 @models.command()
 @click.argument("names", nargs=-1, required=True, shell_complete=_complete_names)
+@cache_options
 @click.pass_obj
-def pull(settings, names: tuple[str, ...]) -> int:
+def pull(settings, names: tuple[str, ...], cache_dir: str | None = None, weights_dir: str | None = None) -> int:
     """Copy or download the weights of NAMES into the cache, hash-checked.
 
     \b
@@ -97,6 +97,12 @@ def pull(settings, names: tuple[str, ...]) -> int:
     from emo.models.registry import get
     from emo.models.weights import pull as pull_weights
 
+    from dataclasses import replace
+
+    from emo import config
+
+    given = {"cache_dir": cache_dir, "weights_dir": weights_dir}
+    settings = config.validate(replace(settings, **{k: v for k, v in given.items() if v is not None}))
     for name in names:
         entry = get(name)
         if entry.weights is None:
@@ -104,3 +110,29 @@ def pull(settings, names: tuple[str, ...]) -> int:
         path = pull_weights(entry.weights, settings)
         click.echo(f"{name}\t{path}")
     return 0
+
+
+def heads_table():
+    """A rich table of the shipped heads, under the networks."""
+    import json
+
+    from rich.table import Table
+
+    from emo.heads import SHIPPED, head_path
+
+    t = Table(box=None, pad_edge=False, title="heads (--head NAME)", title_justify="left")
+    for col in ("head", "task", "labels", "features", "default for", "present", "cross-validated"):
+        t.add_column(col, no_wrap=True)
+    for name, e in sorted(SHIPPED.items()):
+        side = head_path(name).with_name(head_path(name).name + ".json")
+        cv = ""
+        if side.is_file():
+            try:
+                m = json.loads(side.read_text()).get("metrics", {}).get("cv", {})
+            except (OSError, ValueError, AttributeError):
+                m = {}
+            cv = ", ".join(f"{k} {v['mean']:.3f}" for k, v in m.items() if isinstance(v, dict) and k in
+                           ("top1", "valence_mse", "arousal_mse") and isinstance(v.get("mean"), (int, float)))
+        t.add_row(name, e.task, e.labels, ",".join(e.groups), e.default_for or "-",
+                  "yes" if head_path(name).is_file() else "no", cv)
+    return t

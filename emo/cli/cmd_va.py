@@ -6,8 +6,7 @@ from typing import Any
 
 import click
 
-from emo.cli.options import input_options, pass_opts, run_options, run_stages
-from emo.cli.cmd_classify import head_option
+from emo.cli.options import head_option, input_options, pass_opts, run_options
 
 
 @click.command()
@@ -27,17 +26,6 @@ def va(opts: dict[str, Any]) -> int:
       emo features --set deep -r photos | emo va | emo classify
       emo va --root data < test.jsonl | emo score --task va
     """
+    from emo.assembly.runner import run_command
 
-    def build(settings):
-        from emo.cli.cmd_classify import feature_stages
-        from emo.errors import UsageError
-        from emo.heads import DEFAULT_HEAD
-        from emo.models.head_file import load_head
-        from emo.stages.head_stages import VAStage
-
-        head = load_head(settings.head or DEFAULT_HEAD["va"])
-        if head.task != "va":
-            raise UsageError(f"head {head.name} predicts {head.task}; emo va needs a va head (emo classify takes classify heads)")
-        return feature_stages([head], settings, opts["verbose"]) + [VAStage(head)]
-
-    return run_stages(opts, build)
+    return run_command("va", opts)

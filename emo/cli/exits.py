@@ -11,19 +11,64 @@ from collections.abc import Sequence
 
 import click
 
-from emo.errors import EXIT_BROKEN_PIPE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, EmoError
+from emo.errors import EXIT_BROKEN_PIPE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, EmoError, PipeClosed
 
 
 class Terminated(BaseException):
     """Raised in the main thread on SIGTERM, so the run unwinds like on Ctrl-C."""
 
 
-class PipeClosed(Exception):
-    """The reader of stdout went away (``emo ... | head``); click would turn EPIPE into exit 1."""
-
-
 def _on_sigterm(signum, frame) -> None:
     raise Terminated()
+
+
+class _PeopleStream:
+    """stderr for people: when writing to it fails (closed, a reader that quit, a full disk), emo
+    stops writing to it and goes on with its data on stdout."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self._dead = False
+
+    def write(self, text: str) -> int:
+        if not self._dead:
+            try:
+                return self._stream.write(text)
+            except (OSError, ValueError):
+                self._dead = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._dead:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._dead = True
+
+    def isatty(self) -> bool:
+        try:
+            return not self._dead and self._stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def guard_stderr() -> None:
+    """Make every later write to stderr safe: a closed stderr swallows lines, a failing one too."""
+    if sys.stderr is None or _fd_closed(2):
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    elif not isinstance(sys.stderr, _PeopleStream):
+        sys.stderr = _PeopleStream(sys.stderr)
+
+
+def _fd_closed(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return False
+    except OSError:
+        return True
 
 
 def _silence_stdout() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -19,6 +20,10 @@ from emo.errors import EmoError, ModelError
 
 if TYPE_CHECKING:
     import torch
+
+# Told when an engine compile starts (seconds None) and ends (seconds taken), so a command's
+# progress display can show compiling as its own phase; None: a line on stderr instead.
+compile_listener: Callable[[str, float | None], None] | None = None
 
 __all__ = ["Engine", "Profile", "load", "resolve_device", "key_fields", "candidates", "COMPILED"]
 
@@ -172,9 +177,17 @@ def _compiled(name: str, model: "ModelSource", network_id: str, weights_sha256: 
     cache = EngineCache(engines_cache(settings))
 
     def build(tmp: Path) -> dict[str, Any]:
-        if announce:
-            _say(f"emo: compiling the {name} engine for {network_id} on {device.type} (once; cached in {cache.root})")
-        return mod.build(model(), profile, device, precision, tmp)
+        what = f"compiling the {name} engine for {network_id} on {device.type}"
+        listener = compile_listener
+        if listener is not None:
+            listener(what, None)
+        elif announce:
+            _say(f"emo: {what} (once; cached in {cache.root})")
+        start = time.perf_counter()
+        meta = mod.build(model(), profile, device, precision, tmp)
+        if listener is not None:
+            listener(what, time.perf_counter() - start)
+        return meta
 
     def load_checked(path: Path, meta: dict[str, Any]) -> Callable[..., Any]:
         fn = mod.load(path, device)

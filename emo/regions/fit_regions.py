@@ -111,30 +111,3 @@ def fit_region_head(records: Sequence[dict[str, Any]], settings: Settings, root:
 def fit_settings(settings: Settings) -> Settings:
     """Training reads every image once; a modest batch keeps memory flat."""
     return replace(settings, batch_size=min(settings.batch_size, 16))
-
-
-def run_fit(opts: dict[str, Any]) -> int:
-    """``emo fit --task regions``: read records, fit, write the layer file; the exit code."""
-    import click
-
-    from emo.cli.options import settings_from
-    from emo.cli.cmd_fit import _read_records
-    from emo.errors import EXIT_OK
-
-    records, bad = _read_records(opts["records"])
-    settings = fit_settings(settings_from(opts))
-
-    def on_error(item) -> None:
-        if not opts["quiet"]:
-            click.echo(f"emo: {item.label}: {item.error.kind}: {item.error.message} (skipped)", err=True)
-
-    layer, counts = fit_region_head(records, settings, opts["root"], seed=opts["seed"], on_error=on_error)
-    layer.header["data"]["bad_lines"] = bad
-    out: Path = opts["output"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    layer.save(out)
-    if not opts["quiet"]:
-        click.echo(f"emo fit: wrote {out} (region head: {counts['records']} images, {counts['positives']} positive "
-                   f"and {counts['negatives']} negative anchors, training accuracy "
-                   f"{layer.header['metrics']['train_accuracy']:.3f})", err=True)
-    return EXIT_OK

@@ -125,7 +125,8 @@ class LazyStage:
     def wants(self, item: Item) -> bool:
         return any(g not in item.features for g in self.groups)
 
-    def run(self, items: list[Item]) -> None:
+    def build(self) -> Any:
+        """The stage itself, built now if it was not yet (``emo engines build --for`` builds ahead)."""
         if self._stage is None:
             try:
                 self._stage = self._build()
@@ -133,7 +134,10 @@ class LazyStage:
                 raise
             except Exception as e:  # a network that cannot be built stops the run, as it would at start-up
                 raise ModelError(f"cannot build the network: {type(e).__name__}: {str(e)[:300]}") from e
-        self._stage.run(items)
+        return self._stage
+
+    def run(self, items: list[Item]) -> None:
+        self.build().run(items)
 
 
 class OwnBackboneStage:

@@ -153,10 +153,6 @@ def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: floa
                        draw_dir=draw_dir)
 
 
-# The shipped classify head on [X_global, X_local 1..K], used by emo classify --regions when it exists.
-REGIONS_HEAD = Path(__file__).resolve().parents[1] / "regions" / "emotion6_regions.safetensors"
-
-
 def regions_for_head(head, settings, verbose: bool = False) -> RegionStage:
     """The region stage a classify head trained with ``--regions`` needs (its K from the head's dims)."""
     from emo.errors import UsageError

@@ -44,12 +44,12 @@ def test_classify_images_adds_distribution_and_sentiment(monkeypatch, heads, tmp
 
 
 def test_records_with_features_never_load_the_backbone(monkeypatch, heads):
-    import emo.cli.options as common
+    import emo.assembly.feature_needs as needs
 
     def boom(*a, **k):
         raise AssertionError("backbone built although every record carries its features")
 
-    monkeypatch.setattr(common, "backbone_engine", boom)
+    monkeypatch.setattr(needs, "backbone_engine", boom)
     lines = b"".join(orjson.dumps(r) + b"\n" for r in _feature_records(5))
     r = emo(monkeypatch, "classify", "--head", heads["e6"], "--sentiment-head", "none", "--top-k", "3",
             "--backbone", "tiny_test", input=lines)

@@ -98,19 +98,6 @@ def test_python_dash_m_emo():
     assert r.returncode == 2 and "No such command" in r.stderr
 
 
-def test_not_built_answers_exit_2_with_a_clear_message(monkeypatch):
-    # The mechanism every stub subcommand uses (which ones are stubs changes as issues land).
-    from emo.cli.options import not_built
-
-    @click.command()
-    def stub() -> int:
-        return not_built("emo stub", "issue 99: stubs")
-
-    r = emo(monkeypatch, command=stub)
-    assert r.code == 2 and r.out == b""
-    assert r.err == "emo: error: emo stub is not built yet (issue 99: stubs); nothing was computed\n"
-
-
 # --- emo models ------------------------------------------------------------------------------
 
 

@@ -112,9 +112,30 @@ def test_engines_cli_list_build_clear(tiny_backbone, tiny_cache, monkeypatch, ca
     assert "tiny_test" in table and "inductor" in table and "ago" in table
     assert _cli(["engines", "clear", "--older-than", "1"], monkeypatch) == 0  # just used: kept
     assert "removed 0 engine(s)" in capfd.readouterr().err
-    assert _cli(["engines", "clear"], monkeypatch) == 0
+    assert _cli(["engines", "clear"], monkeypatch) == 2  # every engine, no terminal to ask: refused
+    assert "--yes" in capfd.readouterr().err and list((tiny_cache / "engines").glob("*.pt2"))
+    assert _cli(["engines", "clear", "--dry-run"], monkeypatch) == 0
+    out, err = capfd.readouterr()
+    assert out.strip().endswith(".pt2") and "would remove 1 engine(s)" in err
+    assert list((tiny_cache / "engines").glob("*.pt2"))
+    assert _cli(["engines", "clear", "--yes"], monkeypatch) == 0
     assert "removed 1 engine(s)" in capfd.readouterr().err
     assert not list((tiny_cache / "engines").glob("*.pt2"))
+
+
+def test_engines_options_come_after_the_subcommand_and_build_for_a_command(tiny_backbone, tmp_path, monkeypatch, capfd):
+    import orjson
+
+    cache = tmp_path / "elsewhere"
+    args = ["--cache-dir", str(cache), "--device", "cpu", "--backend", "inductor", "--backbone", "tiny_test"]
+    assert _cli(["engines", "build", "--for", "features", *args], monkeypatch) == 0
+    out = capfd.readouterr().out
+    assert out.startswith("features\tinductor\tcpu\t") and str(cache) in out
+    assert _cli(["engines", "list", "--json", "--cache-dir", str(cache)], monkeypatch) == 0
+    (row,) = [orjson.loads(ln) for ln in capfd.readouterr().out.splitlines()]
+    assert row["network"] == "tiny_test"
+    assert _cli(["models", "pull", "tiny_test", "--cache-dir", str(cache)], monkeypatch) in (0, 2)
+    assert "No such option" not in capfd.readouterr().err
 
 
 def test_engines_build_unknown_name_is_exit_2(monkeypatch, capfd):
@@ -152,7 +173,7 @@ def test_mobilenet_v2_inductor_equals_eager(tmp_path):
 
 def test_cached_engine_never_builds_the_network(tiny_backbone, tiny_cache, monkeypatch):
     """A cached run keys the engine by the weights file's digest alone: no network is built."""
-    from emo.cli.options import backbone_engine
+    from emo.assembly.feature_needs import backbone_engine
 
     def refuse(*a, **k):
         raise AssertionError("the network was built although its engine is cached")

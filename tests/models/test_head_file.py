@@ -166,12 +166,11 @@ def test_loading_heads_and_building_stages_imports_no_torch():
 import sys
 import numpy as np
 from dataclasses import replace
-from emo.cli.options import settings_from, stages_for
+from emo.assembly.runner import stages_for_flags
 from emo.models.head_file import load_head
 for argv in (["classify"], ["va"], ["classify", "--head", "emotion6_linear", "--sentiment-head", "none"],
              ["features"], ["features", "--set", "object,deep"]):
-    opts, build = stages_for(argv)
-    build(settings_from(opts))
+    stages_for_flags(argv[0], argv[1:])
 h = load_head("va")
 assert "torch" not in sys.modules, "torch was imported"
 x = np.full((2, h.in_dim), 0.5, np.float32)

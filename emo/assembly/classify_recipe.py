@@ -1,0 +1,60 @@
+"""``emo classify``: the features its heads read (and regions, for a regions head), then the heads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from emo import config
+from emo.assembly.feature_needs import feature_stages
+from emo.assembly.filters import BuildContext, Filter, flag
+from emo.errors import UsageError
+from emo.tasks import CLASSIFY, Task
+
+NO_HEAD = "none"  # --sentiment-head none
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    """The options of ``emo classify`` (its emotion head is ``settings.head``)."""
+
+    sentiment_head: str | None = None  # a head for sentiment when the classes lack a polarity; "none": no sentiment
+    top_k: int = 0  # also add emotion.top, the K most probable classes
+    with_regions: bool = flag("--regions", default=False)  # classify from global + local region features
+
+    def __post_init__(self) -> None:
+        if self.top_k < 0:
+            raise UsageError("--top-k must be 0 or more")
+
+
+def load_task_head(spec: str, task: Task, command: str) -> Any:
+    """The head ``spec`` (a shipped name or a file), refused with a UsageError unless it predicts ``task``."""
+    from emo.models.head_file import load_head
+
+    head = load_head(spec)
+    if head.task != task.name:
+        raise UsageError(f"head {head.name} predicts {head.task}; {command} needs a {task.name} head")
+    return head
+
+
+def build(o: ClassifyOptions, settings: config.Settings, ctx: BuildContext) -> list[Any]:
+    """Feature stages for the heads, the regions stage a regions head needs, then ClassifyStage."""
+    from emo.emotions import from_labels
+    from emo.heads import SENTIMENT_HEAD
+    from emo.stages.head_stages import ClassifyStage
+
+    head = load_task_head(settings.head or CLASSIFY.default_head, CLASSIFY, "emo classify")
+    sent = None
+    spec = o.sentiment_head or SENTIMENT_HEAD
+    if spec != NO_HEAD and not from_labels(head.labels).complete_sentiment:
+        sent = load_task_head(spec, CLASSIFY, "--sentiment-head")
+    heads = [h for h in (head, sent) if h is not None]
+    stages = feature_stages(heads, settings, ctx.say) + [ClassifyStage(head, sent, o.top_k)]
+    if o.with_regions or "regions" in head.groups:
+        from emo.stages.regions_stage import regions_for_head
+
+        stages.insert(0, regions_for_head(head, settings, ctx.verbose))
+    return stages
+
+
+FILTER = Filter("classify", ClassifyOptions, build)

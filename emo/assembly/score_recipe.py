@@ -1,0 +1,139 @@
+"""``emo score``: read predictions (and truth), score every task they carry, report.
+
+The metrics are :mod:`emo.metrics`; this module decides what is scored (``--task``), joins truth
+from another file (``--truth``, paths resolved against ``--root``), writes the result (JSON on
+stdout or ``-o FILE``, or tables) and the exit code: a run that could score nothing says why on
+stderr and does not exit 0.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from emo.assembly.progress import say
+from emo.errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
+from emo.tasks import HEAD_TASKS, get_task
+
+
+def _records(sources: Sequence[str]) -> Iterator[dict[str, Any]]:
+    from emo.io.jsonl import iter_jsonl
+
+    for src, n, obj in iter_jsonl(sources):
+        # A line that is not a record still counts, as an error.
+        yield obj if obj is not None else {"error": {"kind": "bad_line", "message": f"{src}:{n}"}}
+
+
+def _scorer(task: str):
+    module, _, attr = get_task(task).scorer.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def score(predictions: Sequence[str], task: str = "auto", truth: Path | None = None,
+          root: Path | None = None) -> dict[str, Any]:
+    """Scores of the records in ``predictions`` ('-': stdin) per task: ``{task: result}``.
+
+    ``task`` "auto" scores every task whose predictions the records carry. With ``truth``, truth
+    fields come from that file's records, joined on paths resolved against ``root``.
+    """
+    from emo.metrics import join_truth
+
+    records = list(_records(predictions))
+    if truth is not None:
+        records = list(join_truth(records, _records((str(truth),)), root))
+    tasks = HEAD_TASKS if task == "auto" else (task,)
+    result: dict[str, Any] = {}
+    for name in tasks:
+        key = get_task(name).output_key
+        if task != "auto" or any(key in r for r in records):
+            result[name] = _scorer(name)(records)
+    if not result:
+        raise UsageError("no record carries a prediction (emotion or va); pipe emo classify or emo va into emo score")
+    return result
+
+
+def why_nothing_scored(result: dict[str, Any]) -> str | None:
+    """A line saying why no record could be scored, or None when some were."""
+    parts = []
+    for name, res in result.items():
+        counts = res.get("counts", {})
+        if counts.get("scored", 0):
+            return None
+        parts.append(f"{name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if k != "scored"))
+    return "nothing could be scored (" + "; ".join(parts) + ")"
+
+
+def run_score(opts: dict[str, Any]) -> int:
+    """``emo score`` with the command line's options; the exit code."""
+    result = score(opts["predictions"], opts["task"], opts["truth"], opts["root"])
+    if opts["fmt"] == "table":
+        _table(result)
+    else:
+        _write(result, opts.get("output"))
+    why = why_nothing_scored(result)
+    if why is not None:
+        if not opts["quiet"]:
+            hint = " (are the truth paths relative to another folder? see --root)" if opts["truth"] else ""
+            say(f"emo score: {why}{hint}")
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def _write(result: dict[str, Any], output: Path | None) -> None:
+    """The result as one JSON line on stdout, or in ``output`` (replaced only once it is written)."""
+    from emo.assembly.runner import _stdout_writer
+    from emo.io.output import OutputFile
+
+    if output is None or str(output) == "-":
+        _stdout_writer().write([result])
+        return
+    out = OutputFile(output)
+    writer = out.open()
+    try:
+        writer.write([result])
+    except BaseException:
+        out.abort()
+        raise
+    out.commit()
+
+
+def _table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(soft_wrap=True)
+    for task, res in result.items():
+        t = Table(title=f"emo score: {task}", box=None, pad_edge=False)
+        t.add_column("metric")
+        t.add_column("value", justify="right")
+        for k, v in res["counts"].items():
+            t.add_row(k, str(v))
+        if not get_task(task).regression:
+            for k in ("accuracy", "macro_f1"):
+                t.add_row(k, _fmt(res.get(k)))
+            if "distribution" in res:
+                t.add_row("top1 (truth distribution argmax)", _fmt(res["distribution"]["top1"]))
+                t.add_row("mean KL(truth || pred)", _fmt(res["distribution"]["kl"]))
+            t.add_row(f"sentiment accuracy (n={res['sentiment']['n']})", _fmt(res["sentiment"]["accuracy"]))
+            for c, v in res["per_class_tpr"].items():
+                t.add_row(f"TPR {c}", _fmt(v))
+        else:
+            for dim in get_task(task).outputs:
+                for k in ("mse", "rmse", "pearson_r"):
+                    t.add_row(f"{dim} {k}", _fmt(res[dim][k]))
+        con.print(t)
+        if not get_task(task).regression and res["labels"]:
+            m = Table(title="confusion (rows truth, columns predicted)", box=None, pad_edge=False)
+            m.add_column("")
+            for c in res["labels"]:
+                m.add_column(c[:8], justify="right")
+            for c, row in zip(res["labels"], res["confusion"]):
+                m.add_row(c, *(str(v) for v in row))
+            con.print(m)
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))

@@ -1,0 +1,67 @@
+"""Read JSONL record files (``emo fit``, ``emo score``, ``--truth``): one reader for all of them."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from emo.errors import UsageError
+
+STDIN = "-"
+
+
+def _open(src: str):
+    """A binary stream for ``src`` ('-' is stdin); a missing or unreadable file is a UsageError."""
+    if src == STDIN:
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:  # emo was started with stdin closed
+            raise UsageError("stdin is closed: give record files as arguments")
+        return stream
+    try:
+        return open(src, "rb")
+    except OSError as e:
+        raise UsageError(f"cannot read {src}: {e.strerror or e}") from None
+
+
+def iter_jsonl(sources: Sequence[str]) -> Iterator[tuple[str, int, dict[str, Any] | None]]:
+    """``(source, line number, object or None)`` for each non-blank line of JSONL files ('-': stdin).
+
+    A line that is not a JSON object yields ``None`` (the caller counts it); a UTF-8 byte order
+    mark before the first line is ignored. Every file is opened before the first is read, so a
+    missing one fails the run before any work is done.
+    """
+    import orjson
+
+    streams = [(src, _open(src)) for src in (sources or (STDIN,))]
+    try:
+        for src, f in streams:
+            try:
+                for n, line in enumerate(f, 1):
+                    if n == 1 and line.startswith(b"\xef\xbb\xbf"):
+                        line = line[3:]
+                    line = line.strip()
+                    if not line:
+                        continue
+                    try:
+                        obj = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        obj = None
+                    yield src, n, obj if isinstance(obj, dict) else None
+            except OSError as e:  # a folder given as a file, an I/O error mid-file
+                raise UsageError(f"cannot read {src}: {e.strerror or e}") from None
+    finally:
+        for src, f in streams:
+            if src != STDIN:
+                f.close()
+
+
+def read_records(sources: Sequence[str]) -> tuple[list[dict[str, Any]], int]:
+    """Every record of ``sources`` and the number of lines that were not JSON objects."""
+    records, bad = [], 0
+    for _, _, obj in iter_jsonl(sources):
+        if obj is None:
+            bad += 1
+        else:
+            records.append(obj)
+    return records, bad
