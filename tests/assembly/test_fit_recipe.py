@@ -1,0 +1,78 @@
+"""emo.assembly.fit_recipe: what a head's header records, the training batch apart from the
+engine's, and progress that never goes back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emo.assembly import fit_recipe
+from emo.assembly.progress import Progress
+from emo.models.head_file import load_head
+from tests.cli.test_cmd_fit import FAST, _feature_records, _write
+from tests.cli.test_cmd_models import emo
+
+
+def test_a_header_names_no_folder_of_the_training_machine(monkeypatch, tiny_backbone, tmp_path):
+    data_dir = tmp_path / "private" / "data"
+    data_dir.mkdir(parents=True)
+    data = _write(data_dir, _feature_records(30))
+    out = tmp_path / "m.head"
+    r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", *FAST, "--root", str(tmp_path / "private"),
+            str(data), "-o", str(out))
+    assert r.code == 0, r.err
+    h = load_head(str(out)).header
+    text = str(h["training"])
+    assert str(tmp_path) not in text and "/private" not in text.replace("private/data", "")
+    (src,) = h["training"]["data"]["sources"]
+    assert src["file"] == "data/train.jsonl" and len(src["sha256"]) == 64
+    assert "data/train.jsonl" in h["training"]["command"]
+
+
+def test_portable_names_outside_the_root_keep_only_the_file_name(tmp_path):
+    assert fit_recipe._portable(str(tmp_path / "a" / "t.jsonl"), tmp_path) == "a/t.jsonl"
+    assert fit_recipe._portable(str(tmp_path / "t.jsonl"), tmp_path / "elsewhere") == "t.jsonl"
+    assert fit_recipe._portable("../up/t.jsonl", None) == "t.jsonl"
+    assert fit_recipe._portable("rel/t.jsonl", None) == "rel/t.jsonl"
+
+
+def test_fit_batch_size_is_the_training_batch_not_the_engines(monkeypatch, tiny_backbone, tmp_path):
+    import emo.assembly.feature_needs as needs
+
+    seen = []
+    real = needs.backbone_engine
+
+    def spy(settings, say=None):
+        seen.append(settings.batch_size)
+        return real(settings, say)
+
+    monkeypatch.setattr(needs, "backbone_engine", spy)
+    from tests.conftest import make_image
+
+    recs = []
+    for i in range(9):
+        p = make_image(tmp_path / f"{i}.png", color=(25 * i, 100, 200 - 20 * i))
+        recs.append({"path": str(p), "label": ["joy", "sadness", "fear"][i % 3]})
+    data = _write(tmp_path, recs)
+    r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", "--features", "deep", *FAST, "--batch-size", "1000",
+            "--device", "cpu", "--backend", "eager", str(data), "-o", str(tmp_path / "h.head"))
+    assert r.code == 0, r.err
+    assert seen == [32]  # the engine keeps its own batch (EMO_BATCH_SIZE's default)
+    assert load_head(str(tmp_path / "h.head")).header["training"]["config"]["batch_size"] == 1000
+
+
+def test_training_progress_never_goes_back():
+    p = Progress(False)
+    steps = fit_recipe._TrainSteps(p, epochs=3, members=1, folds=2, verbose=False)
+    seen = []
+    for _ in range(2):  # two folds, each counted from 1 by emo.train
+        for e in (1, 2, 3):
+            steps(e, 3, {"epoch": e, "loss": 1.0})
+            seen.append(p.done)
+    steps.final()
+    for e in (1, 2):  # early stopping: the final head ends before its last epoch
+        steps(e, 3, {"epoch": e, "loss": 1.0})
+        seen.append(p.done)
+    assert seen == sorted(seen) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert p.total == 9

@@ -1,0 +1,86 @@
+"""emo.assembly.runner: inputs counted for progress, closed standard streams, the filters' run."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from emo.assembly.runner import RunOptions, count_inputs, run_filter
+from emo.assembly.features_recipe import FeaturesOptions
+from emo.assembly.filters import settings_from
+from emo.errors import UsageError
+from tests.conftest import make_image
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_inputs_are_counted_from_arguments_and_folders(tmp_path):
+    (tmp_path / "a").mkdir()
+    for i in range(3):
+        make_image(tmp_path / "a" / f"{i}.png")
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    assert count_inputs(RunOptions(paths=("x.jpg", "y.jpg")), None) == 2
+    assert count_inputs(RunOptions(paths=("a", "b.jpg"), recursive=True, root=tmp_path), None) == 4
+
+
+def test_a_regular_file_on_stdin_is_counted_without_moving_the_run_along(tmp_path):
+    lst = tmp_path / "list.txt"
+    lst.write_bytes(b"a.jpg\n\n  \nb.jpg\n{\"path\": \"c.jpg\"}\n")
+    with open(lst, "rb") as f:
+        assert count_inputs(RunOptions(), f) == 3  # blank lines carry no input
+        assert f.readline() == b"a.jpg\n"  # the run's own reading position is untouched
+    lst.write_bytes(b"a.jpg\0b c.jpg\0\0")
+    with open(lst, "rb") as f:
+        assert count_inputs(RunOptions(null=True), f) == 2
+    r, w = os.pipe()
+    with os.fdopen(r, "rb") as pipe, os.fdopen(w, "wb"):
+        assert count_inputs(RunOptions(), pipe) is None  # a pipe is not counted: it may never end
+
+
+def test_stdout_or_stdin_closed_is_a_usage_error(monkeypatch, tmp_path):
+    img = str(make_image(tmp_path / "a.png"))
+    monkeypatch.setattr(sys, "stdout", None)
+    with pytest.raises(UsageError, match="stdout is closed"):
+        run_filter("features", FeaturesOptions(groups=("color",)), settings_from({}), RunOptions(paths=(img,)))
+    monkeypatch.setattr(sys, "stdin", None)
+    with pytest.raises(UsageError, match="stdin is closed"):
+        run_filter("features", FeaturesOptions(groups=("color",)), settings_from({}), RunOptions(output=tmp_path / "o"))
+
+
+def _emo(args, **kw):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "emo", *args], env=env, timeout=120, **kw)
+
+
+def test_closed_or_broken_stderr_still_writes_every_record(tmp_path):
+    imgs = [str(make_image(tmp_path / f"{i}.png", color=(20 * i, 90, 9))) for i in range(3)]
+    args = ["features", "--set", "color", imgs[0], str(tmp_path / "missing.png"), imgs[1], imgs[2]]
+    closed = _emo(args, stdout=subprocess.PIPE, preexec_fn=lambda: os.close(2))
+    r, w = os.pipe()
+    os.close(r)  # a reader of stderr that quit before the run started
+    try:
+        broken = _emo(args, stdout=subprocess.PIPE, stderr=w)
+    finally:
+        os.close(w)
+    for run in (closed, broken):
+        recs = [orjson.loads(x) for x in run.stdout.splitlines()]
+        assert [("error" in x) for x in recs] == [False, True, False, False]
+        assert run.returncode == 1  # one input failed; the lost stderr is not an error of the run
+
+
+def test_closed_stdin_and_stdout_are_one_line_and_exit_2(tmp_path):
+    img = str(make_image(tmp_path / "a.png"))
+    for args, kw in ((["features", "--set", "color"], {"stdin": subprocess.DEVNULL, "preexec_fn": lambda: os.close(0)}),
+                     (["features", "--set", "color", img], {"preexec_fn": lambda: os.close(1)}),
+                     (["score"], {"preexec_fn": lambda: os.close(0)}),
+                     (["fit", "-o", str(tmp_path / "h.head")], {"preexec_fn": lambda: os.close(0)})):
+        run = _emo(args, stderr=subprocess.PIPE, **kw)
+        err = run.stderr.decode()
+        assert run.returncode == 2, (args, err)
+        assert "Traceback" not in err and err.count("\n") == 1 and "closed" in err
