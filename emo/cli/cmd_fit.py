@@ -13,6 +13,19 @@ _LOSS_HELP = ("ce: cross-entropy on the label (Rao et al. eq. 7); multi: (1-lamb
               "probability (eq. 10-11). va heads train with squared error (mse).")
 
 
+def _complete_label_sets(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from emo.emotions import LABEL_SETS
+
+    return [n for n in LABEL_SETS if n.startswith(incomplete)]
+
+
+def _complete_groups(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from emo.features import ALL_GROUPS
+
+    done, _, last = incomplete.rpartition(",")
+    return [(done + "," if done else "") + g for g in (*ALL_GROUPS, "regions") if g.startswith(last)]
+
+
 def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
@@ -40,9 +53,9 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
                    "X_local 1..K], Rao et al. eq. 5), found as emo regions does; use with emo classify --regions.")
 @click.option("--regions-k", type=click.IntRange(1), default=10, show_default=True,
               help="K, the number of regions --regions reads (zero-padded with a mask when fewer are found).")
-@click.option("--labels", "label_spec", default="emotion6", show_default=True,
+@click.option("--labels", "label_spec", default="emotion6", show_default=True, shell_complete=_complete_label_sets,
               help="Label set: mikels8, emotion6, five, sentiment, or a,b,c (classify).")
-@click.option("--features", "groups", default="deep", show_default=True,
+@click.option("--features", "groups", default="deep", show_default=True, shell_complete=_complete_groups,
               help="Comma-separated feature groups the head reads (deep, object, color, lbp, gist, scene).")
 @click.option("--loss", type=click.Choice(["ce", "multi", "prob", "mse"]), default=None, help=_LOSS_HELP + " [default: multi; mse for va]")
 @click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=None,
