@@ -115,7 +115,7 @@ def targets_from_records(records: Sequence[Mapping[str, Any]], task: str, labels
         try:
             if task == "va":
                 v, a = rec.get("valence"), rec.get("arousal")
-                if not isinstance(v, (int, float)) or not isinstance(a, (int, float)):
+                if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in (v, a)):
                     raise ValueError("no numeric valence and arousal")
                 vas.append((float(v), float(a)))
             else:
@@ -123,7 +123,7 @@ def targets_from_records(records: Sequence[Mapping[str, Any]], task: str, labels
                 y, d, p = _record_target(rec, labels, label_prob, dmat)
                 ys.append(y), dists.append(d), ps.append(p)
             keep.append(i)
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, TypeError, IndexError):  # a null or non-numeric target: no target
             skipped.append(i)
     if task == "va":
         t = Targets(va=np.asarray(vas, dtype=np.float32).reshape(-1, 2))

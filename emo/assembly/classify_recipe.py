@@ -29,9 +29,13 @@ class ClassifyOptions:
 
 def load_task_head(spec: str, task: Task, command: str) -> Any:
     """The head ``spec`` (a shipped name or a file), refused with a UsageError unless it predicts ``task``."""
+    from emo.errors import ModelError
     from emo.models.head_file import load_head
 
-    head = load_head(spec)
+    try:
+        head = load_head(spec)
+    except OSError as e:  # a name too long for the file system, a folder in the way...
+        raise ModelError(f"cannot read head {spec[:80]!r}: {e.strerror or e}") from None
     if head.task != task.name:
         raise UsageError(f"head {head.name} predicts {head.task}; {command} needs a {task.name} head")
     return head

@@ -93,6 +93,7 @@ def fit(opts: dict[str, Any]) -> int:
     region head (its own layer file), every other task a head file."""
     from emo.tasks import REGIONS, get_task
 
+    _make_parent(opts["output"])  # before any work: a folder that cannot hold the head fails now
     if get_task(opts["task"]) is REGIONS:
         return _fit_regions(opts)
     return _fit_head(opts)
@@ -115,7 +116,12 @@ def _fit_regions(opts: dict[str, Any]) -> int:
     layer.header["data"]["bad_lines"] = bad
     out: Path = opts["output"]
     _make_parent(out)
-    layer.save(out)
+    try:
+        layer.save(out)
+    except OSError as e:
+        from emo.errors import OutputError
+
+        raise OutputError(f"-o {out}: cannot write the region head: {e.strerror or e}") from None
     if not opts["quiet"]:
         _say(f"emo fit: wrote {out} (region head: {counts['records']} images, {counts['positives']} positive "
              f"and {counts['negatives']} negative anchors, training accuracy "
@@ -128,8 +134,10 @@ def _make_parent(out: Path) -> None:
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"-o {out}: cannot make its folder: {e.strerror or e}") from None
+    except (OSError, ValueError) as e:
+        raise UsageError(f"-o {out}: cannot make its folder: {getattr(e, 'strerror', None) or e}") from None
+    if out.is_dir():
+        raise UsageError(f"-o {out}: is a folder")
 
 
 def _fit_head(opts: dict[str, Any]) -> int:
@@ -286,8 +294,9 @@ def _matrix(feats: list[dict[str, Any]], good: list[int], groups: tuple[str, ...
     dims: dict[str, int] | None = None
     for i in good:
         try:
-            parts = [np.asarray(feats[i][g], np.float32).reshape(-1) for g in groups]
-        except (ValueError, TypeError):
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow becomes inf, refused below
+                parts = [np.asarray(feats[i][g], np.float32).reshape(-1) for g in groups]
+        except (ValueError, TypeError, OverflowError):
             wrong.append(i)
             continue
         sizes = {g: int(p.size) for g, p in zip(groups, parts)}
@@ -326,7 +335,12 @@ def _write(opts, head, cfg, labels, label_prob, groups, counts, metrics, say) ->
         "metrics": metrics,
     })
     _make_parent(out)
-    save_head(head, out)
+    try:
+        save_head(head, out)
+    except OSError as e:
+        from emo.errors import OutputError
+
+        raise OutputError(f"-o {out}: cannot write the head: {e.strerror or e}") from None
     if not opts["quiet"]:
         _print_metrics(metrics)
         say(f"wrote {out} ({', '.join(groups)} -> {', '.join(head.labels)})")

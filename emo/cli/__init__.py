@@ -67,7 +67,12 @@ def cli() -> None:
 
 def main() -> None:
     """Console entry point: run, flush, and leave without tearing the interpreter down."""
+    import os
+    import warnings
+
     from emo.cli.exits import exit_now, guard_stderr, guarded
 
     guard_stderr()
+    if not os.environ.get("PYTHONWARNINGS"):  # libraries' warnings are for developers, not for emo's users
+        warnings.simplefilter("ignore")
     exit_now(guarded(cli))

@@ -1,0 +1,74 @@
+"""Hostile command lines: odd names and numbers in options, missing or odd record files, heads of
+the wrong task. Each is one line on stderr and its documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tests.cli.test_cmd_fit import FAST, _feature_records, _write
+from tests.conftest import make_image
+from tests.robustness.conftest import emo
+
+
+def _one_line(run, code: int) -> None:
+    assert run.code == code, run.err
+    assert "Traceback" not in run.err and "Warning" not in run.err, run.err
+    if "Usage:" in run.err:  # click's usage errors: its usage line, a hint, and the error
+        assert run.err.strip().splitlines()[-1].startswith("Error: ")
+    else:
+        assert run.err.count("\n") == 1, run.err
+
+
+@pytest.mark.parametrize("args", [
+    ["classify", "--head", "h" * 300],
+    ["va", "--head", "x/" * 3000],
+    ["classify", "--sentiment-head", "va"],
+    ["classify", "--head", "va"],
+    ["features", "--batch-size", "99999999999999999999"],
+    ["features", "--workers", "-1"],
+    ["score", "nosuch.jsonl"],
+    ["fit", "nosuch.jsonl", "-o", "h.head"],
+])
+def test_bad_option_values_are_one_line_and_exit_2(tmp_path, args):
+    img = str(make_image(tmp_path / "a.png"))
+    run = emo(args + ([img] if args[0] in ("classify", "va", "features") else []))
+    _one_line(run, 2)
+
+
+def test_fit_output_under_a_regular_file_is_exit_2(tiny_backbone, tmp_path):
+    data = _write(tmp_path, _feature_records(12))
+    (tmp_path / "file").write_text("x")
+    run = emo(["fit", "--labels", "joy,sadness,fear", *FAST, str(data), "-o", str(tmp_path / "file" / "h.head")])
+    _one_line(run, 2)
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_fit_skips_records_with_null_or_odd_targets_and_features(tiny_backbone, tmp_path):
+    recs = _feature_records(30)
+    recs += [
+        {"features": {"deep": [0.1] * 8}, "distribution": {"joy": None, "fear": 1}},
+        {"features": {"deep": [0.1] * 8}, "distribution": {"joy": "x"}},
+        {"features": {"deep": [[0.1, 0.2], [0.3]]}, "label": "joy"},  # ragged
+        {"features": {"deep": {"a": 1}}, "label": "joy"},  # an object
+        {"features": {"deep": ["x"] * 8}, "label": "joy"},
+        {"features": {"deep": [1e39] * 8}, "label": "fear"},  # overflows float32
+        {"features": {"deep": [0.1] * 3}, "label": "fear"},  # another size
+    ]
+    data = _write(tmp_path, recs)
+    run = emo(["fit", "--labels", "joy,sadness,fear", *FAST, str(data), "-o", str(tmp_path / "h.head")])
+    assert run.code == 0 and "Traceback" not in run.err, run.err
+    assert "30 records used" in run.err
+
+
+def test_va_fit_skips_non_finite_targets(tiny_backbone, tmp_path):
+    recs = _feature_records(30)
+    lines = b"".join(orjson.dumps(r) + b"\n" for r in recs)
+    lines += b'{"features": {"deep": [0,0,0,0,0,0,0,0]}, "valence": NaN, "arousal": 3}\n'
+    lines += b'{"features": {"deep": [0,0,0,0,0,0,0,0]}, "valence": 1e999, "arousal": 3}\n'
+    lines += b'{"features": {"deep": [0,0,0,0,0,0,0,0]}, "valence": true, "arousal": 3}\n'
+    (tmp_path / "t.jsonl").write_bytes(lines)
+    run = emo(["fit", "--task", "va", "--hidden", "8", "--epochs", "3", "--backbone", "tiny_test", "--threads", "1",
+               str(tmp_path / "t.jsonl"), "-o", str(tmp_path / "v.head")])
+    assert run.code == 0 and "Traceback" not in run.err, run.err
+    assert "30 records used" in run.err
