@@ -1,7 +1,9 @@
 """emo: tell what emotion an image evokes.
 
-The command line lives in :mod:`emo.cli`; the library is :mod:`emo.pipeline` (one streaming batch
-loop), :mod:`emo.models` (registry and builders) and :mod:`emo.features`. Importing ``emo`` does
+The command line lives in :mod:`emo.cli` and only declares options; :mod:`emo.assembly` turns
+options into each subcommand's stages and runs them through :mod:`emo.pipeline` (one streaming
+batch loop); :mod:`emo.models` holds the registry and builders, :mod:`emo.features` the
+hand-crafted features. ``emo.Predictor`` is a subcommand as a callable. Importing ``emo`` does
 not import torch.
 """
 

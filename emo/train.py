@@ -2,7 +2,7 @@
 
 Everything here works on arrays already in memory: ``X`` is ``(N, D) float32`` (feature groups
 concatenated in the head's order), targets come from :func:`targets_from_records`. Reading
-records and computing features is the CLI's job (:mod:`emo.cli.cmd_fit`).
+records and computing features is :mod:`emo.assembly.fit_recipe`'s job.
 """
 
 from __future__ import annotations
