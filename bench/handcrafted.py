@@ -1,6 +1,7 @@
 """Time each hand-crafted feature group on one batch of 32 Emotion6 images (256 x 256 view).
 
-Usage: .venv/bin/python bench/handcrafted.py [--batch 32] [--repeats 5] [--device cpu]
+Usage: .venv/bin/python bench/handcrafted.py IMAGES [--batch 32] [--repeats 5] [--device cpu]
+(IMAGES: a folder of JPEG pictures, walked in sorted order; the first --batch are used.)
 Prints one Markdown table row per group: median seconds per batch and images per second.
 """
 
@@ -20,17 +21,18 @@ from emo.features.color import color_features
 from emo.features.texture import gist, lbp_histogram, to_gray
 from emo.io.decode import View, decode
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "emotion6" / "images"
-
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("images", type=Path, help="Folder of JPEG pictures (walked).")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
     view = View(HANDCRAFTED_SIZE, mode="squash")
-    paths = sorted(DATA.rglob("*.jpg"))[: a.batch]
+    paths = sorted(a.images.rglob("*.jpg"))[: a.batch]
+    if not paths:
+        raise SystemExit(f"no .jpg pictures under {a.images}")
     arr = np.stack([decode(p, (view,), 0).views[view] for p in paths])
     rgb = torch.from_numpy(arr).permute(0, 3, 1, 2).to(a.device).float().div_(255.0)
     groups = {"color": lambda: color_features(rgb), "lbp": lambda: lbp_histogram(to_gray(rgb)),

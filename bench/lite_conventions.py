@@ -1,14 +1,17 @@
 """Which conventions make the ported EfficientNet-Lite0 weights work: padding, BN epsilon, input scaling.
 
-No ImageNet labels here, so each variant is scored by agreement with MobileNetV2's top-1 on
-160 Emotion6 images (MobileNetV2's object probabilities from /work/cache/emo6_objdeep.jsonl,
-or computed when that file is absent). The right conventions agree most.
+Without ImageNet labels at hand, each variant is scored by agreement with MobileNetV2's top-1 on
+160 Emotion6 images (MobileNetV2's object probabilities from ``--features``, the output of
+``emo features --set object,deep`` over the same records, or computed when it is not given).
+The right conventions agree most.
 
-Usage: nice -n 10 .venv/bin/python bench/lite_conventions.py
+Usage: nice -n 10 .venv/bin/python bench/lite_conventions.py DATA [--features FEATURES.jsonl]
+(DATA: a folder holding train.jsonl and the pictures it names.)
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 from pathlib import Path
 
@@ -20,21 +23,23 @@ import emo.models.efficientnet_lite as L
 from emo.io.decode import View, decode
 from emo.models import create
 
-ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "emotion6"
-CACHE = Path("/work/cache/emo6_objdeep.jsonl")
-
 
 def main() -> None:
-    recs = [orjson.loads(line) for line in open(ROOT / "train.jsonl", "rb")][::8][:160]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", type=Path, help="Folder holding train.jsonl and the pictures it names.")
+    ap.add_argument("--features", type=Path, default=None, help="emo features --set object,deep output for those records.")
+    a = ap.parse_args()
+    root = a.data
+    recs = [orjson.loads(line) for line in open(root / "train.jsonl", "rb")][::8][:160]
     view = View(224, 256, "crop")
-    x = torch.from_numpy(np.stack([decode(ROOT / r["path"], (view,), 0).views[view] for r in recs])).permute(0, 3, 1, 2)
+    x = torch.from_numpy(np.stack([decode(root / r["path"], (view,), 0).views[view] for r in recs])).permute(0, 3, 1, 2)
 
     def predict(model):
         with torch.inference_mode():
             return torch.cat([torch.softmax(model(x[i:i + 40])[0], 1) for i in range(0, len(x), 40)])
 
-    if CACHE.is_file():
-        obj = {r["path"]: r["features"]["object"] for r in map(orjson.loads, open(CACHE, "rb"))}
+    if a.features is not None:
+        obj = {r["path"]: r["features"]["object"] for r in map(orjson.loads, open(a.features, "rb"))}
         ref = torch.tensor(np.array([obj[r["path"]] for r in recs]))
     else:
         ref = predict(create("mobilenet_v2"))

@@ -5,10 +5,10 @@ predicts the held-out one; nothing is tuned on the held-out fold. The recipes ar
 shipped heads' own headers (``emo/heads/*.json``: the config ``emo fit`` trained them with), so
 this measures exactly what ships. Prints a markdown table for ``bench/RESULTS.md``.
 
-Features come from a JSONL file of Emotion6 records carrying ``features.deep`` (and ``object``):
+Features come from a JSONL file of Emotion6 records carrying ``features.deep`` (and ``object``);
+with DATA the Emotion6 folder (``train.jsonl`` and the pictures it names):
 
-    emo features --set object,deep --root ../shared/data/emotion6 \\
-        < ../shared/data/emotion6/train.jsonl > emo6_feats.jsonl
+    emo features --set object,deep --root DATA < DATA/train.jsonl > emo6_feats.jsonl
     nice .venv/bin/python bench/quality.py --features emo6_feats.jsonl
 """
 
@@ -33,7 +33,7 @@ from emo.train import FitConfig, cross_validate, evaluate, kfold, targets_from_r
 
 E6 = LABEL_SETS["emotion6"]
 SENT = LABEL_SETS["sentiment"]
-# The linear probe of the issue: standardised deep features, one linear layer, cross-entropy.
+# The baseline linear probe: standardised deep features, one linear layer, cross-entropy.
 PROBE = FitConfig(loss="ce", hidden=(), dropout=0.0, epochs=30, lr=1e-3, weight_decay=1e-4, schedule="onecycle")
 RIDGE_ALPHA = 3000.0  # the VA probe: ridge regression on standardised deep features
 
@@ -70,7 +70,8 @@ def ridge_cv(X: np.ndarray, Y: np.ndarray, folds: np.ndarray, alpha: float) -> n
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--features", type=Path, default=Path("/work/cache/emo6_objdeep.jsonl"))
+    ap.add_argument("--features", type=Path, required=True,
+                    help="JSONL of labelled records with features.deep (emo features --set object,deep).")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rows", default="probe,emotion6,emotion6_linear,sentiment,va")

@@ -9,8 +9,8 @@ first (read_done cuts a partial last line in place).
 
 from __future__ import annotations
 
+import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,10 +30,13 @@ def synthetic(path: Path, n: int = 20_000) -> None:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("file", type=Path, nargs="?", help="An emo -o output file (default: a synthetic one).")
+    a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         work = Path(d) / "out.jsonl"
-        if len(sys.argv) > 1:
-            shutil.copyfile(sys.argv[1], work)
+        if a.file is not None:
+            shutil.copyfile(a.file, work)
         else:
             synthetic(work)
         size = work.stat().st_size

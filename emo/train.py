@@ -83,7 +83,7 @@ def _record_target(rec: Mapping[str, Any], labels: LabelSet, label_prob: float,
     dist = rec.get("distribution")
     label = rec.get("label")
     if labels.name == "sentiment":
-        # Sentiment truth is valence above or below 5 where given (DESIGN.md 6), else the label's polarity.
+        # Sentiment truth is valence above or below 5 where given (docs/heads.md), else the label's polarity.
         v = rec.get("valence")
         s = sentiment_of_valence(float(v)) if isinstance(v, (int, float)) else (
             POLARITY.get(label) if isinstance(label, str) else None)

@@ -1,6 +1,6 @@
 """Turn command-line arguments and stdin into :class:`Item` objects, one per input, in order.
 
-Input forms (DESIGN.md section 1): paths as arguments (folders walked with ``-r``), or stdin
+Input forms (docs/architecture.md, "The contract"): paths as arguments (folders walked with ``-r``), or stdin
 lines where a line starting with ``{`` is a JSON object with at least ``"path"`` and any other
 line is a path; ``-0`` reads NUL-separated paths. A line that cannot be read becomes an
 :class:`Item` with its error set, so the output keeps one line per input, in order.

@@ -1,6 +1,6 @@
 """Find a weights file, check its hash, and load it safely.
 
-Resolution order (DESIGN.md section 3): an explicit path, ``--weights-dir``, the cache, a pip
+Resolution order (docs/models.md): an explicit path, ``--weights-dir``, the cache, a pip
 package installed here that carries the identical file, then the original URL. Every file is
 hash-checked; a mismatch is an error, never a warning. Loading uses ``weights_only=True``.
 """

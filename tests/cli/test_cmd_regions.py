@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -60,22 +62,33 @@ def test_a_record_with_regions_is_not_recomputed_and_bad_inputs_become_errors(mo
     assert recs[1]["error"]["kind"] == "not_found"
 
 
+def _labelled_pictures(folder) -> list[str]:
+    """Six JSONL records of real pictures made here: a coloured object on a gradient, with a label."""
+    folder.mkdir()
+    labels = ["joy", "sadness", "anger", "joy", "sadness", "anger"]
+    lines = []
+    for i, label in enumerate(labels):
+        arr = np.zeros((240, 320, 3), np.uint8)
+        arr[..., i % 3] = np.linspace(40, 220, 320, dtype=np.uint8)[None, :]
+        arr[60 + 10 * i:160, 80:200 + 10 * i] = (250 - 30 * i, 30 * i, 120)
+        Image.fromarray(arr).save(folder / f"p{i}.jpg")
+        lines.append(json.dumps({"path": f"p{i}.jpg", "label": label}))
+    return lines
+
+
 def test_fit_and_classify_with_regions(monkeypatch, tmp_path):
-    from tests.conftest import EMOTION6
-
-    lines = (EMOTION6 / "train.jsonl").read_text().splitlines()[:6]
+    root = tmp_path / "pictures"
+    lines = _labelled_pictures(root)
     head = tmp_path / "r.head"
-    r = emo(monkeypatch, "fit", "--task", "classify", "--regions", "--regions-k", "2", "--epochs", "1", "-q",
-            "--root", str(EMOTION6), "-o", str(head), input="\n".join(lines) + "\n")
+    r = emo(monkeypatch, "fit", "--task", "classify", "--labels", "emotion6", "--regions", "--regions-k", "2",
+            "--epochs", "1", "-q", "--root", str(root), "-o", str(head), input="\n".join(lines) + "\n")
     assert r.code == 0, r.err
-    import json
-
     header = json.loads(head.with_name(head.name + ".json").read_text())
     assert header["groups"] == ["deep", "regions"] and header["dims"]["regions"] == 2 * 1280 + 2
-    r = emo(monkeypatch, "classify", "--regions", "--head", str(head), "--root", str(EMOTION6), input=lines[0] + "\n")
+    r = emo(monkeypatch, "classify", "--regions", "--head", str(head), "--root", str(root), input=lines[0] + "\n")
     assert r.code == 0, r.err
     (rec,) = r.records()
     assert rec["emotion"]["label"] in header["labels"] and 1 <= len(rec["regions"]) <= 2
     # A head that never saw regions cannot take them.
-    r = emo(monkeypatch, "classify", "--regions", "--head", "emotion6", "--root", str(EMOTION6), input=lines[0] + "\n")
+    r = emo(monkeypatch, "classify", "--regions", "--head", "emotion6", "--root", str(root), input=lines[0] + "\n")
     assert r.code == 2 and "not regions" in r.err
