@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from emo.errors import InputError
+from emo.errors import InputError, os_error_kind, os_error_message
 
 # The pixel limit is ours to enforce (per call); Pillow's global check would only warn below 2x.
 Image.MAX_IMAGE_PIXELS = None
@@ -55,20 +55,22 @@ class Decoded:
     views: dict[View, np.ndarray]
 
 
+def _path_error_message(e: OSError | ValueError) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "no such file"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    if isinstance(e, OSError) and e.errno == errno.ELOOP:
+        return "too many levels of symbolic links"
+    return os_error_message(e)
+
+
 def _check_file(path: Path) -> int:
     """Stat before opening, so a FIFO never blocks a worker and each OS error gets its kind."""
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        raise InputError("not_found", "no such file") from None
-    except PermissionError:
-        raise InputError("permission_denied", "permission denied") from None
-    except ValueError:  # a NUL byte inside a JSON "path"
-        raise InputError("bad_record", "path contains a NUL byte") from None
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise InputError("read_error", "too many levels of symbolic links") from None
-        raise InputError("read_error", e.strerror or str(e)) from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte inside a JSON "path"
+        raise InputError(os_error_kind(e), _path_error_message(e)) from None
     if stat.S_ISDIR(st.st_mode):
         raise InputError("is_directory", "is a directory (use -r to walk folders)")
     if not stat.S_ISREG(st.st_mode):
