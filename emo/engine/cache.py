@@ -64,8 +64,9 @@ def sidecar_problem(key: str, meta: Any) -> str:
     sha = meta.get("sha256")
     if not isinstance(sha, str) or re.fullmatch(r"[0-9a-f]{64}", sha) is None:
         return "sha256 is not a hex digest"
-    if not isinstance(meta.get("fields", {}), dict):
-        return "fields is not an object"
+    fields = meta.get("fields", {})
+    if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+        return "fields is not an object of strings"
     for k in ("created", "build_seconds"):
         v = meta.get(k, 0)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
