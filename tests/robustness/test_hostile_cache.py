@@ -242,3 +242,17 @@ def test_engines_clear_by_age_keeps_a_temp_file_a_build_may_still_write(cache_di
     os.utime(tmp, (old, old))
     EngineCache(cache_dir).clear()
     assert not tmp.exists()
+
+
+def test_a_run_refuses_a_world_writable_engine_cache_before_compiling(tiny, tmp_path, cache_dir, monkeypatch):
+    from tests.conftest import make_image
+
+    cache_dir.chmod(0o777)
+    monkeypatch.setenv("EMO_BACKEND", "inductor")
+    run = emo(["features", "--set", "object", "--backbone", "tiny_test", "--device", "cpu",
+               str(make_image(tmp_path / "a.png"))])
+    assert_clean(run)
+    assert run.code == 2 and run.out == b"", run.err
+    err = [ln for ln in run.err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "can be written by others" in err[0]
+    assert list(cache_dir.iterdir()) == []  # nothing built, nothing loaded
