@@ -123,7 +123,10 @@ class Head:
             key = self.feature_key(g)
             if key not in features:
                 raise ValueError(f"no {g!r} features")
-            a = np.asarray(features[key], dtype=np.float32).reshape(-1)
+            raw = np.asarray(features[key])
+            if raw.dtype.kind not in "fiu":  # booleans, strings, nulls: not features, whatever their count
+                raise ValueError(f"{g!r} holds {raw.dtype.name} values, not numbers")
+            a = raw.astype(np.float32).reshape(-1)
             if a.shape[0] != self.dims[g]:
                 raise ValueError(f"{g!r} has {a.shape[0]} values; head {self.name} needs {self.dims[g]}")
             if not np.isfinite(a).all():
