@@ -262,32 +262,34 @@ class EngineCache:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o755)
         except OSError as e:
             raise ModelError(f"cannot make the engine cache {self.root}: {e.strerror or e}") from None
-        with FileLock(str(lock), timeout=_LOCK_TIMEOUT_S):
-            check_trusted(self.root, sidecar, path, what=what)  # again: it may have changed meanwhile
-            reason = None
-            try:
-                meta = self._verified(path, sidecar)
-                if meta is not None:
-                    try:
-                        out = load(path, meta)
-                        _touch(path)
-                        return out, meta, False
-                    except Exception as e:
-                        raise CorruptEntry(f"cannot load it ({type(e).__name__}: {_first_line(e)})") from None
-            except CorruptEntry as e:
-                reason = str(e)
-            if reason is not None:
-                self.warn(f"emo: cached {what} {path.name} is corrupt ({reason}); removed, rebuilding")
-                self.remove(key, ext)
-            tmp = self.root / f".{key}.{os.getpid()}.tmp.{ext}"
-            try:
-                t0 = time.perf_counter()
-                extra = build(tmp) or {}
-                meta = self._commit(key, ext, fields, tmp, time.perf_counter() - t0, extra)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
-            return load(path, meta), meta, True
+        try:
+            with FileLock(str(lock), timeout=_LOCK_TIMEOUT_S):
+                check_trusted(self.root, sidecar, path, what=what)  # again: it may have changed meanwhile
+                reason = None
+                try:
+                    meta = self._verified(path, sidecar)
+                    if meta is not None:
+                        try:
+                            out = load(path, meta)
+                            _touch(path)
+                            return out, meta, False
+                        except Exception as e:
+                            raise CorruptEntry(f"cannot load it ({type(e).__name__}: {_first_line(e)})") from None
+                except CorruptEntry as e:
+                    reason = str(e)
+                if reason is not None:
+                    self.warn(f"emo: cached {what} {path.name} is corrupt ({reason}); removed, rebuilding")
+                    self.remove(key, ext)
+                tmp = self.root / f".{key}.{os.getpid()}.tmp.{ext}"
+                try:
+                    t0 = time.perf_counter()
+                    extra = build(tmp) or {}
+                    meta = self._commit(key, ext, fields, tmp, time.perf_counter() - t0, extra)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                return load(path, meta), meta, True
+        except OSError as e:  # a read-only shared cache, a full disk: one line, not a traceback
+            raise ModelError(f"cannot build the {what} in {self.root}: {e.strerror or e}") from None
 
     def entries(self) -> Iterator[Entry]:
         """Every entry by the cache's own names (a sidecar ``<key>.json``), sorted by key.

@@ -256,3 +256,23 @@ def test_a_run_refuses_a_world_writable_engine_cache_before_compiling(tiny, tmp_
     err = [ln for ln in run.err.splitlines() if ln.strip()]
     assert len(err) == 1 and "can be written by others" in err[0]
     assert list(cache_dir.iterdir()) == []  # nothing built, nothing loaded
+
+
+def test_a_full_disk_under_the_cache_is_one_model_error(cache_dir):
+    import errno
+
+    def full(tmp: Path):
+        tmp.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(ModelError, match="No space left on device"):
+        EngineCache(cache_dir).get(FIELDS, "pt2", full, _read)
+    assert sorted(p.name for p in cache_dir.iterdir()) == [f"{KEY}.lock"]  # no half engine left
+
+
+def test_a_cache_folder_that_is_a_file_is_one_model_error(tmp_path):
+    blocker = tmp_path / "cache"
+    blocker.write_bytes(b"a file where the folder should be")
+    with pytest.raises(ModelError, match="Not a directory"):
+        EngineCache(blocker / "engines").get(FIELDS, "pt2", _build(), _read)
+    assert blocker.read_bytes() == b"a file where the folder should be"
