@@ -18,7 +18,7 @@ from typing import IO, Any
 import orjson
 
 from emo.config import KEY_ERROR, KEY_FEATURES, KEY_PATH
-from emo.errors import InputError, os_error_kind, os_error_message
+from emo.errors import InputError, UsageError, os_error_kind, os_error_message
 
 # Extensions taken when a folder is walked with -r; explicit paths are tried whatever their name.
 IMAGE_EXTENSIONS = frozenset(
@@ -244,6 +244,15 @@ def _split(stream: IO[bytes], sep: bytes, chunk: int = 1 << 16, limit: int = MAX
         yield piece()
 
 
+def _stdin_pieces(stdin: IO[bytes], sep: bytes) -> Iterator[bytes]:
+    """:func:`_split` of stdin; a stdin that cannot be read (a folder, an I/O error) is a
+    :class:`UsageError` for the run, after the inputs read before it."""
+    try:
+        yield from _split(stdin, sep)
+    except OSError as e:
+        raise UsageError(f"cannot read stdin: {e.strerror or e}") from None
+
+
 def walk(folder: Path, errors: list[tuple[Path, OSError]] | None = None) -> Iterator[Path]:
     """Image files under ``folder``, sorted, not following symlinked folders (no loops).
 
@@ -322,7 +331,7 @@ def read_inputs(
         return
     sep = b"\0" if null else b"\n"
     first = True
-    for raw in _split(stdin, sep):
+    for raw in _stdin_pieces(stdin, sep):
         if first:
             first = False
             if raw.startswith(UTF8_BOM):  # editors on Windows start files with one

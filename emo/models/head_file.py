@@ -206,12 +206,28 @@ def save_head(head: Head, path: str | Path) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    Path(str(path) + ".json").write_text(text + "\n")
+    _replace_text(Path(str(path) + ".json"), text + "\n")
     head.header = header
     return path
 
 
 BACKBONE_PREFIX = "backbone."
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write ``path`` through a temporary file renamed over it: a link standing there is
+    replaced, never followed, and a reader never sees half the text."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _state_id(state: Mapping[str, torch.Tensor]) -> str:

@@ -190,3 +190,32 @@ def test_fifo_socket_and_device_as_inputs(tiny, tmp_path, good):
     check_contract(run, [(str(fifo), "not_a_file"), (good, None), (str(sock_path), "not_a_file"),
                          ("/dev/zero", "not_a_file"), (good, None)])
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_a_stdin_that_fails_mid_read_keeps_what_came_before(good):
+    """An I/O error on stdin ends the run with one line, after the inputs read before it."""
+    import io
+
+    from emo.errors import UsageError
+    from emo.io.records import read_inputs
+
+    class Failing(io.RawIOBase):
+        def __init__(self) -> None:
+            self.sent = False
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:
+            if self.sent:
+                raise OSError(5, "Input/output error")
+            data = (good + "\n").encode()
+            b[: len(data)] = data
+            self.sent = True
+            return len(data)
+
+    got = []
+    with pytest.raises(UsageError, match="cannot read stdin: Input/output error"):
+        for item in read_inputs([], io.BufferedReader(Failing())):
+            got.append(item.record["path"])
+    assert got == [good]

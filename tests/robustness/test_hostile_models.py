@@ -261,3 +261,15 @@ def test_scene_labels_that_are_not_a_label_list(tmp_path, labels):
     with pytest.raises(UsageError) as e:
         read_labels(path)
     assert "\n" not in str(e.value)
+
+
+def test_writing_a_head_replaces_a_link_beside_it_never_follows_it(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "new.head.json").symlink_to(victim)
+    head = new_head(["deep"], {"deep": 4}, "classify", ["joy", "fear"])
+    head.net.add_member(head.net.new_member([]))
+    save_head(head, tmp_path / "new.head")
+    assert victim.read_text() == "keep me"
+    assert not (tmp_path / "new.head.json").is_symlink()
+    assert json.loads((tmp_path / "new.head.json").read_text())["labels"] == ["joy", "fear"]
