@@ -146,7 +146,7 @@ def _scan(f: IO[bytes], path: Path) -> tuple[Done, int, bool]:
         if not line.endswith(b"\n"):
             # Half a record from a killed run is cut and done again; other bytes are not ours.
             if not line.lstrip().startswith(b"{"):
-                raise OutputError(f"{path}:{n} is not an emo record; --resume appends only to emo output "
+                raise OutputError(f"{path}:{n} is not a JSON record of emo output; --resume appends only to emo output "
                                   "(nothing was changed)")
             return done, good, True
         good += len(line)
@@ -157,7 +157,7 @@ def _scan(f: IO[bytes], path: Path) -> tuple[Done, int, bool]:
         except orjson.JSONDecodeError:
             rec = None
         if not isinstance(rec, dict) or not any(k in rec for k in _EMO_KEYS):
-            raise OutputError(f"{path}:{n} is not an emo record; --resume appends only to emo output "
+            raise OutputError(f"{path}:{n} is not a JSON record of emo output; --resume appends only to emo output "
                               "(nothing was changed)")
         done.add(rec)
     return done, good, False

@@ -121,7 +121,7 @@ def test_resume_on_a_file_that_is_not_emo_output_changes_nothing(tmp_path):
     for before in (b"hello world", b"a note\nsecond", b'{"path": "x.jpg"}\n', b"[1, 2]\n"):
         path = tmp_path / "notes.txt"
         path.write_bytes(before)
-        with pytest.raises(OutputError, match="not an emo record"):
+        with pytest.raises(OutputError, match="not a JSON record of emo output"):
             OutputFile(path, resume=True).open()
         assert path.read_bytes() == before
 

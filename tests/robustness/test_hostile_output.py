@@ -56,7 +56,7 @@ def test_resume_on_a_file_that_is_not_emo_output_refuses_and_keeps_it(tiny, tmp_
     out.write_bytes(before)
     run = emo(TINY + ["-o", str(out), "--resume", imgs["a"]])
     assert_clean(run)
-    assert run.code == 2 and run.out == b"" and "not an emo record" in run.err
+    assert run.code == 2 and run.out == b"" and "not a JSON record of emo output" in run.err
     assert out.read_bytes() == before
 
 
