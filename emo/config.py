@@ -24,6 +24,8 @@ KEY_VA = "va"
 TRUTH_KEYS = ("label", "distribution", "valence", "arousal")
 
 ENV_PREFIX = "EMO_"
+# Users (names or uids, comma-separated) whose cached engines are trusted besides you and root.
+ENV_TRUSTED_USERS = "EMO_TRUSTED_USERS"
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Settings:
     backbone: str = "mobilenet_v2"
     head: str = ""  # empty = the subcommand's default head
     max_pixels: int = 89_478_485  # Pillow's default MAX_IMAGE_PIXELS
+    max_bytes: int = 512 << 20  # largest image file read (bytes, checked before decoding); 0 = no limit
     weights_dir: str = ""  # extra folder searched for weights files before the cache
 
 
@@ -84,6 +87,8 @@ def validate(s: Settings) -> Settings:
         raise ConfigError("workers must be 0 (automatic) or more")
     if s.max_pixels < 0:
         raise ConfigError("max pixels must be 0 (no limit) or more")
+    if s.max_bytes < 0:
+        raise ConfigError("max bytes must be 0 (no limit) or more")
     if not (s.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", s.device)):
         raise ConfigError(f"device {s.device!r} is not auto, cpu, cuda or cuda:N")
     return s

@@ -6,6 +6,8 @@ the exit codes below (ripgrep's convention: each code means one thing).
 
 from __future__ import annotations
 
+import errno
+
 EXIT_OK = 0  # every input done
 EXIT_SOME_FAILED = 1  # some inputs became error records
 EXIT_USAGE = 2  # usage, model or configuration error: nothing useful can run
@@ -73,7 +75,8 @@ class InputError(Exception):
 # The ``error.kind`` values a record can carry, defined once.
 ERROR_KINDS = (
     "bad_line",  # stdin line that is not valid UTF-8 or not valid JSON
-    "bad_record",  # JSON that is not an object, or lacks a string "path"
+    "bad_record",  # JSON that is not an object, lacks a string "path", repeats it, or nests too deep
+    "bad_path",  # a path the system refuses to look up: too long, a NUL byte, a symlink loop
     "not_found",  # no such file
     "is_directory",  # a directory given without -r
     "not_a_file",  # FIFO, socket, device
@@ -81,8 +84,33 @@ ERROR_KINDS = (
     "empty_file",  # zero bytes
     "not_an_image",  # bytes Pillow does not recognise as an image
     "truncated",  # image data ends early or is corrupt
-    "too_large",  # more pixels than --max-pixels (decompression bomb)
+    "too_large",  # more pixels than --max-pixels (decompression bomb), or more bytes than --max-bytes
     "bad_features",  # precomputed features of the wrong shape or type
     "read_error",  # any other OS error reading the file
     "model_error",  # the network failed on this input
 )
+
+
+def os_error_kind(e: OSError | ValueError) -> str:
+    """The :data:`ERROR_KINDS` value for an error from a path operation (stat, open, listdir...).
+
+    ``ValueError`` is what Python raises for a path with a NUL byte in it.
+    """
+    if isinstance(e, ValueError):
+        return "bad_path"
+    if isinstance(e, FileNotFoundError) or e.errno in (errno.ENOENT, errno.ENOTDIR):
+        return "not_found"
+    if isinstance(e, PermissionError) or e.errno in (errno.EACCES, errno.EPERM):
+        return "permission_denied"
+    if e.errno in (errno.ENAMETOOLONG, errno.ELOOP):
+        return "bad_path"
+    if isinstance(e, IsADirectoryError):
+        return "is_directory"
+    return "read_error"
+
+
+def os_error_message(e: OSError | ValueError) -> str:
+    """One line for an error from a path operation, without the (possibly huge) path itself."""
+    if isinstance(e, ValueError):
+        return "path contains a NUL byte"
+    return (e.strerror or type(e).__name__).lower() if e.strerror else str(e)[:200]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,11 +25,56 @@ from typing import Any, TypeVar
 
 from filelock import FileLock
 
+from emo.errors import ModelError
+
 T = TypeVar("T")
 
 SIDECAR = ".json"
 LOCK = ".lock"
 _LOCK_TIMEOUT_S = 3600  # a build can take minutes on a busy machine; never wait forever
+# Engine file extensions emo writes (inductor, tensorrt); nothing else in the folder is ours.
+ENGINE_EXTS = ("pt2", "ep")
+_KEY = r"[0-9a-f]{32}"
+_EXT = "|".join(ENGINE_EXTS)
+# Every name the cache itself creates: engine, sidecar, lock, and the temporaries of a build.
+_OURS = re.compile(rf"(?:{_KEY}\.(?:{_EXT}|json|lock)|\.{_KEY}\.\d+\.(?:tmp\.(?:{_EXT})|json\.tmp))")
+
+
+def is_cache_name(name: str) -> bool:
+    """Whether ``name`` (a file name, no folder) is one the cache makes; only those are read or removed."""
+    return _OURS.fullmatch(name) is not None
+
+
+def _whole(v: Any, low: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def sidecar_problem(key: str, meta: Any) -> str:
+    """What makes a sidecar's fields nonsense ("" when they are sound): a sidecar is read back
+    from disk, so each field is checked before it sizes a batch or names a file."""
+    if not isinstance(meta, dict):
+        return "not a JSON object"
+    if meta.get("key", key) != key:
+        return "its key is not its name"
+    f = meta.get("file")
+    if not isinstance(f, str) or re.fullmatch(rf"{re.escape(key)}\.(?:{_EXT})", f) is None:
+        return "its file is not this entry's engine"
+    if not _whole(meta.get("size"), 1):
+        return "size is not a whole number of bytes"
+    sha = meta.get("sha256")
+    if not isinstance(sha, str) or re.fullmatch(r"[0-9a-f]{64}", sha) is None:
+        return "sha256 is not a hex digest"
+    fields = meta.get("fields", {})
+    if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+        return "fields is not an object of strings"
+    for k in ("created", "build_seconds"):
+        v = meta.get(k, 0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
+            return f"{k} is not a time"
+    lo, hi = meta.get("min_batch", 1), meta.get("max_batch", 0)
+    if not _whole(lo, 1) or not _whole(hi, 0) or (hi and hi < lo):
+        return f"batch bounds min_batch={lo!r} max_batch={hi!r} are nonsense"
+    return ""
 
 
 def key_of(fields: dict[str, str]) -> str:
@@ -113,30 +160,41 @@ class EngineCache:
 
     def _verified(self, path: Path, sidecar: Path) -> dict[str, Any] | None:
         """The sidecar's fields if the entry is complete; None if absent; raises CorruptEntry."""
-        if not sidecar.exists():
-            if path.exists():  # an engine without its sidecar was never committed
+        if not _lexists(sidecar):
+            if _lexists(path):  # an engine without its sidecar was never committed
                 raise CorruptEntry("engine file has no sidecar")
             return None
+        if not _is_regular(sidecar, follow=False):  # a link could name any file on the machine
+            raise CorruptEntry("sidecar is not a regular file")
         try:
             meta = json.loads(sidecar.read_text())
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:
             raise CorruptEntry(f"unreadable sidecar ({type(e).__name__})") from None
-        if not isinstance(meta, dict):
-            raise CorruptEntry("sidecar is not a JSON object")
-        try:
-            size = path.stat().st_size
-        except OSError:
-            raise CorruptEntry("engine file is missing") from None
-        if size != meta.get("size"):
-            raise CorruptEntry(f"engine file is {size} bytes, sidecar says {meta.get('size')}")
-        if _sha256(path) != meta.get("sha256"):
+        key = sidecar.name[: -len(SIDECAR)]
+        problem = sidecar_problem(key, meta)
+        if problem:
+            raise CorruptEntry(f"sidecar {problem}")
+        if meta["file"] != path.name:
+            raise CorruptEntry("sidecar names another engine file")
+        if not _is_regular(path, follow=False):
+            raise CorruptEntry("engine file is missing or not a regular file")
+        size = path.stat().st_size
+        if size != meta["size"]:
+            raise CorruptEntry(f"engine file is {size} bytes, sidecar says {meta['size']}")
+        if _sha256(path) != meta["sha256"]:
             raise CorruptEntry("engine file sha256 does not match its sidecar")
         return meta
 
     def remove(self, key: str, ext: str) -> None:
-        """Delete an entry's engine file and sidecar (not its lock, which others may hold)."""
+        """Delete an entry's engine file and sidecar (not its lock, which others may hold).
+
+        Only regular files and links by the cache's own names go; a folder standing at one of
+        them is a :class:`ModelError`, since the entry can then never be written.
+        """
         path, sidecar, _ = self.paths(key, ext)
         for p in (sidecar, path):
+            if _lexists(p) and not _is_regular(p, follow=False) and not p.is_symlink():
+                raise ModelError(f"engine cache {self.root}: {p.name} is not a file; remove it by hand")
             try:
                 p.unlink()
             except FileNotFoundError:
@@ -145,6 +203,7 @@ class EngineCache:
     def _commit(self, key: str, ext: str, fields: dict[str, str], tmp: Path, build_s: float,
                 extra: dict[str, Any]) -> dict[str, Any]:
         path, sidecar, _ = self.paths(key, ext)
+        os.chmod(tmp, 0o644)  # never group- or world-writable, whatever the umask: see trust.py
         _fsync_file(tmp)
         os.replace(tmp, path)
         meta = {
@@ -158,7 +217,8 @@ class EngineCache:
             **extra,
         }
         stmp = self.root / f".{key}.{os.getpid()}.json.tmp"
-        with open(stmp, "w") as f:
+        with open(os.open(stmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "w") as f:
+            os.fchmod(f.fileno(), 0o644)
             json.dump(meta, f, indent=1, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
@@ -178,10 +238,15 @@ class EngineCache:
 
         ``build(tmp_path)`` writes the engine to ``tmp_path`` and may return extra sidecar
         fields; ``load(path, sidecar)`` turns a file into a callable and raises on a bad file.
-        A corrupt entry is removed, rebuilt, and reported in one line through ``warn``.
+        A corrupt entry is removed, rebuilt, and reported in one line through ``warn``. A cache
+        folder or entry that is not trusted to hold code (:mod:`emo.engine.trust`) raises
+        :class:`ModelError` and nothing in it is loaded, rebuilt or removed.
         """
+        from emo.engine.trust import check_trusted
+
         key = key_of(fields)
         path, sidecar, lock = self.paths(key, ext)
+        check_trusted(self.root, sidecar, path, what=what)
         # Fast path, no lock: a committed sidecar means a complete engine (renames are atomic).
         try:
             meta = self._verified(path, sidecar)
@@ -193,74 +258,135 @@ class EngineCache:
             pass  # re-checked under the lock, where it is removed and reported once
         except Exception:
             pass  # a file that verifies but will not load: same path as corrupt
-        self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(lock), timeout=_LOCK_TIMEOUT_S):
-            reason = None
-            try:
-                meta = self._verified(path, sidecar)
-                if meta is not None:
-                    try:
-                        out = load(path, meta)
-                        _touch(path)
-                        return out, meta, False
-                    except Exception as e:
-                        raise CorruptEntry(f"cannot load it ({type(e).__name__}: {_first_line(e)})") from None
-            except CorruptEntry as e:
-                reason = str(e)
-            if reason is not None:
-                self.warn(f"emo: cached {what} {path.name} is corrupt ({reason}); removed, rebuilding")
-                self.remove(key, ext)
-            tmp = self.root / f".{key}.{os.getpid()}.tmp.{ext}"
-            try:
-                t0 = time.perf_counter()
-                extra = build(tmp) or {}
-                meta = self._commit(key, ext, fields, tmp, time.perf_counter() - t0, extra)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
-            return load(path, meta), meta, True
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o755)
+        except OSError as e:
+            raise ModelError(f"cannot make the engine cache {self.root}: {e.strerror or e}") from None
+        try:
+            with FileLock(str(lock), timeout=_LOCK_TIMEOUT_S):
+                check_trusted(self.root, sidecar, path, what=what)  # again: it may have changed meanwhile
+                reason = None
+                try:
+                    meta = self._verified(path, sidecar)
+                    if meta is not None:
+                        try:
+                            out = load(path, meta)
+                            _touch(path)
+                            return out, meta, False
+                        except Exception as e:
+                            raise CorruptEntry(f"cannot load it ({type(e).__name__}: {_first_line(e)})") from None
+                except CorruptEntry as e:
+                    reason = str(e)
+                if reason is not None:
+                    self.warn(f"emo: cached {what} {path.name} is corrupt ({reason}); removed, rebuilding")
+                    self.remove(key, ext)
+                tmp = self.root / f".{key}.{os.getpid()}.tmp.{ext}"
+                try:
+                    t0 = time.perf_counter()
+                    extra = build(tmp) or {}
+                    meta = self._commit(key, ext, fields, tmp, time.perf_counter() - t0, extra)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                return load(path, meta), meta, True
+        except OSError as e:  # a read-only shared cache, a full disk: one line, not a traceback
+            raise ModelError(f"cannot build the {what} in {self.root}: {e.strerror or e}") from None
 
     def entries(self) -> Iterator[Entry]:
-        """Every committed entry (a sidecar whose engine file is named in it), sorted by key."""
-        if not self.root.is_dir():
-            return
-        for sc in sorted(self.root.glob(f"*{SIDECAR}")):
-            try:
-                meta = json.loads(sc.read_text())
-            except (OSError, ValueError):
-                meta = {}
-            if not isinstance(meta, dict):
-                meta = {}
+        """Every entry by the cache's own names (a sidecar ``<key>.json``), sorted by key.
+
+        A sidecar whose fields are nonsense gives an entry with empty ``meta`` and the engine
+        file found by its own name; nothing outside the folder is ever named.
+        """
+        for sc in self._own_files():
+            if not sc.name.endswith(SIDECAR) or sc.name.startswith("."):
+                continue
             key = sc.name[: -len(SIDECAR)]
-            name = meta.get("file") if isinstance(meta.get("file"), str) else ""
-            yield Entry(key=key, path=self.root / (name or f"{key}.missing"), sidecar=sc, meta=meta)
+            try:
+                meta = json.loads(sc.read_text()) if _is_regular(sc) else None
+            except (OSError, ValueError, RecursionError):
+                meta = None
+            if sidecar_problem(key, meta):
+                meta = {}
+            name = meta.get("file") or next((f"{key}.{x}" for x in ENGINE_EXTS if _lexists(self.root / f"{key}.{x}")),
+                                            f"{key}.{ENGINE_EXTS[0]}")
+            yield Entry(key=key, path=self.root / name, sidecar=sc, meta=meta)
+
+    def _own_files(self) -> list[Path]:
+        """The folder's files by the cache's own names, sorted; folders and other names left out."""
+        try:
+            names = sorted(os.listdir(self.root))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as e:
+            raise ModelError(f"cannot list the engine cache {self.root}: {e.strerror or e}") from None
+        return [self.root / n for n in names if is_cache_name(n) and _is_regular(self.root / n, follow=False)]
+
+    def plan_clear(self, older_than_s: float | None = None, now: float | None = None) -> tuple[list[Entry], list[Path]]:
+        """What :meth:`clear` would remove, touching nothing: ``(entries, other files)``.
+
+        Entries go whole (engine file and sidecar); the other files are the cache's own
+        leftovers: temporaries of crashed builds (after an hour's grace, so a build in progress
+        keeps its own) and engine files no sidecar commits. Locks stay (others may hold them);
+        anything whose name the cache did not make stays, whatever its ``.json`` says.
+        """
+        now = time.time() if now is None else now
+        entries = list(self.entries())
+        gone = [e for e in entries if older_than_s is None or now - e.last_used >= older_than_s]
+        kept = {p.name for e in entries if e not in gone for p in (e.path, e.sidecar)}
+        taken = {p.name for e in gone for p in (e.path, e.sidecar)}
+        others = []
+        for p in self._own_files():
+            if p.name in kept or p.name in taken or p.name.endswith(LOCK):
+                continue
+            temp = p.name.startswith(".")
+            if now - _mtime(p) > 3600 or (older_than_s is None and not temp):
+                others.append(p)
+        return gone, others
 
     def clear(self, older_than_s: float | None = None, now: float | None = None) -> list[Entry]:
         """Remove entries (all, or those not used for ``older_than_s`` seconds); those removed.
 
-        Stray temporary files of crashed builds go too, unless a build may still be writing them.
+        Removes exactly what :meth:`plan_clear` lists: names the cache made, inside its folder.
         """
-        now = time.time() if now is None else now
-        removed = []
-        for e in list(self.entries()):
-            if older_than_s is not None and now - e.last_used < older_than_s:
-                continue
+        gone, others = self.plan_clear(older_than_s, now)
+        for e in gone:
             for p in (e.sidecar, e.path):
-                try:
-                    p.unlink()
-                except FileNotFoundError:
-                    pass
-            removed.append(e)
-        if self.root.is_dir():
-            kept = {e.path.name for e in self.entries()} | {e.sidecar.name for e in self.entries()}
-            for p in self.root.iterdir():
-                if p.name in kept or p.suffix == LOCK or not p.is_file():
-                    continue
-                # Leftovers of crashed builds (temp files, an engine never committed by its
-                # sidecar); an hour's grace so a build in progress keeps its temp file.
-                if now - _mtime(p) > 3600 or (older_than_s is None and not p.name.startswith(".")):
-                    p.unlink(missing_ok=True)
-        return removed
+                _unlink_own(p)
+        for p in others:
+            _unlink_own(p)
+        return gone
+
+
+def _lexists(p: Path) -> bool:
+    try:
+        os.lstat(p)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _is_regular(p: Path, follow: bool = True) -> bool:
+    """Whether ``p`` is a regular file (through a link when ``follow``); False on any error."""
+    try:
+        st = os.stat(p) if follow else os.lstat(p)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(st.st_mode)
+
+
+def _unlink_own(p: Path) -> None:
+    """Remove a regular file (or a link, never what it points at) by one of the cache's names."""
+    if not is_cache_name(p.name):
+        return
+    try:
+        st = os.lstat(p)
+    except OSError:
+        return
+    if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def _mtime(p: Path) -> float:

@@ -84,12 +84,20 @@ class SceneShares(nn.Module):
         return counts / label.shape[1]
 
 
+# A label list is a few KB; more than this is some other file.
+MAX_LABELS_BYTES = 1 << 20
+
+
 def read_labels(path: str | Path) -> list[str]:
-    """Class names, one per non-empty line of a UTF-8 text file."""
+    """Class names, one per non-empty line of a UTF-8 text file (at most :data:`MAX_LABELS_BYTES`)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"--scene-labels {path}: cannot read it ({e})") from None
+        with open(path, "rb") as f:  # a device such as /dev/zero never ends: read a bounded amount
+            data = f.read(MAX_LABELS_BYTES + 1)
+        if len(data) > MAX_LABELS_BYTES:
+            raise UsageError(f"--scene-labels {path}: over {MAX_LABELS_BYTES >> 20} MiB; not a list of class names")
+        text = data.decode("utf-8")
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--scene-labels {path}: cannot read it ({str(e)[:200]})") from None
     labels = [line.strip() for line in text.splitlines() if line.strip()]
     if not labels:
         raise UsageError(f"--scene-labels {path}: no labels in it")
@@ -114,19 +122,23 @@ def load_user_network(path: str | Path) -> tuple[nn.Module, int, bool]:
     ``.pt2`` files load with :func:`torch.export.load`, anything else with
     :func:`torch.jit.load`; a file neither can read is a :class:`ModelError`.
     """
+    from emo.models.safe_load import is_file, no_pickled_code
+
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise UsageError(f"--scene-model {path}: no such file (and not a registry name)")
     if path.suffix == ".pt2":
         try:
-            ep = torch.export.load(str(path))
+            with no_pickled_code():  # torch.export.load would fall back to a full unpickle
+                ep = torch.export.load(str(path))
         except Exception as e:
             raise ModelError(f"--scene-model {path}: not a loadable ExportedProgram ({type(e).__name__}: {str(e)[:200]})") from None
         return ep.module(), _input_side(ep) or USER_MODEL_SIZE, True
     try:
         with warnings.catch_warnings():  # TorchScript's deprecation notice is not the user's business
             warnings.simplefilter("ignore", FutureWarning)
-            net = torch.jit.load(str(path), map_location="cpu")
+            with no_pickled_code():
+                net = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:
         raise ModelError(f"--scene-model {path}: not a TorchScript file, nor a .pt2 ExportedProgram "
                          f"({type(e).__name__}: {str(e)[:200]})") from None

@@ -17,13 +17,38 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from emo.errors import InputError
+from emo.errors import InputError, os_error_kind, os_error_message
 
 # The pixel limit is ours to enforce (per call); Pillow's global check would only warn below 2x.
 Image.MAX_IMAGE_PIXELS = None
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+# A cut file must be an error, never a picture padded with grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+# JPEG headers (everything before the first scan) past these sizes are junk, not a picture: Pillow
+# would step through such junk one byte per call (about 3 s for 16 MiB), so they are refused first.
+JPEG_MAX_HEADER_BYTES = 64 << 20
+JPEG_MAX_JUNK_BYTES = 1 << 16
+JPEG_MAX_SEGMENTS = 1 << 16
+
+
+def default_max_bytes() -> int:
+    """``EMO_MAX_BYTES`` or the default (read once per process; 0 means no limit)."""
+    global _MAX_BYTES
+    if _MAX_BYTES is None:
+        from emo.config import DEFAULTS, ENV_PREFIX
+
+        raw = os.environ.get(ENV_PREFIX + "MAX_BYTES", "")
+        try:
+            _MAX_BYTES = max(0, int(raw)) if raw else DEFAULTS.max_bytes
+        except ValueError:
+            _MAX_BYTES = DEFAULTS.max_bytes  # the command line reports the bad value at start
+    return _MAX_BYTES
+
+
+_MAX_BYTES: int | None = None
 
 
 @dataclass(frozen=True)
@@ -55,27 +80,83 @@ class Decoded:
     views: dict[View, np.ndarray]
 
 
-def _check_file(path: Path) -> int:
-    """Stat before opening, so a FIFO never blocks a worker and each OS error gets its kind."""
+def _path_error_message(e: OSError | ValueError) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "no such file"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    if isinstance(e, OSError) and e.errno == errno.ELOOP:
+        return "too many levels of symbolic links"
+    return os_error_message(e)
+
+
+def _check_file(path: Path, max_bytes: int = 0) -> int:
+    """Stat before opening, so a FIFO never blocks a worker and each OS error gets its kind;
+    a file over ``max_bytes`` (0: no limit) is ``too_large`` before a byte of it is read."""
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        raise InputError("not_found", "no such file") from None
-    except PermissionError:
-        raise InputError("permission_denied", "permission denied") from None
-    except ValueError:  # a NUL byte inside a JSON "path"
-        raise InputError("bad_record", "path contains a NUL byte") from None
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise InputError("read_error", "too many levels of symbolic links") from None
-        raise InputError("read_error", e.strerror or str(e)) from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte inside a JSON "path"
+        raise InputError(os_error_kind(e), _path_error_message(e)) from None
     if stat.S_ISDIR(st.st_mode):
         raise InputError("is_directory", "is a directory (use -r to walk folders)")
     if not stat.S_ISREG(st.st_mode):
         raise InputError("not_a_file", "not a regular file")
     if st.st_size == 0:
         raise InputError("empty_file", "file is empty (0 bytes)")
+    if max_bytes and st.st_size > max_bytes:
+        raise InputError("too_large", f"file is {st.st_size} bytes, over the limit of {max_bytes} (--max-bytes)")
     return st.st_size
+
+
+def _check_jpeg_headers(path: Path) -> None:
+    """Walk a JPEG's markers up to its first scan, fast; junk where markers belong is refused.
+
+    Files that do not start like a JPEG pass untouched. Raises :class:`InputError`
+    (``not_an_image``) for headers Pillow would otherwise crawl through for minutes.
+    """
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return  # the open that follows names the error
+    with f:
+        if f.read(2) != b"\xff\xd8":
+            return
+        junk = segments = 0
+        while True:
+            if f.tell() > JPEG_MAX_HEADER_BYTES or segments > JPEG_MAX_SEGMENTS:
+                raise InputError("not_an_image", "JPEG headers go on past any real picture's")
+            b = f.read(1)
+            if not b:
+                return  # cut inside the headers: Pillow names it
+            if b != b"\xff":
+                junk += 1
+                while True:  # skip to the next marker in blocks, as Pillow would byte by byte
+                    block = f.read(1 << 16)
+                    if not block:
+                        return
+                    at = block.find(b"\xff")
+                    if at >= 0:
+                        junk += at
+                        f.seek(at - len(block), 1)
+                        break
+                    junk += len(block)
+                    if junk > JPEG_MAX_JUNK_BYTES:
+                        raise InputError("not_an_image", f"JPEG headers hold over {JPEG_MAX_JUNK_BYTES} bytes of junk")
+                if junk > JPEG_MAX_JUNK_BYTES:
+                    raise InputError("not_an_image", f"JPEG headers hold over {JPEG_MAX_JUNK_BYTES} bytes of junk")
+                continue
+            m = f.read(1)
+            while m == b"\xff":  # fill bytes
+                m = f.read(1)
+            if not m or m == b"\xda":  # cut short, or the first scan: headers are done
+                return
+            segments += 1
+            if m in (b"\x00", b"\x01", b"\xd8", b"\xd9") or b"\xd0" <= m <= b"\xd7":
+                continue  # markers without a length
+            size = f.read(2)
+            if len(size) < 2:
+                return
+            f.seek(max(0, int.from_bytes(size, "big") - 2), 1)
 
 
 # Leading bytes of the formats emo meets most: a file that starts like one but that Pillow
@@ -145,13 +226,17 @@ def _view(img: Image.Image, v: View, upright: tuple[int, int] | None = None) -> 
     return np.asarray(out, dtype=np.uint8)
 
 
-def decode(path: Path, views: tuple[View, ...], max_pixels: int) -> Decoded:
+def decode(path: Path, views: tuple[View, ...], max_pixels: int, max_bytes: int | None = None) -> Decoded:
     """Open ``path``, apply EXIF orientation, and return the requested views.
 
     Raises :class:`InputError` for every kind of bad file; ``max_pixels`` (width x height,
-    0 for no limit) turns a decompression bomb into ``too_large`` before any pixel is decoded.
+    0 for no limit) turns a decompression bomb into ``too_large`` before any pixel is decoded,
+    and ``max_bytes`` (default :func:`default_max_bytes`, 0 for no limit) a huge file before
+    any byte is read.
     """
-    _check_file(path)
+    _check_file(path, default_max_bytes() if max_bytes is None else max_bytes)
+    _check_jpeg_headers(path)
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # another library in this process may have set it
     try:
         img = Image.open(path)
     except UnidentifiedImageError:

@@ -9,6 +9,7 @@ line is a path; ``-0`` reads NUL-separated paths. A line that cannot be read bec
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import IO, Any
 import orjson
 
 from emo.config import KEY_ERROR, KEY_FEATURES, KEY_PATH
-from emo.errors import InputError
+from emo.errors import InputError, UsageError, os_error_kind, os_error_message
 
 # Extensions taken when a folder is walked with -r; explicit paths are tried whatever their name.
 IMAGE_EXTENSIONS = frozenset(
@@ -67,8 +68,35 @@ def _resolve(path: str, root: Path | None) -> Path:
     return p
 
 
+def _exists(p: Path) -> bool:
+    """``p.exists()`` that answers False where the system refuses the lookup (too long, NUL...)."""
+    try:
+        os.stat(p)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _dir_or_error(p: Path) -> tuple[bool, InputError | None]:
+    """Whether ``p`` is a folder, or the error its lookup raised (a missing path is no error
+    here: the decoder names it, with the other file errors)."""
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        return False, None
+    except (OSError, ValueError) as e:
+        return False, InputError(os_error_kind(e), os_error_message(e))
+    return stat.S_ISDIR(st.st_mode), None
+
+
 # Longest path Linux accepts (PATH_MAX); a longer plain line cannot name a file.
 MAX_PATH_BYTES = 4096
+# Longest stdin line kept: a JSON record with every feature group is well under 1 MB, so a line
+# past this is junk (or an attack on memory) and becomes a ``bad_line`` without being gathered.
+MAX_LINE_BYTES = 64 << 20
+# JSON nested deeper than this cannot be written back (orjson's writer stops at 255 levels).
+MAX_JSON_DEPTH = 200
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def _printable(path: str) -> str:
@@ -81,45 +109,78 @@ def _preview(raw: bytes, limit: int = 80) -> str:
     return text + ("…" if len(raw) > limit else "")
 
 
+def _bad(index: int, kind: str, message: str) -> Item:
+    item = Item(index, {"line": index + 1})
+    item.fail(kind, message)
+    return item
+
+
+def _too_deep(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``obj`` nests dicts and lists more than ``limit`` levels (walked without recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if d > limit:
+            return True
+        if isinstance(o, dict):
+            stack.extend((v, d + 1) for v in o.values() if isinstance(v, (dict, list)))
+        elif isinstance(o, list):
+            stack.extend((v, d + 1) for v in o if isinstance(v, (dict, list)))
+    return False
+
+
+def _repeats_path(raw: bytes) -> bool:
+    """Whether the top-level object names ``"path"`` twice (JSON keeps the last one silently)."""
+    import json
+
+    seen = 0
+
+    def pairs(kv: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal seen
+        seen = max(seen, sum(1 for k, _ in kv if k == KEY_PATH))
+        return dict(kv)
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return False
+    return seen > 1
+
+
 def item_from_line(index: int, raw: bytes, root: Path | None) -> Item:
     """Parse one stdin line (without its terminator) into an :class:`Item`."""
+    if len(raw) > MAX_LINE_BYTES:
+        return _bad(index, "bad_line", f"line {index + 1} is over {MAX_LINE_BYTES >> 20} MiB: {_preview(raw)}")
     stripped = raw.strip()
     if stripped.startswith(b"{"):
         try:
             obj = orjson.loads(stripped)
         except orjson.JSONDecodeError as e:
-            item = Item(index, {"line": index + 1})
-            item.fail("bad_line", f"line {index + 1} is not valid JSON ({e}): {_preview(raw)}")
-            return item
+            return _bad(index, "bad_line", f"line {index + 1} is not valid JSON ({e}): {_preview(raw)}")
         if not isinstance(obj, dict):
-            item = Item(index, {"line": index + 1})
-            item.fail("bad_record", f"line {index + 1} is not a JSON object")
-            return item
+            return _bad(index, "bad_record", f"line {index + 1} is not a JSON object")
+        if stripped.count(b"{") + stripped.count(b"[") > MAX_JSON_DEPTH and _too_deep(obj):
+            return _bad(index, "bad_record", f"line {index + 1} nests JSON deeper than {MAX_JSON_DEPTH} levels")
+        if stripped.count(b'"path"') > 1 and _repeats_path(stripped):
+            return _bad(index, "bad_record", f'line {index + 1} gives "path" more than once')
         return item_from_record(index, obj, root)
     if len(raw) > MAX_PATH_BYTES:
-        item = Item(index, {"line": index + 1})
-        item.fail("bad_line", f"line {index + 1} is {len(raw)} bytes, too long for a path: {_preview(raw)}")
-        return item
-    if stripped[:1] in (b"[", b'"') and not _resolve(raw.decode("utf-8", "surrogateescape"), root).exists():
+        return _bad(index, "bad_line", f"line {index + 1} is {len(raw)} bytes, too long for a path: {_preview(raw)}")
+    text = raw.decode("utf-8", errors="surrogateescape")  # round-trips any bytes to a real file name
+    if stripped[:1] in (b"[", b'"') and not _exists(_resolve(text, root)):
         try:
             orjson.loads(stripped)
         except orjson.JSONDecodeError:
             pass  # not JSON: an ordinary (missing) path
         else:
-            item = Item(index, {"line": index + 1})
-            item.fail("bad_record", f'line {index + 1} is JSON but not an object with a "path": {_preview(raw)}')
-            return item
+            return _bad(index, "bad_record", f'line {index + 1} is JSON but not an object with a "path": {_preview(raw)}')
     try:
-        text = raw.decode("utf-8")
+        raw.decode("utf-8")
     except UnicodeDecodeError:
-        # Keep the bytes recoverable: surrogateescape round-trips them to a real file name.
-        text = raw.decode("utf-8", errors="surrogateescape")
         p = _resolve(text, root)
-        if p.exists():
-            return Item(index, {KEY_PATH: raw.decode("utf-8", errors="replace")}, path=p)
-        item = Item(index, {"line": index + 1})
-        item.fail("bad_line", f"line {index + 1} is not valid UTF-8: {_preview(raw)}")
-        return item
+        if _exists(p):
+            return Item(index, {KEY_PATH: _printable(text)}, path=p)
+        return _bad(index, "bad_line", f"line {index + 1} is not valid UTF-8: {_preview(raw)}")
     return Item(index, {KEY_PATH: text}, path=_resolve(text, root))
 
 
@@ -142,35 +203,107 @@ def item_from_record(index: int, obj: dict[str, Any], root: Path | None) -> Item
     return item
 
 
-def _split(stream: IO[bytes], sep: bytes, chunk: int = 1 << 16) -> Iterator[bytes]:
+class _LongPiece(bytes):
+    """A piece cut off at the line limit: its first bytes (for the message); the rest was skipped."""
+
+    total = 0
+
+
+def _split(stream: IO[bytes], sep: bytes, chunk: int = 1 << 16, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
     """Yield ``sep``-terminated pieces of a binary stream, without the separator.
 
-    A long piece is gathered chunk by chunk and joined once, so a 10 MB line costs 10 MB.
+    A long piece is gathered chunk by chunk and joined once, so a 10 MB line costs 10 MB; past
+    ``limit`` bytes the rest of it is skipped unread-into-memory and a :class:`_LongPiece` says so.
     """
     pending: list[bytes] = []  # chunks of a piece whose separator has not come yet
+    size = 0  # bytes of the pending piece, counted past the limit too
+    def piece() -> bytes:
+        if size <= limit:
+            return b"".join(pending)
+        out = _LongPiece(b"".join(pending)[:80])
+        out.total = size
+        return out
+
     while True:
         data = stream.read1(chunk) if hasattr(stream, "read1") else stream.read(chunk)
         if not data:
             break
         if sep not in data:
-            pending.append(data)
+            size += len(data)
+            if size <= limit:
+                pending.append(data)
             continue
         first, *parts, rest = data.split(sep)
-        pending.append(first)
-        yield b"".join(pending)
+        size += len(first)
+        if size <= limit:
+            pending.append(first)
+        yield piece()
         yield from parts
-        pending = [rest] if rest else []
-    if pending:
-        yield b"".join(pending)
+        pending, size = ([rest], len(rest)) if rest else ([], 0)
+    if pending or size:
+        yield piece()
 
 
-def walk(folder: Path) -> Iterator[Path]:
-    """Image files under ``folder``, sorted, not following symlinked folders (no loops)."""
-    for dirpath, dirnames, filenames in os.walk(folder):
+def _stdin_pieces(stdin: IO[bytes], sep: bytes) -> Iterator[bytes]:
+    """:func:`_split` of stdin; a stdin that cannot be read (a folder, an I/O error) is a
+    :class:`UsageError` for the run, after the inputs read before it."""
+    try:
+        yield from _split(stdin, sep)
+    except OSError as e:
+        raise UsageError(f"cannot read stdin: {e.strerror or e}") from None
+
+
+def walk(folder: Path, errors: list[tuple[Path, OSError]] | None = None) -> Iterator[Path]:
+    """Image files under ``folder``, sorted, not following symlinked folders (no loops).
+
+    A folder that cannot be listed is added to ``errors`` (when given) as the walk reaches it.
+    """
+    def failed(e: OSError) -> None:
+        if errors is not None:
+            errors.append((Path(e.filename) if e.filename else folder, e))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=failed):
         dirnames.sort()
         for name in sorted(filenames):
             if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
                 yield Path(dirpath) / name
+
+
+def _walk_items(folder: Path, index: int) -> Iterator[Item]:
+    """One :class:`Item` per image under ``folder`` and one error item per folder that cannot
+    be listed, in walk order, numbered from ``index``."""
+    errors: list[tuple[Path, OSError]] = []
+    for f in walk(folder, errors):
+        while errors:
+            yield _folder_error(index, *errors.pop(0))
+            index += 1
+        yield Item(index, {KEY_PATH: _printable(str(f))}, path=f)
+        index += 1
+    for folder_path, e in errors:
+        yield _folder_error(index, folder_path, e)
+        index += 1
+
+
+def _folder_error(index: int, folder: Path, e: OSError) -> Item:
+    item = Item(index, {KEY_PATH: _printable(str(folder))}, path=folder)
+    item.fail(os_error_kind(e), f"cannot list folder: {os_error_message(e)}")
+    return item
+
+
+def _path_item(index: int, text: str, shown: str, root: Path | None, recursive: bool) -> Iterator[Item]:
+    """The item(s) of one path: a folder's images with ``-r``, else the path itself."""
+    p = _resolve(text, root)
+    if recursive:
+        is_dir, err = _dir_or_error(p)
+        if err is not None:
+            item = Item(index, {KEY_PATH: shown}, path=p)
+            item.fail(err.kind, err.message)
+            yield item
+            return
+        if is_dir:
+            yield from _walk_items(p, index)
+            return
+    yield Item(index, {KEY_PATH: shown}, path=p)
 
 
 def read_inputs(
@@ -181,24 +314,32 @@ def read_inputs(
     recursive: bool = False,
     root: Path | None = None,
 ) -> Iterator[Item]:
-    """Every input as an :class:`Item`, numbered in order: arguments first, else stdin."""
+    """Every input as an :class:`Item`, numbered in order: arguments first, else stdin.
+
+    No path operation raises out of here: a path the system refuses (too long, a loop, a folder
+    that cannot be listed) becomes that input's error record, and the inputs after it go on.
+    """
     index = 0
     args = list(args)
     if args:
         for arg in args:
-            p = _resolve(arg, root)
-            if recursive and p.is_dir():
-                for f in walk(p):
-                    yield Item(index, {KEY_PATH: _printable(str(f))}, path=f)
-                    index += 1
-                continue
-            yield Item(index, {KEY_PATH: _printable(arg)}, path=p)
-            index += 1
+            for item in _path_item(index, arg, _printable(arg), root, recursive):
+                yield item
+                index = item.index + 1
         return
     if stdin is None:
         return
     sep = b"\0" if null else b"\n"
-    for raw in _split(stdin, sep):
+    first = True
+    for raw in _stdin_pieces(stdin, sep):
+        if first:
+            first = False
+            if raw.startswith(UTF8_BOM):  # editors on Windows start files with one
+                raw = raw[len(UTF8_BOM):] if not isinstance(raw, _LongPiece) else raw
+        if isinstance(raw, _LongPiece):
+            yield _bad(index, "bad_line", f"line {index + 1} is over {MAX_LINE_BYTES >> 20} MiB ({raw.total} bytes): {_preview(raw)}")
+            index += 1
+            continue
         if not null:
             raw = raw.rstrip(b"\r")
             if not raw.strip():
@@ -206,14 +347,25 @@ def read_inputs(
         elif not raw:
             continue
         if null:
+            if len(raw) > MAX_PATH_BYTES:
+                yield _bad(index, "bad_line", f"input {index + 1} is {len(raw)} bytes, too long for a path: {_preview(raw)}")
+                index += 1
+                continue
             text = raw.decode("utf-8", errors="surrogateescape")
-            item = Item(index, {KEY_PATH: raw.decode("utf-8", errors="replace")}, path=_resolve(text, root))
+            items: Iterable[Item] = _path_item(index, text, _printable(text), root, recursive)
         else:
             item = item_from_line(index, raw, root)
-        if recursive and item.ok and item.path is not None and item.path.is_dir():
-            for f in walk(item.path):
-                yield Item(index, {KEY_PATH: _printable(str(f))}, path=f)
-                index += 1
-            continue
-        yield item
-        index += 1
+            if recursive and item.ok and item.path is not None:
+                is_dir, err = _dir_or_error(item.path)
+                if err is not None:
+                    item.fail(err.kind, err.message)
+                elif is_dir:
+                    items = _walk_items(item.path, index)
+                    for it in items:
+                        yield it
+                        index = it.index + 1
+                    continue
+            items = (item,)
+        for it in items:
+            yield it
+            index = it.index + 1

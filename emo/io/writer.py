@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import os
 import signal
 import stat
@@ -13,6 +14,7 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
+from emo.config import KEY_EMOTION, KEY_ERROR, KEY_FEATURES, KEY_PATH, KEY_REGIONS, KEY_SENTIMENT, KEY_VA
 from emo.errors import OutputError
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
@@ -27,9 +29,69 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
+# Characters a reader that splits lines the way Python's str.splitlines() does would break a
+# record at; JSON lets them stand raw inside strings, so orjson writes them raw. Their UTF-8
+# bytes can only stand for these characters, so escaping them in the output bytes is exact.
+_LINE_BREAKS = ((b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"), (b"\xc2\x85", b"\\u0085"))
+
+
+def _escape_breaks(data: bytes) -> bytes:
+    for raw, escaped in _LINE_BREAKS:
+        if raw in data:
+            data = data.replace(raw, escaped)
+    return data
+
+
+def _finite(obj: Any) -> bool:
+    """Whether every number in ``obj`` (nested dicts, lists, numpy arrays) is finite."""
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, float):
+            if not math.isfinite(o):
+                return False
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+        elif isinstance(o, np.ndarray):
+            if o.dtype.kind in "fc" and not np.isfinite(o).all():
+                return False
+        elif isinstance(o, np.floating) and not np.isfinite(o):
+            return False
+    return True
+
+
+# Keys whose values are emo's numbers: a NaN there would be written as null.
+RESULT_KEYS = (KEY_FEATURES, KEY_EMOTION, KEY_SENTIMENT, KEY_VA, KEY_REGIONS)
+
+
+def _unwritable(record: dict[str, Any], kind: str, message: str) -> dict[str, Any]:
+    """The error record written in place of one that cannot be written as it is."""
+    keep = {k: v for k, v in record.items() if k not in RESULT_KEYS and k != KEY_ERROR}
+    try:
+        orjson.dumps(keep, option=_OPTS, default=_default)
+    except (TypeError, orjson.JSONEncodeError):
+        path = record.get(KEY_PATH)
+        keep = {KEY_PATH: path} if isinstance(path, str) else {}
+    return {**keep, KEY_ERROR: {"kind": kind, "message": message}}
+
+
 def dumps(record: dict[str, Any]) -> bytes:
-    """One record as a JSON line (with its newline); numpy arrays become lists of numbers."""
-    return orjson.dumps(record, option=_OPTS, default=_default)
+    """One record as a JSON line (with its newline); numpy arrays become lists of numbers.
+
+    Whatever a record holds, the line is one whole JSON object on one line: U+2028, U+2029 and
+    U+0085 are escaped; a result holding NaN or infinity (JSON has neither, and null is not a
+    number) or a value JSON cannot hold becomes an error record for that input instead.
+    """
+    if not all(_finite(record[k]) for k in RESULT_KEYS if k in record):
+        record = _unwritable(record, "bad_features", "the result holds a non-finite number (NaN or infinity)")
+    try:
+        data = orjson.dumps(record, option=_OPTS, default=_default)
+    except (TypeError, orjson.JSONEncodeError) as e:
+        data = orjson.dumps(_unwritable(record, "bad_record", f"cannot be written as JSON ({e})"),
+                            option=_OPTS, default=_default)
+    return _escape_breaks(data)
 
 
 def _is_regular(fd: int) -> bool:

@@ -123,7 +123,10 @@ class Head:
             key = self.feature_key(g)
             if key not in features:
                 raise ValueError(f"no {g!r} features")
-            a = np.asarray(features[key], dtype=np.float32).reshape(-1)
+            raw = np.asarray(features[key])
+            if raw.dtype.kind not in "fiu":  # booleans, strings, nulls: not features, whatever their count
+                raise ValueError(f"{g!r} holds {raw.dtype.name} values, not numbers")
+            a = raw.astype(np.float32).reshape(-1)
             if a.shape[0] != self.dims[g]:
                 raise ValueError(f"{g!r} has {a.shape[0]} values; head {self.name} needs {self.dims[g]}")
             if not np.isfinite(a).all():
@@ -203,12 +206,28 @@ def save_head(head: Head, path: str | Path) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    Path(str(path) + ".json").write_text(text + "\n")
+    _replace_text(Path(str(path) + ".json"), text + "\n")
     head.header = header
     return path
 
 
 BACKBONE_PREFIX = "backbone."
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write ``path`` through a temporary file renamed over it: a link standing there is
+    replaced, never followed, and a reader never sees half the text."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _state_id(state: Mapping[str, torch.Tensor]) -> str:
@@ -275,6 +294,49 @@ def _net_from_state(arch: Mapping[str, Any], task: str, state: Mapping[str, np.n
     return net.eval()
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _str_list(header: Mapping[str, Any], key: str) -> list[str]:
+    v = header[key]
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
+        raise ValueError(f"{key!r} must be a non-empty list of names, not {json.dumps(v)[:60]}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"{key!r} names one entry twice")
+    return v
+
+
+def check_header(header: Any) -> dict[str, Any]:
+    """The fields of a head header, each checked for its type; raises ValueError naming the first
+    wrong one (a header is data from a file, so every field is untrusted)."""
+    if not isinstance(header, dict):
+        raise ValueError(f"the header is a JSON {type(header).__name__}, not an object")
+    if header.get("format") != FORMAT:
+        raise ValueError(f"format {str(header.get('format'))[:40]!r}, expected {FORMAT}")
+    if header.get("task") not in ("classify", "va"):
+        raise ValueError(f"task {str(header.get('task'))[:40]!r} is not classify or va")
+    if not isinstance(header.get("architecture"), dict):
+        raise ValueError("'architecture' must be an object")
+    _str_list(header, "labels")
+    groups = _str_list(header, "groups")
+    dims = header["dims"]
+    if not isinstance(dims, dict) or set(dims) != set(groups):
+        raise ValueError("'dims' must be an object giving each group's size")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims.values()):
+        raise ValueError("'dims' must hold whole numbers of 1 or more")
+    for key in ("backbone", "transforms"):
+        v = header.get(key, {})
+        if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+            raise ValueError(f"{key!r} must be an object of strings")
+    ft = header.get("finetuned")
+    if ft is not None and not (isinstance(ft, dict) and isinstance(ft.get("id", ""), str)):
+        raise ValueError("'finetuned' must be an object with a string id")
+    if not isinstance(header.get("name", ""), str):
+        raise ValueError("'name' must be a string")
+    return header
+
+
 def load_head_file(path: str | Path, source: str = "") -> Head:
     """Read a head file written by :func:`save_head`; anything else is a :class:`ModelError`.
 
@@ -284,7 +346,7 @@ def load_head_file(path: str | Path, source: str = "") -> Head:
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    if not path.is_file():
+    if not _is_file(path):
         raise ModelError(f"head file {path} does not exist")
     try:
         with safe_open(str(path), framework="numpy") as f:
@@ -295,10 +357,8 @@ def load_head_file(path: str | Path, source: str = "") -> Head:
     if META_KEY not in meta:
         raise ModelError(f"{path}: a safetensors file without an emo head header")
     try:
-        header = json.loads(meta[META_KEY])
+        header = check_header(json.loads(meta[META_KEY], parse_constant=_no_constants))
         arch = header["architecture"] = _int_arch(header["architecture"])
-        if header.get("format") != FORMAT:
-            raise ValueError(f"format {header.get('format')!r}, expected {FORMAT}")
         bb = {k[len(BACKBONE_PREFIX):]: v for k, v in tensors.items() if k.startswith(BACKBONE_PREFIX)}
         tensors = {k: v for k, v in tensors.items() if not k.startswith(BACKBONE_PREFIX)}
         # Shapes the header claims are checked by arithmetic: a forged header must not make us
@@ -308,15 +368,25 @@ def load_head_file(path: str | Path, source: str = "") -> Head:
             raise ValueError("the header's architecture does not match the stored tensors")
         if any(v.dtype != np.float32 for k, v in tensors.items() if k != "log_mask"):
             raise ValueError("head tensors must be float32")
+        if not all(np.isfinite(v).all() for k, v in tensors.items() if k != "log_mask"):
+            raise ValueError("head tensors hold values that are not finite")
         if header.get("finetuned") and not bb:
             raise ValueError("a fine-tuned head without its backbone weights")
         if len(header["labels"]) != int(arch["n_out"]) and header["task"] == "classify":
             raise ValueError("label count differs from the output size")
         if sum(int(d) for d in header["dims"].values()) != int(arch["in_dim"]):
             raise ValueError("feature dims do not add up to the input size")
-    except (KeyError, ValueError, TypeError, OverflowError) as e:
+    except (KeyError, ValueError, TypeError, OverflowError, RecursionError) as e:
         raise ModelError(f"{path}: broken head file ({type(e).__name__}: {str(e)[:200]})") from None
     return Head(None, header, source or str(path), bb or None, state=tensors)
+
+
+def _is_file(p: Path) -> bool:
+    """``p.is_file()`` that answers False where the system refuses the lookup (name too long...)."""
+    try:
+        return p.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def load_head(spec: str) -> Head:
@@ -329,7 +399,7 @@ def load_head(spec: str) -> Head:
             raise ModelError(f"shipped head {spec} is missing from this installation ({p})")
         return load_head_file(p, spec)
     p = Path(os.path.expanduser(spec))
-    if p.is_file():
+    if _is_file(p):
         return load_head_file(p)
     raise ModelError(f"no head {spec!r}: not a file, and not one of the shipped heads ({', '.join(SHIPPED)})")
 

@@ -150,8 +150,11 @@ def load_state_dict(path: Path) -> dict:
     """``torch.load`` with ``weights_only=True``: a pickle with code in it is refused."""
     import torch
 
+    from emo.models.safe_load import no_pickled_code
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with no_pickled_code():
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - untrusted bytes break the unpickler in any way (IndexError, KeyError, ...)
         from emo.errors import ModelError
 

@@ -65,16 +65,50 @@ def load_layer(path: Path, kind: str, in_dim: int | None = None) -> LinearLayer:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             weight, bias = f.get_tensor("weight"), f.get_tensor("bias")
-    except (OSError, SafetensorError, KeyError) as e:
-        raise ModelError(f"{path}: not a regions layer file ({type(e).__name__}: {e})") from None
+    except (OSError, SafetensorError, KeyError, ValueError, TypeError) as e:
+        raise ModelError(f"{path}: not a regions layer file ({type(e).__name__}: {_first_line(e)})") from None
     try:
-        header = json.loads(meta.get("emo", "{}"))
-    except json.JSONDecodeError:
+        header = json.loads(meta.get("emo", "{}"), parse_constant=_no_constants)
+    except (ValueError, RecursionError):
         raise ModelError(f"{path}: its header is not JSON") from None
+    problem = _header_problem(header)
+    if problem:
+        raise ModelError(f"{path}: broken layer header ({problem})")
     if header.get("kind") != kind:
         raise ModelError(f"{path}: is a {header.get('kind') or 'unknown'} layer, not a {kind} layer")
+    if not (weight.is_floating_point() and bias.is_floating_point()):
+        raise ModelError(f"{path}: weight and bias must be floating point")
     if weight.ndim != 2 or bias.shape != (weight.shape[0],):
         raise ModelError(f"{path}: weight {tuple(weight.shape)} and bias {tuple(bias.shape)} do not fit")
     if in_dim is not None and weight.shape[1] != in_dim:
         raise ModelError(f"{path}: takes {weight.shape[1]} features, the backbone gives {in_dim}")
+    if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+        raise ModelError(f"{path}: weight or bias holds values that are not finite")
+    labels = header.get("labels")
+    if labels is not None and len(labels) != weight.shape[0]:
+        raise ModelError(f"{path}: {len(labels)} labels for {weight.shape[0]} outputs")
     return LinearLayer(weight.float(), bias.float(), header)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
+def _header_problem(header: Any) -> str:
+    """What is wrong with a layer header's types ("" when nothing is): it comes from a file."""
+    if not isinstance(header, dict):
+        return f"a JSON {type(header).__name__}, not an object"
+    if not isinstance(header.get("kind", ""), str):
+        return "'kind' is not a string"
+    labels = header.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        return "'labels' is not a list of names"
+    for key in ("backbone", "backbone_sha256", "feature"):
+        if not isinstance(header.get(key, ""), str):
+            return f"{key!r} is not a string"
+    return ""

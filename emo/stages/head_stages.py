@@ -25,12 +25,29 @@ def _stack(head: Head, items: list[Item]) -> tuple[list[Item], np.ndarray]:
     ok, rows = [], []
     for item in items:
         try:
-            rows.append(head.stack(item.features))
+            with np.errstate(over="ignore", invalid="ignore"):  # 1e39 becomes inf, refused by stack
+                rows.append(head.stack(item.features))
             ok.append(item)
-        except ValueError as e:
-            item.fail("bad_features", f"{e} (head {head.name})")
+        except (ValueError, TypeError, OverflowError) as e:
+            item.fail("bad_features", f"{str(e)[:200]} (head {head.name})")
     X = np.stack(rows) if rows else np.zeros((0, head.in_dim), np.float32)
     return ok, X
+
+
+def _predict(head: Head, ok: list[Item], X: np.ndarray) -> tuple[list[Item], np.ndarray]:
+    """``head``'s outputs for the rows of ``X``, float64; a row that is not all finite (features
+    so large the network overflows, such as 3e38) marks its item ``bad_features`` and is dropped."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        out = head.predict(X).astype(np.float64) if len(ok) else np.zeros((0, 1))
+    good = np.isfinite(out).all(1) if out.ndim == 2 else np.ones(len(ok), bool)
+    if good.all():
+        return ok, out
+    for item, g in zip(ok, good):
+        if not g:
+            item.fail("bad_features", f"head {head.name} gives non-finite outputs for these features "
+                      "(values out of any trained range)")
+    keep = np.flatnonzero(good)
+    return [ok[i] for i in keep], out[keep]
 
 
 class _HeadStage:
@@ -69,13 +86,13 @@ class ClassifyStage(_HeadStage):
         ok, X = _stack(self.head, items)
         if not ok:
             return
-        probs = self.head.predict(X).astype(np.float64)
+        ok, probs = _predict(self.head, ok, X)
         probs /= probs.sum(1, keepdims=True)
         if self.sentiment_head is not None:
             ok2, Xs = _stack(self.sentiment_head, ok)
+            ok2, sp = _predict(self.sentiment_head, ok2, Xs)
             keep = [ok.index(it) for it in ok2]
             ok, probs = ok2, probs[keep]
-            sp = self.sentiment_head.predict(Xs).astype(np.float64)
             p_pos = sp[:, list(self.sentiment_head.labels).index(POSITIVE)] / sp.sum(1)
         elif self.labels.complete_sentiment:
             p_pos = self.labels.p_positive(probs)
@@ -103,7 +120,8 @@ class VAStage(_HeadStage):
         ok, X = _stack(self.head, items)
         if not ok:
             return
-        pred = np.clip(self.head.predict(X), 1.0, 9.0)
+        ok, pred = _predict(self.head, ok, X)
+        pred = np.clip(pred, 1.0, 9.0)
         for i, item in enumerate(ok):
             item.record[KEY_VA] = {"valence": round(float(pred[i, 0]), 4), "arousal": round(float(pred[i, 1]), 4)}
 

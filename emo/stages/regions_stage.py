@@ -112,7 +112,11 @@ class RegionStage:
                 from emo.regions.draw import draw_regions, out_name
 
                 title = f"{regions.emotion}" if regions.emotion else ""
-                draw_regions(item.path, recs, self.draw_dir / out_name(item.index, item.path), title)
+                try:
+                    draw_regions(item.path, recs, self.draw_dir / out_name(item.index, item.path), title)
+                except (OSError, ValueError, SyntaxError) as e:  # the file changed or went after decoding
+                    item.record.pop(KEY_REGIONS, None)
+                    item.fail("read_error", f"cannot read it again to draw its regions: {str(e)[:200]}")
 
 
 def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: float = 0.5, size: int = 320,

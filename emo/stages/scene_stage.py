@@ -77,11 +77,12 @@ def scene_stage(settings: Settings, model_path: str | None, labels_path: str | N
     """
     from emo.engine import Profile, load
     from emo.features.segmentation import LABEL_SETS, SceneShares, load_user_network, read_labels
+    from emo.models.safe_load import is_file
     from emo.models.weights import sha256_file
 
     name = model_path or DEFAULT_SCENE_MODEL
     entry = REGISTRY.get(name)
-    if entry is not None and not Path(name).is_file():
+    if entry is not None and not is_file(name):
         if entry.task != "segmentation":
             raise UsageError(f"--scene-model {name} is a {entry.task}, not a segmentation network")
         net, digest = _registry_network(entry, settings)

@@ -38,9 +38,9 @@ def test_key_is_stable_and_order_free():
 def test_build_once_then_load(tmp_path):
     cache = EngineCache(tmp_path)
     counter = tmp_path / "builds.txt"
-    out, meta, built = cache.get(FIELDS, "bin", _build_counting(counter), _read)
+    out, meta, built = cache.get(FIELDS, "pt2", _build_counting(counter), _read)
     assert built and out == b"engine-bytes" * 100
-    out2, meta2, built2 = cache.get(FIELDS, "bin", _build_counting(counter), _read)
+    out2, meta2, built2 = cache.get(FIELDS, "pt2", _build_counting(counter), _read)
     assert not built2 and out2 == out
     assert counter.read_text().count("\n") == 1
     side = json.loads((tmp_path / f"{key_of(FIELDS)}.json").read_text())
@@ -51,8 +51,8 @@ def test_build_once_then_load(tmp_path):
 def test_other_fields_other_entry(tmp_path):
     cache = EngineCache(tmp_path)
     counter = tmp_path / "builds.txt"
-    cache.get(FIELDS, "bin", _build_counting(counter), _read)
-    cache.get({**FIELDS, "precision": "fp16"}, "bin", _build_counting(counter), _read)
+    cache.get(FIELDS, "pt2", _build_counting(counter), _read)
+    cache.get({**FIELDS, "precision": "fp16"}, "pt2", _build_counting(counter), _read)
     assert counter.read_text().count("\n") == 2
     assert len(list(cache.entries())) == 2
 
@@ -65,7 +65,7 @@ def test_failed_build_leaves_nothing(tmp_path):
         raise RuntimeError("compiler crashed")
 
     with pytest.raises(RuntimeError, match="compiler crashed"):
-        cache.get(FIELDS, "bin", bad, _read)
+        cache.get(FIELDS, "pt2", bad, _read)
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".lock"]
 
 
@@ -74,8 +74,8 @@ def test_corrupt_entry_is_removed_and_rebuilt(tmp_path, damage):
     warnings: list[str] = []
     cache = EngineCache(tmp_path, warn=warnings.append)
     counter = tmp_path / "builds.txt"
-    cache.get(FIELDS, "bin", _build_counting(counter), _read)
-    engine, sidecar, _ = cache.paths(key_of(FIELDS), "bin")
+    cache.get(FIELDS, "pt2", _build_counting(counter), _read)
+    engine, sidecar, _ = cache.paths(key_of(FIELDS), "pt2")
     data = engine.read_bytes()
     if damage == "truncate":
         engine.write_bytes(data[: len(data) // 2])
@@ -85,7 +85,7 @@ def test_corrupt_entry_is_removed_and_rebuilt(tmp_path, damage):
         sidecar.unlink()
     else:
         sidecar.write_text("{not json")
-    out, _, built = cache.get(FIELDS, "bin", _build_counting(counter), _read)
+    out, _, built = cache.get(FIELDS, "pt2", _build_counting(counter), _read)
     assert built and out == data
     assert counter.read_text().count("\n") == 2
     assert len(warnings) == 1 and "corrupt" in warnings[0] and "rebuilding" in warnings[0]
@@ -97,7 +97,7 @@ def test_file_that_will_not_load_is_rebuilt(tmp_path):
     warnings: list[str] = []
     cache = EngineCache(tmp_path, warn=warnings.append)
     counter = tmp_path / "builds.txt"
-    cache.get(FIELDS, "bin", _build_counting(counter, payload=b"garbage"), _read)
+    cache.get(FIELDS, "pt2", _build_counting(counter, payload=b"garbage"), _read)
     loads = []
 
     def picky(path: Path, meta: dict) -> bytes:
@@ -106,14 +106,14 @@ def test_file_that_will_not_load_is_rebuilt(tmp_path):
             raise ValueError("not a package")
         return path.read_bytes()
 
-    out, _, built = cache.get(FIELDS, "bin", _build_counting(counter, payload=b"good"), picky)
+    out, _, built = cache.get(FIELDS, "pt2", _build_counting(counter, payload=b"good"), picky)
     assert built and out == b"good"
     assert len(warnings) == 1 and "ValueError: not a package" in warnings[0]
 
 
 def _worker(root: str, counter: str, results: str) -> None:
     cache = EngineCache(Path(root), warn=lambda m: None)
-    out, meta, built = cache.get(FIELDS, "bin", _build_counting(Path(counter), pause=0.5), _read)
+    out, meta, built = cache.get(FIELDS, "pt2", _build_counting(Path(counter), pause=0.5), _read)
     with open(results, "a") as f:
         f.write(f"{int(built)} {meta['sha256']}\n")
 
@@ -137,25 +137,25 @@ def test_parallel_processes_build_once(tmp_path):
 def test_entries_and_clear_by_age(tmp_path):
     cache = EngineCache(tmp_path)
     counter = tmp_path / "builds.txt"
-    cache.get(FIELDS, "bin", _build_counting(counter), _read)
-    cache.get({**FIELDS, "network": "m"}, "bin", _build_counting(counter), _read)
+    cache.get(FIELDS, "pt2", _build_counting(counter), _read)
+    cache.get({**FIELDS, "network": "m"}, "pt2", _build_counting(counter), _read)
     old = next(e for e in cache.entries() if e.meta["fields"]["network"] == "m")
     stamp = time.time() - 10 * 86400
     os.utime(old.path, (stamp, stamp))  # last use 10 days ago
     assert [e.key for e in cache.clear(older_than_s=5 * 86400)] == [old.key]
     assert [e.meta["fields"]["network"] for e in cache.entries()] == ["n"]
-    (tmp_path / "0123.bin").write_bytes(b"orphan engine, no sidecar")
+    (tmp_path / "0123456789abcdef0123456789abcdef.pt2").write_bytes(b"orphan engine, no sidecar")
     assert len(cache.clear()) == 1
-    assert list(cache.entries()) == [] and not (tmp_path / "0123.bin").exists()
+    assert list(cache.entries()) == [] and not (tmp_path / "0123456789abcdef0123456789abcdef.pt2").exists()
 
 
 def test_loading_touches_last_use(tmp_path):
     cache = EngineCache(tmp_path)
     counter = tmp_path / "builds.txt"
-    cache.get(FIELDS, "bin", _build_counting(counter), _read)
+    cache.get(FIELDS, "pt2", _build_counting(counter), _read)
     (entry,) = cache.entries()
     stamp = time.time() - 3600
     os.utime(entry.path, (stamp, stamp))
-    cache.get(FIELDS, "bin", _build_counting(counter), _read)
+    cache.get(FIELDS, "pt2", _build_counting(counter), _read)
     (entry,) = cache.entries()
     assert time.time() - entry.last_used < 60

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import threading
+
+import numpy as np
 import orjson
 import pytest
 
 from emo.errors import OutputError
-from emo.io.output import OutputFile, read_done, record_key, skip_done
+from emo.io.output import Done, OutputFile, read_done, record_key, skip_done
 from emo.io.records import Item
 
 
@@ -37,7 +42,8 @@ def test_resume_appends_and_knows_what_is_done(tmp_path):
     path.write_bytes(b'{"path":"a.jpg","features":{}}\n{"line":3,"error":{"kind":"bad_line","message":"m"}}\n')
     out = OutputFile(path, resume=True)
     w = out.open()
-    assert out.done == {("a.jpg", None), record_key({"line": 3})}
+    assert len(out.done) == 2 and out.done.by_key == {("a.jpg", None): 1}
+    assert out.done.take({"line": 3}) and not out.done.take({"line": 3})
     w.write([{"path": "b.jpg"}])
     out.commit()
     assert path.read_bytes().endswith(b'{"path":"b.jpg"}\n')
@@ -46,24 +52,33 @@ def test_resume_appends_and_knows_what_is_done(tmp_path):
 
 def test_half_a_last_line_is_cut_off(tmp_path):
     path = tmp_path / "out.jsonl"
-    path.write_bytes(b'{"path":"a.jpg"}\n{"path":"b.jp')
-    assert read_done(path) == {("a.jpg", None)}
-    assert path.read_bytes() == b'{"path":"a.jpg"}\n'
+    path.write_bytes(b'{"path":"a.jpg","features":{}}\n{"path":"b.jp')
+    assert read_done(path).by_key == {("a.jpg", None): 1}
+    assert path.read_bytes() == b'{"path":"a.jpg","features":{}}\n'
 
 
 def test_a_line_that_is_not_a_record_stops_resume(tmp_path):
     path = tmp_path / "out.jsonl"
-    path.write_bytes(b'{"path":"a.jpg"}\nnot json\n{"path":"b.jpg"}\n')
+    before = b'{"path":"a.jpg","features":{}}\nnot json\n{"path":"b.jp'
+    path.write_bytes(before)
     with pytest.raises(OutputError, match=r"out.jsonl:2"):
         read_done(path)
+    assert path.read_bytes() == before  # refused before anything was cut
 
 
 def test_missing_file_means_nothing_done(tmp_path):
-    assert read_done(tmp_path / "none.jsonl") == set()
+    assert len(read_done(tmp_path / "none.jsonl")) == 0
+
+
+def _done(*records):
+    done = Done()
+    for r in records:
+        done.add(r)
+    return done
 
 
 def test_skip_matches_path_and_hash_where_given():
-    done = {record_key({"path": "a.jpg"}), record_key({"path": "b.jpg", "sha256": "11"})}
+    done = _done({"path": "a.jpg"}, {"path": "b.jpg", "sha256": "11"})
     items = [
         Item(0, {"path": "a.jpg"}),
         Item(1, {"path": "b.jpg", "sha256": "11"}),  # same content: done
@@ -83,3 +98,95 @@ def test_bad_line_records_match_across_runs():
 def test_output_to_a_folder_is_an_error(tmp_path):
     with pytest.raises(OutputError, match="is a directory"):
         OutputFile(tmp_path).open()
+
+
+def test_an_input_given_twice_is_done_twice_in_order():
+    # A run killed after the first "a" wrote one record: b, the second a and c are still to do.
+    done = _done({"path": "a", "features": {}})
+    items = [Item(i, {"path": p}) for i, p in enumerate(["a", "b", "a", "c"])]
+    assert [it.record["path"] for it in skip_done(items, done)] == ["b", "a", "c"]
+
+
+def test_records_without_a_path_match_their_inputs_once_each():
+    # Features alone: the output holds the input's fields (features written back as float32).
+    feats = [0.1, 0.2, 1e-8]
+    written = {"features": {"deep": [float(v) for v in np.float32(feats)]}, "emotion": {"label": "joy"}}
+    done = _done(written)
+    items = [Item(0, {"features": {"deep": feats}}), Item(1, {"features": {"deep": feats}}),
+             Item(2, {"features": {"deep": [0.3, 0.2, 1e-8]}})]
+    assert [it.index for it in skip_done(items, done)] == [1, 2]
+
+
+def test_resume_on_a_file_that_is_not_emo_output_changes_nothing(tmp_path):
+    for before in (b"hello world", b"a note\nsecond", b'{"path": "x.jpg"}\n', b"[1, 2]\n"):
+        path = tmp_path / "notes.txt"
+        path.write_bytes(before)
+        with pytest.raises(OutputError, match="not a JSON record of emo output"):
+            OutputFile(path, resume=True).open()
+        assert path.read_bytes() == before
+
+
+def test_a_second_resume_run_on_the_same_file_is_refused(tmp_path):
+    path = tmp_path / "out.jsonl"
+    first = OutputFile(path, resume=True)
+    first.open().write([{"path": "a", "features": {}}])
+    with pytest.raises(OutputError, match="another emo --resume run"):
+        OutputFile(path, resume=True).open()
+    first.commit()
+    again = OutputFile(path, resume=True)
+    again.open()  # the lock goes with the first run
+    assert len(again.done) == 1
+    again.commit()
+
+
+def test_a_fifo_is_written_into_not_replaced(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    out = OutputFile(fifo)
+    out.open().write([{"path": "a"}])
+    out.commit()
+    reader.join(10)
+    assert got == [b'{"path":"a"}\n']
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_a_character_device_is_written_into_not_replaced(tmp_path):
+    null = tmp_path / "null"
+    null.symlink_to("/dev/null")  # a device of our own cannot be made without root; a link to one will do
+    out = OutputFile(null)
+    out.open().write([{"path": "a"}])
+    out.commit()
+    assert null.is_symlink() and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]
+
+
+def test_replacing_a_file_keeps_its_mode(tmp_path):
+    path = tmp_path / "secret.jsonl"
+    path.write_bytes(b"old\n")
+    path.chmod(0o600)
+    out = OutputFile(path)
+    out.open().write([{"path": "a"}])
+    out.commit()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_bytes() == b'{"path":"a"}\n'
+
+
+def test_a_symlinked_output_is_written_through(tmp_path):
+    real = tmp_path / "real.jsonl"
+    real.write_bytes(b"old\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(real)
+    out = OutputFile(link)
+    out.open().write([{"path": "a"}])
+    out.commit()
+    assert link.is_symlink() and real.read_bytes() == b'{"path":"a"}\n'
+
+
+def test_resume_on_a_fifo_is_refused(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputError, match="regular file"):
+        OutputFile(fifo, resume=True).open()

@@ -56,7 +56,7 @@ def test_10_mb_json_record_passes_through(tiny, good):
         (b'{"path": null}', "bad_record"),
         (b'{"file": "a.jpg"}', "bad_record"),  # no path
         (b'{"path": "a.jpg"', "bad_line"),  # broken JSON
-        (b'{"path": "a\\u0000b.jpg"}', "bad_record"),  # NUL byte in the path
+        (b'{"path": "a\\u0000b.jpg"}', "bad_path"),  # NUL byte in the path
     ],
     ids=["json_array", "json_string", "path_not_string", "path_null", "no_path", "broken_json", "nul_in_path"],
 )
@@ -90,7 +90,7 @@ def test_directory_fifo_and_symlink_loop(tiny, tmp_path, good):
     paths = [str(folder), good, str(fifo), good, str(loop), good]
     run = emo(TINY + paths)
     check_contract(run, [(str(folder), "is_directory"), (good, None), (str(fifo), "not_a_file"), (good, None),
-                         (str(loop), "read_error"), (good, None)])
+                         (str(loop), "bad_path"), (good, None)])
 
 
 def test_file_deleted_between_listing_and_reading(tiny, tmp_path, good, monkeypatch):
@@ -99,8 +99,8 @@ def test_file_deleted_between_listing_and_reading(tiny, tmp_path, good, monkeypa
     raced = make_image(tmp_path / "raced.png")
     real_check = decode_mod._check_file
 
-    def check_then_delete(path):
-        size = real_check(path)
+    def check_then_delete(path, max_bytes=0):
+        size = real_check(path, max_bytes)
         if path == raced:
             raced.unlink()
         return size

@@ -1,0 +1,178 @@
+"""Numbers that overflow and bytes that stall: precomputed features of 3e38 and non-finite values,
+huge and sparse junk files, and output that must never hold NaN, null or a raw line break."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import time
+
+import numpy as np
+import orjson
+import pytest
+from PIL import Image, ImageFile
+
+import emo.io.decode as decode_mod
+from emo.errors import InputError
+from emo.io.decode import View, decode
+from emo.io.writer import dumps
+from tests.conftest import make_image
+from tests.robustness.conftest import TINY, assert_clean, check_contract, emo
+
+DIM = 1280  # the shipped heads take mobilenet_v2's deep features
+
+
+def _feature_lines(*rows: list[float]) -> bytes:
+    return b"".join(orjson.dumps({"id": i, "features": {"deep": r}}) + b"\n" for i, r in enumerate(rows))
+
+
+def _good_row(seed: int = 0) -> list[float]:
+    r = random.Random(seed)
+    return [r.random() for _ in range(DIM)]
+
+
+HOSTILE_ROWS = {
+    "all_3e38": [3e38] * DIM,
+    "one_3e38": [3e38] + _good_row()[1:],
+    "minus_3e38": [-3e38] * DIM,
+    "over_float32": [1e39] * DIM,
+}
+
+
+@pytest.mark.parametrize("sub", ["classify", "va"])
+@pytest.mark.parametrize("attack", list(HOSTILE_ROWS))
+def test_overflowing_features_are_bad_features_never_null(sub, attack):
+    run = emo([sub], _feature_lines(_good_row(1), HOSTILE_ROWS[attack], _good_row(2)))
+    assert_clean(run)
+    recs = run.records
+    assert [r["id"] for r in recs] == [0, 1, 2]
+    assert [r.get("error", {}).get("kind") for r in recs] == [None, "bad_features", None], run.err
+    assert run.code == 1
+    assert b"null" not in run.out and b"NaN" not in run.out and b"Infinity" not in run.out
+    key = "emotion" if sub == "classify" else "va"
+    assert key not in recs[1] and key in recs[0] and key in recs[2]
+
+
+def test_huge_integers_in_features_never_give_null():
+    line = b'{"id": 1, "features": {"deep": [' + b",".join([b"1" + b"0" * 30] * DIM) + b"]}}\n"
+    run = emo(["classify"], _feature_lines(_good_row(1)) + line)
+    assert_clean(run)
+    assert len(run.records) == 2 and b"null" not in run.out and b"NaN" not in run.out
+    assert all("emotion" in r or r["error"]["kind"] == "bad_features" for r in run.records)
+
+
+@pytest.mark.parametrize("value", [[1.0] * 5, ["x"] * DIM, [[1.0, 2.0], [1.0]] * (DIM // 2), [None] * DIM,
+                                   [True] * DIM, [], [{"a": 1}] * DIM],
+                         ids=["short", "strings", "ragged", "nulls", "bools", "empty", "objects"])
+def test_features_of_the_wrong_type_are_bad_features(value):
+    run = emo(["classify"], _feature_lines(_good_row(1), value, _good_row(2)))
+    assert_clean(run)
+    assert [r.get("error", {}).get("kind") for r in run.records] == [None, "bad_features", None], run.err
+
+
+def test_the_writer_never_writes_nan_null_or_a_raw_separator():
+    nan = dumps({"path": "a", "emotion": {"label": "joy", "probs": {"joy": float("nan")}}})
+    inf = dumps({"path": "a", "features": {"deep": np.array([1.0, np.inf], np.float32)}})
+    for line in (nan, inf):
+        rec = orjson.loads(line)
+        assert rec["error"]["kind"] == "bad_features" and "emotion" not in rec and "features" not in rec
+    odd = dumps({"path": "x\u2028y\u2029z\x85", "note": "\u2028"})
+    assert odd.decode().count("\n") == 1 and len(odd.decode().splitlines()) == 1
+    assert orjson.loads(odd)["path"] == "x\u2028y\u2029z\x85"
+
+
+def test_a_record_too_deep_to_write_becomes_an_error_record():
+    deep: dict = {}
+    for _ in range(300):
+        deep = {"x": deep}
+    rec = orjson.loads(dumps({"path": "a.png", "extra": deep}))
+    assert rec == {"path": "a.png", "error": {"kind": "bad_record", "message": rec["error"]["message"]}}
+
+
+# --- bytes: size limits and junk that Pillow would crawl through ----------------------------------
+
+def _jpeg_head() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(buf, "JPEG")
+    return buf.getvalue()[:20]  # SOI and the APP0 segment: then junk where markers belong
+
+
+def _sparse(path, head: bytes, size: int):
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(size)  # a hole: no disk is used
+    return str(path)
+
+
+def test_a_1_gib_sparse_junk_jpeg_is_too_large_at_once(tiny, tmp_path):
+    big = _sparse(tmp_path / "big.jpg", _jpeg_head(), 1 << 30)
+    good = str(make_image(tmp_path / "good.png"))
+    start = time.monotonic()
+    run = emo(TINY + [good, big, good])
+    check_contract(run, [(good, None), (big, "too_large"), (good, None)])
+    assert time.monotonic() - start < 30
+
+
+def test_junk_under_the_byte_limit_fails_fast_too(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMO_MAX_BYTES", "0")  # no byte limit: the header walk alone must bound it
+    monkeypatch.setattr(decode_mod, "_MAX_BYTES", None)
+    junk = _sparse(tmp_path / "junk.jpg", _jpeg_head(), 256 << 20)
+    good = str(make_image(tmp_path / "good.png"))
+    start = time.monotonic()
+    run = emo(TINY + [good, junk, good])
+    check_contract(run, [(good, None), (junk, "not_an_image"), (good, None)])
+    assert time.monotonic() - start < 30
+
+
+def test_max_bytes_from_the_environment(tmp_path, monkeypatch):
+    img = make_image(tmp_path / "a.png", size=(64, 64))
+    monkeypatch.setattr(decode_mod, "_MAX_BYTES", None)
+    monkeypatch.setenv("EMO_MAX_BYTES", "10")
+    with pytest.raises(InputError) as e:
+        decode(img, (View(32),), 0)
+    assert e.value.kind == "too_large" and "--max-bytes" in e.value.message
+    assert decode(img, (View(32),), 0, max_bytes=0).size == (64, 64)  # 0: no limit
+    monkeypatch.setattr(decode_mod, "_MAX_BYTES", None)
+
+
+def test_max_bytes_setting_is_validated():
+    from emo.config import from_env
+    from emo.errors import ConfigError
+
+    assert from_env({"EMO_MAX_BYTES": "1000"}).max_bytes == 1000
+    assert from_env({}).max_bytes == 512 << 20
+    for bad in ("-1", "lots"):
+        with pytest.raises(ConfigError):
+            from_env({"EMO_MAX_BYTES": bad})
+
+
+def test_truncated_images_stay_errors_even_if_someone_turned_pillow_lenient(tmp_path):
+    path = tmp_path / "cut.jpg"
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(buf, "JPEG")
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # what another library in the process might do
+    try:
+        with pytest.raises(InputError) as e:
+            decode(path, (View(32),), 0)
+        assert e.value.kind == "truncated"
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+@pytest.mark.parametrize("make", ["many_segments", "junk_then_marker", "endless_fill"])
+def test_jpeg_header_tricks_end_quickly(tmp_path, make):
+    head = b"\xff\xd8"
+    if make == "many_segments":
+        blob = head + b"\xff\xfe\x00\x02" * 200_000  # empty comment segments, one after another
+    elif make == "junk_then_marker":
+        blob = head + b"\x00" * (1 << 20) + b"\xff\xd9"
+    else:
+        blob = head + b"\xff" * (1 << 20)
+    path = tmp_path / f"{make}.jpg"
+    path.write_bytes(blob)
+    start = time.monotonic()
+    with pytest.raises(InputError):
+        decode(path, (View(32),), 0)
+    assert time.monotonic() - start < 5
