@@ -222,13 +222,13 @@ def clear(ctx: click.Context, days: float | None, dry_run: bool, yes: bool, cach
     settings = _settings(ctx, {"cache_dir": cache_dir, "weights_dir": weights_dir})
     cache = _cache(settings)
     age = None if days is None else days * 86400
-    now = time.time()
-    doomed = [e for e in cache.entries() if age is None or now - e.last_used >= age]
+    doomed, leftovers = cache.plan_clear(age)
     total = sum(e.meta.get("size", 0) or 0 for e in doomed)
     if dry_run:
-        for e in doomed:
-            click.echo(str(e.path))
-        click.echo(f"would remove {len(doomed)} engine(s), {_size(total)} from {cache.root}", err=True)
+        for p in [e.path for e in doomed] + leftovers:
+            click.echo(str(p))
+        click.echo(f"would remove {len(doomed)} engine(s), {_size(total)}, and {len(leftovers)} leftover file(s) "
+                   f"from {cache.root}", err=True)
         return 0
     if doomed and not yes:
         if sys.stdin is not None and sys.stdin.isatty():

@@ -98,6 +98,9 @@ decode_options = _stack([
               "auto: processes where fork is safe [default: auto; env EMO_DECODER]."),
     _opt("--max-pixels", type=click.IntRange(0), default=None,
          help=f"Refuse images with more pixels (decompression bombs); 0 = no limit [default: {D.max_pixels}; env EMO_MAX_PIXELS]."),
+    _opt("--max-bytes", type=click.IntRange(0), default=None,
+         help=f"Refuse image files larger than this many bytes, before reading them; 0 = no limit "
+              f"[default: {D.max_bytes} (512 MiB); env EMO_MAX_BYTES]."),
 ])
 
 cache_options = _stack([

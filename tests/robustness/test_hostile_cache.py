@@ -227,7 +227,7 @@ def test_engines_clear_and_list_on_a_hostile_folder(tmp_path, cache_dir):
     assert listed.code == 0
     rows = [orjson.loads(ln) for ln in listed.out.splitlines()]
     assert [r["size"] for r in rows] == [0] and Path(rows[0]["path"]).parent == cache_dir
-    cleared = emo(["engines", "clear"])
+    cleared = emo(["engines", "clear", "--yes"])
     assert_clean(cleared)
     assert cleared.code == 0 and victim.read_bytes() == b"victim"
     assert sorted(p.name for p in cache_dir.iterdir()) == ["README.txt", "y.json"]
