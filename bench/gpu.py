@@ -28,11 +28,13 @@ before torch loads, as on the command line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -93,6 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.big_mp = args.big_mp or (1.0 if q else 12.0)
     args.e2e_batch = args.e2e_batch or max(args.batches)
     args.budget = args.budget or (300.0 if q else 420.0)
+    args.weights_dir = str(Path(args.weights_dir).resolve()) if args.weights_dir else ""
+    args.images = args.images.resolve() if args.images else None
     return args
 
 
@@ -363,8 +367,8 @@ def start_builds(specs: list[tuple[str, str]], args, device: str, cache: Path) -
             continue
         cmd = [sys.executable, __file__, "--build", f"{spec[0]}:{spec[1]}", "--device", device,
                "--e2e-batch", str(args.e2e_batch), "--cache-dir", str(args.cache_dir), "--weights-dir", args.weights_dir]
-        procs.append((name_of(spec), subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-                      time.perf_counter()))
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        procs.append((name_of(spec), proc, time.perf_counter()))
     return procs
 
 
@@ -375,7 +379,8 @@ def wait_builds(procs, timeout: float) -> dict[str, Any]:
         try:
             stdout, stderr = proc.communicate(timeout=max(1.0, end - time.perf_counter()))
         except subprocess.TimeoutExpired:
-            proc.kill()
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the compiler's own workers too
             proc.communicate()
             out[name] = {"error": f"not built within {timeout:.0f} s"}
             continue
