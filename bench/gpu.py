@@ -78,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--big-mp", type=float, default=0, help="Megapixels of each large JPEG [12; quick 1].")
     ap.add_argument("--e2e-images", type=int, default=0,
                     help="Paths per end-to-end run (the photos repeated) [photos x10, at least 4000; quick 16].")
+    ap.add_argument("--e2e-threads", type=int, default=0,
+                    help="Also run emo classify with this many torch threads (OMP_NUM_THREADS) [0: no such run].")
     ap.add_argument("--e2e-batch", type=int, default=0, help="emo classify --batch-size [largest of --batches].")
     ap.add_argument("--budget", type=float, default=0,
                     help="Seconds the whole run may take; sections that would not fit are skipped [420; quick 300].")
@@ -85,6 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="Only write a small photo set to carry: N photos of SRC (evenly spread), long side at most "
                          "400 px, JPEG quality 80, into DEST; then exit.")
     ap.add_argument("--pack-count", type=int, default=400, help="Photos --pack writes [400].")
+    ap.add_argument("--skip", default="", help="Comma-separated sections not to run: decode_wall, transfers, end_to_end.")
     ap.add_argument("--decode-wall", type=Path, help=argparse.SUPPRESS)  # child mode: spec file in, JSON out
     ap.add_argument("--build", default="", help=argparse.SUPPRESS)  # child mode: build one engine
     args = ap.parse_args(argv)
@@ -356,7 +359,7 @@ def build_child(spec_text: str, device: str, batch: int, cache: Path, weights_di
     t0 = time.perf_counter()
     eng = load_engine((backend, precision), device, batch, cache, weights_dir)
     print(json.dumps({"engine": spec_text, "backend": eng.backend, "built": eng.built,
-                      "seconds": round(time.perf_counter() - t0, 1)}))
+                      "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
     return 0
 
 
@@ -365,7 +368,7 @@ def start_builds(specs: list[tuple[str, str]], args, device: str, cache: Path) -
     for spec in specs:
         if spec[0] == "eager":
             continue
-        cmd = [sys.executable, __file__, "--build", f"{spec[0]}:{spec[1]}", "--device", device,
+        cmd = [sys.executable, "-X", "faulthandler", __file__, "--build", f"{spec[0]}:{spec[1]}", "--device", device,
                "--e2e-batch", str(args.e2e_batch), "--cache-dir", str(args.cache_dir), "--weights-dir", args.weights_dir]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         procs.append((name_of(spec), proc, time.perf_counter()))
@@ -384,13 +387,25 @@ def wait_builds(procs, timeout: float) -> dict[str, Any]:
             proc.communicate()
             out[name] = {"error": f"not built within {timeout:.0f} s"}
             continue
-        if proc.returncode == 0:
-            out[name] = json.loads(stdout.strip().splitlines()[-1])
+        done = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+        if proc.returncode == 0 and done:
+            out[name] = json.loads(done[-1])
         else:
-            tail = [ln for ln in stderr.strip().splitlines() if ln.strip()]
-            out[name] = {"error": (tail[-1] if tail else f"exit {proc.returncode}")[:400], "stderr": stderr[-3000:]}
+            why = _child_failure(stderr, proc.returncode)
+            out[name] = {"error": why, "exit": proc.returncode, "stdout": stdout[-1000:], "stderr": stderr[-4000:]}
         out[name]["wall_s"] = round(time.perf_counter() - t0, 1)
     return out
+
+
+def _child_failure(stderr: str, code: int) -> str:
+    """The line that says why a child failed: its exception, or the signal that ended it."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if ln.startswith(("Fatal Python error", "emo.errors.", "RuntimeError", "ModelError")) or "Error:" in ln:
+            return ln[:400]
+    if code < 0:
+        return f"ended by signal {-code} ({signal.Signals(-code).name})"
+    return f"exit {code}: {lines[-1][:300] if lines else 'no message'}"
 
 
 def predecode(paths: list[Path]):
@@ -569,7 +584,7 @@ def transfers(eng, nhwc, batch: int) -> dict[str, Any]:
 
 
 def run_emo(paths: list[str], spec: tuple[str, str], device: str, batch: int, cache: Path, weights_dir: str,
-            workers: int = 0, timeout: float = 120) -> dict[str, Any]:
+            workers: int = 0, timeout: float = 120, threads: int = 0) -> dict[str, Any]:
     """``emo classify`` on ``paths`` (stdin) as a child process: rates from start and from its first line."""
     cmd = [sys.executable, "-m", "emo", "classify", "-q", "--device", device, "--backend", spec[0],
            "--precision", spec[1], "--batch-size", str(batch)]
@@ -579,6 +594,8 @@ def run_emo(paths: list[str], spec: tuple[str, str], device: str, batch: int, ca
     env.update(EMO_CACHE_DIR=str(cache), PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
     if weights_dir:
         env["EMO_WEIGHTS_DIR"] = weights_dir
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryFile("w+b") as stdin:
         stdin.write("".join(f"{p}\n" for p in paths).encode())
         stdin.seek(0)
@@ -605,21 +622,24 @@ def run_emo(paths: list[str], spec: tuple[str, str], device: str, batch: int, ca
     if proc.returncode != 0 or lines != len(paths):
         raise RuntimeError(f"emo classify exit {proc.returncode}, {lines}/{len(paths)} lines: {err.strip()[-400:]}")
     steady = (lines - first_lines) / (last - first) if first is not None and last > first else 0.0
-    return {"images": lines, "errors": errors, "workers": workers or "default", "total_s": round(last, 2),
+    return {"images": lines, "errors": errors, "workers": workers or "default", "torch_threads": threads or "default", "total_s": round(last, 2),
             "first_line_s": round(first or 0, 2), "img_s_total": round(lines / last, 1), "img_s_steady": round(steady, 1)}
 
 
 def end_to_end(sets: dict[str, list[str]], spec, device: str, batch: int, cache: Path, weights_dir: str,
-               ceiling: float | None, extra_workers: int, rec: Record) -> dict[str, Any]:
+               ceiling: float | None, extra_workers: int, threads: int, rec: Record) -> dict[str, Any]:
+    """``emo classify`` on each set: default decode workers, ``extra_workers``, and ``threads`` torch threads."""
     out: dict[str, Any] = {"engine": name_of(spec), "batch": batch, "ceiling_img_s": ceiling, "runs": {}}
+    variants = [(0, 0)] + ([(extra_workers, 0)] if extra_workers else []) + ([(0, threads)] if threads else [])
     for kind, paths in sets.items():
-        for workers in (0, extra_workers) if extra_workers else (0,):
+        for workers, nthreads in variants:
             label = f"{kind}, {'default' if not workers else workers} workers"
+            label += f", {nthreads} torch threads" if nthreads else ""
             if rec.left() < 25:
                 out["runs"][label] = {"skipped": "time budget"}
                 continue
             try:
-                r = run_emo(paths, spec, device, batch, cache, weights_dir, workers, timeout=min(120, rec.left() - 10))
+                r = run_emo(paths, spec, device, batch, cache, weights_dir, workers, min(120, rec.left() - 10), nthreads)
                 if ceiling:
                     r["steady_vs_ceiling"] = round(r["img_s_steady"] / ceiling, 3)
                     r["total_vs_ceiling"] = round(r["img_s_total"] / ceiling, 3)
@@ -816,17 +836,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.pack:
         return pack(args.pack[0], args.pack[1], args.pack_count)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as emo sets for itself before torch loads
+    if args.build:
+        return quick_exit(build_child(args.build, args.device, args.e2e_batch, args.cache_dir, args.weights_dir))
     tmp = Path(tempfile.mkdtemp(prefix="emo-gpu-"))
     args.cache_dir = args.cache_dir or tmp / "cache"
-    if args.build:
-        try:
-            return build_child(args.build, args.device, args.e2e_batch, args.cache_dir, args.weights_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     try:
-        return run(args, tmp)
+        code = run(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return quick_exit(code)
+
+
+def quick_exit(code: int) -> int:
+    """Leave as emo's command line does, without the interpreter's teardown: with CUDA engines
+    loaded, a teardown that fails would turn a finished run into a failed one."""
+    import atexit
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with contextlib.suppress(Exception):  # removes the folders the engines were unpacked into
+        atexit._run_exitfuncs()
+    os._exit(code)
 
 
 def run(args: argparse.Namespace, tmp: Path) -> int:
@@ -850,8 +880,10 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     sets = {"photos": [str(p) for p in photos]}
     if isinstance(big, dict) and "paths" in big:
         sets[f"{big['width'] * big['height'] / 1e6:.0f} MP"] = big["paths"]
-    rec.section("decode_wall", 15 if args.quick else 60, decode_wall, sets, args.workers, args.quick,
-                max(30.0, rec.left() - 100))
+    skip = set(filter(None, args.skip.split(",")))
+    if "decode_wall" not in skip:
+        rec.section("decode_wall", 15 if args.quick else 60, decode_wall, sets, args.workers, args.quick,
+                    max(30.0, rec.left() - 100))
 
     import torch  # noqa: F401  (only now: the decode wall's workers were forked without it)
 
@@ -875,7 +907,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     rec.section("agreement", 5, agreement, engines, nhwc, cpu_ref, "eager fp32", args.e2e_batch)
     sp = rec.section("speed", 20 if not args.quick else 2, speed, engines, nhwc, args.batches, args.quick, cuda)
     best = best_engine(sp, args.e2e_batch)
-    if best in engines:
+    if best in engines and "transfers" not in skip:
         rec.section("transfers", 5, transfers, engines[best], nhwc, args.e2e_batch)
     ceiling = (sp or {}).get("engines", {}).get(best, {}).get(str(args.e2e_batch), {}).get("img_s") if sp else None
     del engines
@@ -883,8 +915,9 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                 for k, v in sets.items()}
     spec = tuple(best.split(" ")) if best else ("eager", "fp32")
     extra = max(args.workers) if max(args.workers) != _default_workers() and not args.quick else 0
-    rec.section("end_to_end", 30 if not args.quick else 5, end_to_end, e2e_sets, spec, device, args.e2e_batch,
-                args.cache_dir, args.weights_dir, ceiling, extra, rec)
+    if "end_to_end" not in skip:
+        rec.section("end_to_end", 30 if not args.quick else 5, end_to_end, e2e_sets, spec, device, args.e2e_batch,
+                    args.cache_dir, args.weights_dir, ceiling, extra, args.e2e_threads, rec)
     rec.data["best_engine"] = best
     rec.save()
     _say(f"wrote {args.out / 'gpu.json'} and {args.out / 'gpu.md'} in {time.perf_counter() - rec.start:.0f} s")
