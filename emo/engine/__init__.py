@@ -186,19 +186,27 @@ def _compiled(name: str, model: "ModelSource", network_id: str, weights_sha256: 
     """Load the ``name`` engine from the cache, building it once if absent or corrupt."""
     import torch
 
-    from emo.engine import inductor, tensorrt
-    from emo.engine.cache import EngineCache
+    from emo.engine import inductor, load_probe, tensorrt
+    from emo.engine.cache import EngineCache, key_of
 
     mod = inductor if name == "inductor" else tensorrt
     precision = settings.precision
     in_dtype = tensorrt.input_dtype(precision) if name == "tensorrt" else None
     fields = key_fields(network_id, weights_sha256 or _state_sha256(model()), profile, precision, name, device)
     cache = EngineCache(engines_cache(settings))
+    key = key_of(fields)
+    if device.type == "cuda" and (why := load_probe.known_unloadable(cache.root, key)):
+        mark = load_probe.mark_path(cache.root, key)
+        raise ModelError(f"an earlier run found that {why} (remove {mark} to try again)")
 
     def build(tmp: Path) -> dict[str, Any]:
         if announce:
             _say(f"emo: compiling the {name} engine for {network_id} on {device.type} (once; cached in {cache.root})")
-        return mod.build(model(), profile, device, precision, tmp)
+        extra = mod.build(model(), profile, device, precision, tmp)
+        if device.type == "cuda":  # a CUDA loader that crashes must not take this process with it
+            load_probe.check_in_child(name, tmp, device, profile.size, int(extra.get("min_batch", 1)), in_dtype,
+                                      cache.root, key)
+        return extra
 
     def load_checked(path: Path, meta: dict[str, Any]) -> Callable[..., Any]:
         fn = mod.load(path, device)
