@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -19,6 +20,7 @@ from emo.engine.device import fingerprint, resolve_device
 from emo.errors import EmoError, ModelError
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 # Told when an engine compile starts (seconds None) and ends (seconds taken), so a command's
@@ -62,6 +64,28 @@ class Engine:
     in_dtype: Any = None
     path: Path | None = None  # the cached engine file (compiled backends)
     built: bool = False  # True when this call compiled it (not loaded from the cache)
+    _staging: Any = field(default=None, init=False, repr=False, compare=False)  # page-locked input buffer (CUDA), reused
+
+    def stage(self, views: Sequence["np.ndarray"]) -> "torch.Tensor":
+        """Stack ``(S, S, 3) uint8`` views into the ``(B, 3, S, S)`` batch this engine copies fastest.
+
+        On CUDA the pixels land in page-locked memory kept from call to call, so the copy to the
+        device is one direct transfer that ``non_blocking`` overlaps; a pageable batch is copied
+        twice, through the driver's own staging buffer. The batch is valid until the next call.
+        """
+        import numpy as np
+        import torch
+
+        first = np.asarray(views[0])
+        shape = (len(views), *first.shape)
+        if self.device.type != "cuda" or first.dtype != np.uint8:
+            return torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2)
+        buf = self._staging
+        if buf is None or buf.shape[0] < shape[0] or tuple(buf.shape[1:]) != shape[1:]:
+            buf = self._staging = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+        out = buf[: shape[0]]
+        np.stack(views, out=out.numpy())
+        return out.permute(0, 3, 1, 2)
 
     def __call__(self, x: "torch.Tensor") -> tuple["torch.Tensor", ...]:
         """``(B, 3, S, S) uint8`` -> the network's outputs, each ``(B, ...)`` float32 on the CPU."""
@@ -167,14 +191,18 @@ def _compiled(name: str, model: "ModelSource", network_id: str, weights_sha256: 
     """Load the ``name`` engine from the cache, building it once if absent or corrupt."""
     import torch
 
-    from emo.engine import inductor, tensorrt
-    from emo.engine.cache import EngineCache
+    from emo.engine import inductor, load_probe, tensorrt
+    from emo.engine.cache import EngineCache, key_of
 
     mod = inductor if name == "inductor" else tensorrt
     precision = settings.precision
     in_dtype = tensorrt.input_dtype(precision) if name == "tensorrt" else None
     fields = key_fields(network_id, weights_sha256 or _state_sha256(model()), profile, precision, name, device)
     cache = EngineCache(engines_cache(settings))
+    key = key_of(fields)
+    if device.type == "cuda" and (why := load_probe.known_unloadable(cache.root, key)):
+        mark = load_probe.mark_path(cache.root, key)
+        raise ModelError(f"an earlier run found that {why} (remove {mark} to try again)")
 
     def build(tmp: Path) -> dict[str, Any]:
         what = f"compiling the {name} engine for {network_id} on {device.type}"
@@ -184,10 +212,13 @@ def _compiled(name: str, model: "ModelSource", network_id: str, weights_sha256: 
         elif announce:
             _say(f"emo: {what} (once; cached in {cache.root})")
         start = time.perf_counter()
-        meta = mod.build(model(), profile, device, precision, tmp)
+        extra = mod.build(model(), profile, device, precision, tmp)
+        if device.type == "cuda":  # a CUDA loader that crashes must not take this process with it
+            load_probe.check_in_child(name, tmp, device, profile.size, int(extra.get("min_batch", 1)), in_dtype,
+                                      cache.root, key)
         if listener is not None:
             listener(what, time.perf_counter() - start)
-        return meta
+        return extra
 
     def load_checked(path: Path, meta: dict[str, Any]) -> Callable[..., Any]:
         fn = mod.load(path, device)

@@ -11,8 +11,13 @@ from emo.io.records import Item
 from emo.models.registry import NetworkEntry
 
 
-def to_batch(items: list[Item], view: View) -> torch.Tensor:
-    """Stack one view of each item: ``(B, 3, S, S) uint8``, channels_last in memory."""
+def to_batch(items: list[Item], view: View, engine: Engine | None = None) -> torch.Tensor:
+    """Stack one view of each item: ``(B, 3, S, S) uint8``, channels_last in memory.
+
+    With ``engine``, in the host memory it copies fastest (page-locked for CUDA, see Engine.stage).
+    """
+    if engine is not None:
+        return engine.stage([it.views[view] for it in items])
     arr = np.stack([it.views[view] for it in items])
     return torch.from_numpy(arr).permute(0, 3, 1, 2)
 
@@ -34,7 +39,7 @@ class BackboneStage:
         return any(g not in item.features for g in self.groups)
 
     def run(self, items: list[Item]) -> None:
-        logits, emb = self.engine(to_batch(items, self.view))
+        logits, emb = self.engine(to_batch(items, self.view, self.engine))
         probs = torch.softmax(logits, dim=1)
         top = torch.topk(probs, min(self.top_k, probs.shape[1]), dim=1).indices if self.labels else None
         probs_np, emb_np = probs.numpy(), emb.numpy()
