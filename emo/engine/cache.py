@@ -36,8 +36,9 @@ _LOCK_TIMEOUT_S = 3600  # a build can take minutes on a busy machine; never wait
 ENGINE_EXTS = ("pt2", "ep")
 _KEY = r"[0-9a-f]{32}"
 _EXT = "|".join(ENGINE_EXTS)
-# Every name the cache itself creates: engine, sidecar, lock, and the temporaries of a build.
-_OURS = re.compile(rf"(?:{_KEY}\.(?:{_EXT}|json|lock)|\.{_KEY}\.\d+\.(?:tmp\.(?:{_EXT})|json\.tmp))")
+# Every name the cache itself creates: engine, sidecar, lock, a mark of an engine that cannot load
+# here (emo.engine.load_probe), and the temporaries of a build.
+_OURS = re.compile(rf"(?:{_KEY}\.(?:{_EXT}|json|lock|unloadable)|\.{_KEY}\.\d+\.(?:tmp\.(?:{_EXT})|json\.tmp))")
 
 
 def is_cache_name(name: str) -> bool:
