@@ -13,7 +13,6 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "emo" / "data" / "samples"
-EMOTION6 = REPO.parent / "shared" / "data" / "emotion6"
 
 
 @pytest.fixture(autouse=True)

@@ -138,3 +138,10 @@ def guarded(command: click.Command, args: Sequence[str] | None = None) -> int:
     except Terminated:
         click.echo("emo: terminated", err=True)
         return EXIT_SIGTERM
+    except Exception as e:  # noqa: BLE001 - the last guard: a user never sees a traceback
+        if os.environ.get("EMO_DEBUG"):
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        click.echo(f"emo: error: {type(e).__name__}: {first} (this is emo's fault or its environment's; "
+                   "EMO_DEBUG=1 shows where)", err=True)
+        return EXIT_USAGE

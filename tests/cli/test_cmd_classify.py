@@ -94,15 +94,13 @@ def test_classify_then_score_end_to_end(monkeypatch, heads):
     assert len(res["confusion"]) == 7
 
 
-def test_shipped_heads_on_emotion6_images(monkeypatch):
-    """The default heads through the real MobileNetV2 on three Emotion6 images, then emo score."""
-    from emo.heads import head_path
-    from tests.conftest import EMOTION6
+def test_shipped_heads_on_the_sample_photos(monkeypatch):
+    """The default heads through the real MobileNetV2 on three shipped photos, then emo score."""
+    from tests.conftest import SAMPLES
 
-    if not all(head_path(n).is_file() for n in ("emotion6", "sentiment", "va")) or not EMOTION6.is_dir():
-        pytest.skip("shipped heads or Emotion6 data not in this checkout")
-    lines = (EMOTION6 / "train.jsonl").read_bytes().splitlines()[:3]
-    r = emo(monkeypatch, "classify", "--root", str(EMOTION6), "--top-k", "2", input=b"\n".join(lines) + b"\n")
+    truth = (("cat.jpg", "fear", 4.0, 5.0), ("coffee.jpg", "joy", 6.5, 4.0), ("hubble.jpg", "surprise", 6.0, 6.0))
+    lines = [orjson.dumps({"path": p, "label": lab, "valence": v, "arousal": a}) for p, lab, v, a in truth]
+    r = emo(monkeypatch, "classify", "--root", str(SAMPLES), "--top-k", "2", input=b"\n".join(lines) + b"\n")
     assert r.code == 0, r.err
     recs = r.records()
     for rec, line in zip(recs, lines):
@@ -110,7 +108,7 @@ def test_shipped_heads_on_emotion6_images(monkeypatch):
         assert list(rec["emotion"]["probs"]) == E6.split(",")
         assert sum(rec["emotion"]["probs"].values()) == pytest.approx(1.0, abs=1e-4)
         assert rec["sentiment"]["label"] in ("positive", "negative")
-    v = emo(monkeypatch, "va", "--root", str(EMOTION6), input=r.out)
+    v = emo(monkeypatch, "va", "--root", str(SAMPLES), input=r.out)
     assert v.code == 0, v.err
     s = emo(monkeypatch, "score", input=v.out)
     res = orjson.loads(s.out)

@@ -9,7 +9,7 @@ import pytest
 from emo.features import HANDCRAFTED_DIMS
 from emo.models import imagenet_labels
 from tests.cli.test_cmd_models import emo
-from tests.conftest import EMOTION6, SAMPLES, make_image
+from tests.conftest import SAMPLES, make_image
 
 TINY = ("--set", "object,deep", "--backbone", "tiny_test")
 
@@ -105,19 +105,14 @@ def test_mobilenet_v2_object_top1_of_the_cat_is_a_cat(monkeypatch):
     assert not 281 <= int(np.argmax(rocket["features"]["object"])) <= 285
 
 
-def _emotion6_sample(n: int = 10) -> list[str]:
-    images = EMOTION6 / "images"
-    if not images.is_dir():
-        pytest.skip(f"{images} is absent (the shared data folder lives beside the clone as ../shared)")
-    found = sorted(images.rglob("*.jpg"))
-    step = max(1, len(found) // n)
-    picked = found[::step][:n]
-    return [str(p) for p in picked[1::2] + picked[0::2]]  # not sorted: order must follow the input
+def _photo_sample() -> list[str]:
+    found = sorted(str(p) for p in SAMPLES.glob("*.jpg"))
+    return found[1::2] + found[0::2]  # not sorted: order must follow the input
 
 
-def test_emotion6_find_pipe_features(monkeypatch):
-    """The issue's demonstration, small: ``find images -name '*.jpg' | emo features``."""
-    paths = _emotion6_sample()
+def test_find_pipe_features(monkeypatch):
+    """``find photos -name '*.jpg' | emo features`` on the shipped photos."""
+    paths = _photo_sample()
     r = emo(monkeypatch, "features", "-q", input="".join(p + "\n" for p in paths))
     assert r.code == 0, r.err
     recs = r.records()

@@ -12,19 +12,19 @@ import torch
 from emo.config import Settings, from_env
 from emo.engine import Profile, load
 from emo.io.decode import View, decode
-from tests.conftest import EMOTION6, SAMPLES
+from tests.conftest import SAMPLES
 
 # Read at import: the suite's autouse fixture clears every EMO_* variable before a test runs.
 SHARED_ENGINE_CACHE = os.environ.get("EMO_TEST_ENGINE_CACHE", "")
 
 
 def _real_batch(size: int, resize: int, n: int = 7) -> torch.Tensor:
-    """``(n, 3, size, size) uint8`` from real photos (samples, then Emotion6 when present)."""
+    """``(n, 3, size, size) uint8`` from the shipped sample photos (repeated, then mirrored)."""
     paths = sorted(SAMPLES.glob("*.jpg"))
-    if EMOTION6.is_dir():
-        paths += sorted((EMOTION6 / "images").rglob("*.jpg"))[:n]
     view = View(size, resize, "crop")
-    arr = np.stack([decode(p, (view,), 0).views[view] for p in paths[:n]])
+    arr = np.stack([decode(p, (view,), 0).views[view] for p in paths])
+    arr = np.concatenate([arr, arr[:, :, ::-1]])
+    arr = np.concatenate([arr] * (n // len(arr) + 1))[:n]
     return torch.from_numpy(arr).permute(0, 3, 1, 2)
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-EMOTION6 = Path(__file__).resolve().parents[3] / "shared" / "data" / "emotion6" / "images"
 
 # EXIF orientation -> the stored pixels of an upright (H, W, 3) array, per the EXIF spec
 # (written with numpy, independently of Pillow's exif_transpose).
@@ -114,10 +113,7 @@ def good_and_bad(d: Path) -> list[tuple[str, str | None]]:
 
 
 def image_set(d: Path, n: int) -> list[str]:
-    """``n`` distinct image paths: Emotion6 photos where the data is here, else made ones."""
-    photos = sorted(EMOTION6.rglob("*.jpg"))[:: 37][:n] if EMOTION6.is_dir() else []
-    if len(photos) == n:
-        return [str(p) for p in photos]
+    """``n`` distinct image paths, made here."""
     d.mkdir(parents=True, exist_ok=True)
     out = []
     for i in range(n):

@@ -72,3 +72,18 @@ def test_va_fit_skips_non_finite_targets(tiny_backbone, tmp_path):
                str(tmp_path / "t.jsonl"), "-o", str(tmp_path / "v.head")])
     assert run.code == 0 and "Traceback" not in run.err, run.err
     assert "30 records used" in run.err
+
+
+def test_an_unexpected_failure_is_one_line_not_a_traceback(monkeypatch, tmp_path):
+    import emo.assembly.runner as runner
+
+    def broken(*a, **k):
+        raise ImportError("operator torchvision::nms does not exist")
+
+    monkeypatch.setattr(runner, "run_filter", broken)
+    run = emo(["features", "--set", "color", str(make_image(tmp_path / "a.png"))])
+    _one_line(run, 2)
+    assert "ImportError: operator torchvision::nms does not exist" in run.err
+    monkeypatch.setenv("EMO_DEBUG", "1")
+    with pytest.raises(ImportError):
+        emo(["features", "--set", "color", str(tmp_path / "a.png")])
