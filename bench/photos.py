@@ -160,6 +160,8 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--cache-dir", type=Path, default=None,
+                    help="Engine cache [default: a fresh temporary folder; the warm-up run builds the engine].")
     ap.add_argument("--no-write", action="store_true", help="Print the section; do not touch bench/PHOTOS.md.")
     args = ap.parse_args()
     args.command = "classify"
@@ -183,7 +185,7 @@ def main() -> int:
         row["floor_1"] = bench_floor(row["photos"][: max(8, len(row["photos"]) // 4)], view, 1)
         print(f"{name} floor {tp_floor:.1f} img/s on {cores} processes, {row['floor_1']:.1f} on one", file=sys.stderr)
 
-    cache = Path(tempfile.mkdtemp(prefix="emo-bench-"))
+    cache = args.cache_dir or Path(tempfile.mkdtemp(prefix="emo-bench-"))
     env = emo_env(cache)
     try:
         warm = tp.run_emo(tp.emo_command(args), rows["12 MP"]["photos"][:16], env)  # compiles into the cache
@@ -208,7 +210,8 @@ def main() -> int:
         engine = f"{eng.backend} on {eng.device} ({eng.precision})"
         print(f"ceiling {ceiling:.1f} img/s ({engine})", file=sys.stderr)
     finally:
-        shutil.rmtree(cache, ignore_errors=True)
+        if args.cache_dir is None:
+            shutil.rmtree(cache, ignore_errors=True)
     text = report(args, rows, cores, ceiling, engine, torch.__version__, load_start, tp.loadavg())
     print(text)
     if not args.no_write:
@@ -220,7 +223,9 @@ def main() -> int:
 
 def report(args, rows, cores, ceiling, engine, torch_version, load_start, load_end) -> str:
     argv = " ".join(a if re.fullmatch(r"[\w./,=:-]+", a) else repr(a) for a in sys.argv[1:])
-    argv = argv.replace(str(args.folder), "PHOTOS")  # the folder is the caller's, not part of the result
+    for folder, word in ((args.folder, "PHOTOS"), (args.cache_dir, "CACHE")):  # the caller's, not the result's
+        if folder is not None:
+            argv = argv.replace(str(folder), word)
     gpu = ""
     try:
         import torch

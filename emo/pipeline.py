@@ -185,6 +185,11 @@ def open_decoder(settings: Settings, views: Sequence[View]) -> _ThreadDecoder | 
     return _ThreadDecoder(decode_workers(settings), settings.max_pixels)
 
 
+def _ready(reader: _Reader | None, size: int) -> bool:
+    """A full batch of input is already read: taking it costs no wait."""
+    return reader is not None and reader.q.qsize() >= size
+
+
 def _run_stage(stage: Stage, items: list[Item]) -> None:
     """Run a stage on a batch; if the batch fails, retry item by item so one bad input is isolated."""
     try:
@@ -243,7 +248,8 @@ class Pipeline:
         return batch
 
     def run(self, items: Iterable[Item]) -> Iterator[list[Item]]:
-        """Yield finished batches in input order; decoding runs ahead by ``lookahead`` batches."""
+        """Yield finished batches in input order; decoding runs ahead by ``lookahead`` batches
+        (decode processes: as many as their ring holds, while the input keeps up)."""
         views = tuple(dict.fromkeys(v for s in self.stages for v in s.views))
         decoder = open_decoder(self.settings, views)
         self.decoded_by = decoder.describe() if views else ""
@@ -269,11 +275,13 @@ class Pipeline:
                         break
                     want = size
                 batches = _batched(reader, size)
-            while len(pending) > self.lookahead:
+            # Workers stay fed as far ahead as the ring holds while input keeps coming; input that
+            # trickles gets its records out with only ``lookahead`` batches held back.
+            while len(pending) > self.lookahead and (len(pending) > fill or not _ready(reader, size)):
                 yield self.process(*pending.popleft())
             for batch in batches:
                 pending.append((batch, self._submit(decoder, batch)))
-                while len(pending) > self.lookahead:
+                while len(pending) > self.lookahead and (len(pending) > fill or not _ready(reader, size)):
                     yield self.process(*pending.popleft())
             while pending:
                 yield self.process(*pending.popleft())
@@ -283,6 +291,7 @@ class Pipeline:
         finally:
             if reader is not None:
                 reader.close()
+            self.decoded_by = decoder.describe() if views else ""  # as it ended: a balanced plan moves
             decoder.close(abort=aborted)
 
 

@@ -425,3 +425,31 @@ def test_workers_setting_forces_the_count_else_the_run_balances(tmp_path, monkey
     if balanced:
         assert dec.balancer.fixed == (cores == 1)
         assert dec.balancer._taken == 70  # every image taken was timed
+
+
+def test_decode_processes_stay_fed_as_far_as_the_ring_holds(tmp_path, monkeypatch):
+    """Input that keeps coming: past the first fill the loop keeps the ring's worth of images
+    submitted (not just ``lookahead`` batches), so a worker never idles between two batches;
+    never more than the ring holds."""
+    from emo.io import procpool
+
+    monkeypatch.setattr(procpool, "MAX_SLOTS", 64)
+    monkeypatch.setattr(pipeline, "FILL_SECONDS", 60)
+    p = make_image(tmp_path / "a.png", size=(20, 20))
+    submitted = 0
+    real = pipeline.ProcessDecoder.submit
+
+    def counting(self, *a, **kw):
+        nonlocal submitted
+        submitted += 1
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(pipeline.ProcessDecoder, "submit", counting)
+    done, ahead = 0, []
+    for batch in Pipeline([RedStage()], _settings(4, decoder="process")).run(
+            Item(i, {"path": str(p)}, path=p) for i in range(400)):
+        done += len(batch)
+        ahead.append(submitted - done)
+    assert done == 400
+    steady = ahead[20:-20]  # past the first fill, before the end of the input
+    assert min(steady) > 2 * 4 and max(ahead) <= 64

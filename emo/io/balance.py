@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 # More decode processes than this never paid off; each holds a few MB and two pipes.
 MAX_WORKERS = 64
-HEADROOM = 1.15  # decode a little faster than the engine consumes: its rate wobbles batch to batch
+# Decode faster than the engine consumes: its rate wobbles batch to batch, and a worker with no
+# room in the ring idles at no cost, while one too few leaves the engine waiting.
+HEADROOM = 1.3
 WAIT_SHARE = 0.05  # the main process waited this share of a window for pixels: decoding is behind
 STALL_SECONDS = 2.0  # a gap this long between two images (a compile, a paused input) spoils a window
 UNLIMITED = 1 << 30
@@ -124,7 +126,7 @@ class Balancer:
         c = self._dec_cpu / self._known
         rate = min(1.0 / b, self.cores / (c + m))
         need = rate * c * HEADROOM
-        workers = min(self.cap, max(1, round(need)))
+        workers = min(self.cap, max(1, math.ceil(need)))
         behind = (self._wait + self._inline) / wall > WAIT_SHARE
         helps = behind and need > workers
         # Fed one engine call ahead (twice over), a worker never runs dry while the engine works.
