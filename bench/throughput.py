@@ -158,8 +158,10 @@ def emo_command(args) -> list[str]:
 
 
 def run_emo(cmd: list[str], paths: list[Path], env: dict[str, str], stop_after_first: bool = False,
-            mark: int = 0) -> dict:
-    """Run emo with ``paths`` on stdin; times from process start to its first and last line, peak RSS."""
+            mark: int = 0, half: bool = False) -> dict:
+    """Run emo with ``paths`` on stdin; times from process start to its first and last line, peak RSS;
+    with ``half``, also the rate over the second half of the output (start-up and the first fill
+    of the decode ring left out)."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("".join(f"{p}\n" for p in paths))
         listing = f.name
@@ -172,6 +174,7 @@ def run_emo(cmd: list[str], paths: list[Path], env: dict[str, str], stop_after_f
             hwm = 0
             kids: dict[int, int] = {}  # decode worker pid -> its peak (kB)
             at_mark = 0  # emo's own peak once ``mark`` lines were out (growth within one run)
+            at_half = None
             while chunk := proc.stdout.read1(1 << 20):
                 hwm = max(hwm, _vm_hwm_kb(proc.pid))
                 if mark and not at_mark and lines >= mark:
@@ -184,6 +187,8 @@ def run_emo(cmd: list[str], paths: list[Path], env: dict[str, str], stop_after_f
                     if stop_after_first:
                         proc.terminate()
                 lines += n
+                if half and at_half is None and lines >= len(paths) // 2:
+                    at_half = (time.perf_counter() - start, lines)
             last = time.perf_counter() - start
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
@@ -197,7 +202,9 @@ def run_emo(cmd: list[str], paths: list[Path], env: dict[str, str], stop_after_f
     # the total is an upper bound on what the run holds.
     own = (hwm or usage.ru_maxrss) / 1024
     workers = sum(kids.values()) / 1024
-    return {"first_s": first, "total_s": last, "lines": lines, "ips": lines / last, "own_rss_mb": own,
+    second = (lines - at_half[1]) / (last - at_half[0]) if at_half and last > at_half[0] else None
+    return {"first_s": first, "total_s": last, "lines": lines, "ips": lines / last, "second_half_ips": second,
+            "own_rss_mb": own,
             "own_at_mark_mb": at_mark / 1024,
             "workers_rss_mb": workers, "workers": len(kids), "peak_rss_mb": own + workers, "stderr": err}
 

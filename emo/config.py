@@ -34,7 +34,7 @@ class Settings:
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     batch_size: int = 32
-    workers: int = 0  # decode workers; 0 = automatic (processes: cores - 1; threads: one per core, at least 2)
+    workers: int = 0  # decode workers; 0 = automatic (processes: as many as the run measures it needs; threads: one per core, at least 2)
     decoder: str = "auto"  # auto (processes when torch is not loaded yet) | process | thread
     backend: str = "auto"  # auto | tensorrt | inductor | eager
     precision: str = "fp32"  # fp32 | fp16 | bf16

@@ -6,7 +6,9 @@ so memory does not grow with the number of inputs), and hands each finished batc
 order, to the sink.
 
 Decoding runs in worker processes when the run starts before torch is loaded (the command line:
-stages build their networks on first use), else on threads (see :mod:`emo.io.procpool`). With
+stages build their networks on first use), else on threads (see :mod:`emo.io.procpool`). Unless
+``--workers`` fixes their number, how many of them decode follows what the run measures
+(:mod:`emo.io.balance`). With
 processes the loop first fills the workers' ring with as many images as it holds, so they decode
 while the first batch imports torch and loads the engine; then it looks ``lookahead`` batches ahead.
 """
@@ -28,7 +30,7 @@ from emo.config import Settings, decode_workers
 from emo.engine.host import tune_process
 from emo.errors import EmoError, InputError
 from emo.io.decode import Decoded, View
-from emo.io.procpool import ProcessDecoder, _decode_one, can_fork_before_torch, process_workers
+from emo.io.procpool import ProcessDecoder, _decode_one, balancer_for, can_fork_before_torch, process_workers
 from emo.io.records import Item
 
 # Before torch loads: passive OpenMP waits and a heap that keeps the engine's buffers (see host.py).
@@ -176,10 +178,16 @@ def open_decoder(settings: Settings, views: Sequence[View]) -> _ThreadDecoder | 
     mode = settings.decoder
     if views and (mode == "process" or (mode == "auto" and can_fork_before_torch())):
         try:
-            return ProcessDecoder(views, settings.max_pixels, process_workers(settings.workers))
+            balancer = balancer_for(settings.workers, settings.batch_size)  # None: --workers fixes it
+            return ProcessDecoder(views, settings.max_pixels, process_workers(settings.workers), balancer=balancer)
         except OSError as e:  # no fork, no shared memory: threads still work
             sys.stderr.write(f"emo: decode processes unavailable ({e}); decoding on threads\n")
     return _ThreadDecoder(decode_workers(settings), settings.max_pixels)
+
+
+def _ready(reader: _Reader | None, size: int) -> bool:
+    """A full batch of input is already read: taking it costs no wait."""
+    return reader is not None and reader.q.qsize() >= size
 
 
 def _run_stage(stage: Stage, items: list[Item]) -> None:
@@ -241,7 +249,8 @@ class Pipeline:
         return batch
 
     def run(self, items: Iterable[Item]) -> Iterator[list[Item]]:
-        """Yield finished batches in input order; decoding runs ahead by ``lookahead`` batches."""
+        """Yield finished batches in input order; decoding runs ahead by ``lookahead`` batches
+        (decode processes: as many as their ring holds, while the input keeps up)."""
         views = tuple(dict.fromkeys(v for s in self.stages for v in s.views))
         decoder = open_decoder(self.settings, views)
         self.decoded_by = decoder.describe() if views else ""
@@ -267,11 +276,13 @@ class Pipeline:
                         break
                     want = size
                 batches = _batched(reader, size)
-            while len(pending) > self.lookahead:
+            # Workers stay fed as far ahead as the ring holds while input keeps coming; input that
+            # trickles gets its records out with only ``lookahead`` batches held back.
+            while len(pending) > self.lookahead and (len(pending) > fill or not _ready(reader, size)):
                 yield self.process(*pending.popleft())
             for batch in batches:
                 pending.append((batch, self._submit(decoder, batch)))
-                while len(pending) > self.lookahead:
+                while len(pending) > self.lookahead and (len(pending) > fill or not _ready(reader, size)):
                     yield self.process(*pending.popleft())
             while pending:
                 yield self.process(*pending.popleft())
@@ -281,6 +292,7 @@ class Pipeline:
         finally:
             if reader is not None:
                 reader.close()
+            self.decoded_by = decoder.describe() if views else ""  # as it ended: a balanced plan moves
             decoder.close(abort=aborted)
 
 

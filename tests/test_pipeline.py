@@ -400,3 +400,56 @@ def test_a_lazy_network_that_cannot_be_built_stops_the_run(tmp_path):
     with pytest.raises(ModelError, match="cannot build the network: RuntimeError: no CUDA driver"):
         _collect([Item(i, {"path": str(p)}, path=p) for i in range(4)], [stage], 2)
     assert builds == [1]
+
+
+@pytest.mark.parametrize("workers, cores, forked, balanced", [(3, 2, 3, False), (0, 2, 2, True), (0, 1, 1, True)])
+def test_workers_setting_forces_the_count_else_the_run_balances(tmp_path, monkeypatch, workers, cores, forked,
+                                                                 balanced):
+    """--workers N forks N and feeds them all; 0 forks one per usable core and lets the measured
+    plan feed them (on one core the plan is fixed at one worker)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+    seen: list = []
+    real = pipeline.ProcessDecoder.__init__
+
+    def spy(self, *a, **kw):
+        real(self, *a, **kw)
+        seen.append(self)
+
+    monkeypatch.setattr(pipeline.ProcessDecoder, "__init__", spy)
+    p = make_image(tmp_path / "a.png", size=(20, 20))
+    out, summary = _collect([Item(i, {"path": str(p)}, path=p) for i in range(70)], [RedStage()], 4, workers,
+                            "process")
+    assert [it.index for it in out] == list(range(70)) and summary.failed == 0
+    (dec,) = seen
+    assert len(dec.pids) == forked and (dec.balancer is not None) == balanced
+    if balanced:
+        assert dec.balancer.fixed == (cores == 1)
+        assert dec.balancer._taken == 70  # every image taken was timed
+
+
+def test_decode_processes_stay_fed_as_far_as_the_ring_holds(tmp_path, monkeypatch):
+    """Input that keeps coming: past the first fill the loop keeps the ring's worth of images
+    submitted (not just ``lookahead`` batches), so a worker never idles between two batches;
+    never more than the ring holds."""
+    from emo.io import procpool
+
+    monkeypatch.setattr(procpool, "MAX_SLOTS", 64)
+    monkeypatch.setattr(pipeline, "FILL_SECONDS", 60)
+    p = make_image(tmp_path / "a.png", size=(20, 20))
+    submitted = 0
+    real = pipeline.ProcessDecoder.submit
+
+    def counting(self, *a, **kw):
+        nonlocal submitted
+        submitted += 1
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(pipeline.ProcessDecoder, "submit", counting)
+    done, ahead = 0, []
+    for batch in Pipeline([RedStage()], _settings(4, decoder="process")).run(
+            Item(i, {"path": str(p)}, path=p) for i in range(400)):
+        done += len(batch)
+        ahead.append(submitted - done)
+    assert done == 400
+    steady = ahead[20:-20]  # past the first fill, before the end of the input
+    assert min(steady) > 2 * 4 and max(ahead) <= 64

@@ -15,6 +15,12 @@ so nothing large goes through a pipe, and a worker never waits for the main proc
 A worker whose main process is gone (kill -9) ends at its next notice: the done pipe has no
 reader left, so the write fails (EPIPE) and the worker exits.
 
+How many: with a :class:`emo.io.balance.Balancer` the pool forks one worker per core and feeds
+as many as the balancer's plan says, from what the run measures (each slot's header carries the
+CPU time its decode took); tasks beyond what the fed workers hold wait in this process, and the
+main process decodes the next of them itself when it would otherwise wait. Without one, it feeds
+every worker it forked.
+
 Losing nothing: a worker that dies (a decoder crash, the OOM killer) shows as end-of-file on its
 done pipe. The image it was decoding becomes that record's error; its other tasks are decoded
 on threads in this process, and so is everything submitted after.
@@ -26,6 +32,7 @@ import contextlib
 import gc
 import mmap
 import os
+import select
 import signal
 import struct
 import sys
@@ -46,6 +53,7 @@ try:
 except ImportError:  # not on Windows, where no worker is forked either
     fcntl = None  # type: ignore[assignment]
 from emo.io import decode as _decode_mod
+from emo.io.balance import MAX_WORKERS, UNLIMITED, Balancer, usable_cores
 from emo.io.decode import Decoded, View
 
 # Bytes of pixels the ring may hold: about 1,100 images at 224 px, what one worker decodes while
@@ -53,8 +61,9 @@ from emo.io.decode import Decoded, View
 # once the ring is full, however long the input.
 RING_BYTES = 160 * 2**20
 MAX_SLOTS = 1024
-# Slot header: status, width, height, then the error's kind and message (UTF-8, cut to fit).
-_HEAD = struct.Struct("<BxxxiiHH")
+# Slot header: status, width, height, the lengths of the error's kind and message, the decode's
+# CPU time (microseconds), then the kind and message (UTF-8, cut to fit).
+_HEAD = struct.Struct("<BxxxiiHHI")
 HEADER_BYTES = 1024
 _TASK = struct.Struct("<qiII")  # seq, slot, view mask, path length
 TASK_PIPE_BYTES = 256 * 1024  # ~2,500 queued paths; pipe buffers count against a per-user quota
@@ -119,11 +128,12 @@ class _Layout:
         return tuple(v for i, v in enumerate(self.views) if mask >> i & 1)
 
 
-def _write_slot(mem: mmap.mmap, base: int, layout: _Layout, res: Decoded | InputError) -> None:
+def _write_slot(mem: mmap.mmap, base: int, layout: _Layout, res: Decoded | InputError, cpu_us: int = 0) -> None:
+    cpu_us = min(max(0, cpu_us), 2**32 - 1)
     if isinstance(res, InputError):
         kind = res.kind.encode()[:64]
         msg = res.message.encode("utf-8", "replace")[: HEADER_BYTES - _HEAD.size - len(kind)]
-        mem[base:base + _HEAD.size] = _HEAD.pack(_ERR, 0, 0, len(kind), len(msg))
+        mem[base:base + _HEAD.size] = _HEAD.pack(_ERR, 0, 0, len(kind), len(msg), cpu_us)
         start = base + _HEAD.size
         mem[start:start + len(kind) + len(msg)] = kind + msg
         return
@@ -132,11 +142,17 @@ def _write_slot(mem: mmap.mmap, base: int, layout: _Layout, res: Decoded | Input
         if arr.shape != (v.size, v.size, 3):
             raise ValueError(f"view {v} came out {arr.shape}")
         np.frombuffer(mem, np.uint8, n, base + layout.offset[v])[:] = arr.reshape(-1)
-    mem[base:base + _HEAD.size] = _HEAD.pack(_OK, res.size[0], res.size[1], 0, 0)
+    mem[base:base + _HEAD.size] = _HEAD.pack(_OK, res.size[0], res.size[1], 0, 0, cpu_us)
+
+
+def _slot_cpu(mem: mmap.mmap, base: int) -> float | None:
+    """CPU seconds the decode in this slot took (None when the worker left no result)."""
+    status, *_, cpu_us = _HEAD.unpack_from(mem, base)
+    return cpu_us / 1e6 if status in (_OK, _ERR) else None
 
 
 def _read_slot(mem: mmap.mmap, base: int, layout: _Layout, mask: int) -> Decoded | InputError:
-    status, w, h, nk, nm = _HEAD.unpack_from(mem, base)
+    status, w, h, nk, nm, _ = _HEAD.unpack_from(mem, base)
     if status == _ERR:
         start = base + _HEAD.size
         kind = bytes(mem[start:start + nk]).decode()
@@ -167,11 +183,13 @@ def _worker(task_fd: int, done_fd: int, mem: mmap.mmap, layout: _Layout, max_pix
         path = Path(os.fsdecode(_read_exact(task_fd, plen)))
         base = slot * layout.slot_bytes
         mem[base] = 0  # not done yet: a crash mid-write must not leave the last image's status
+        cpu = time.process_time()
         res = _decode_one(path, layout.unmask(mask), max_pixels)
+        cpu_us = round((time.process_time() - cpu) * 1e6)
         try:
-            _write_slot(mem, base, layout, res)
+            _write_slot(mem, base, layout, res, cpu_us)
         except Exception as e:  # a view that does not fit: that record's error, not the worker's end
-            _write_slot(mem, base, layout, InputError("read_error", f"{type(e).__name__}: {e}"))
+            _write_slot(mem, base, layout, InputError("read_error", f"{type(e).__name__}: {e}"), cpu_us)
         os.write(done_fd, _SEQ.pack(seq))
 
 
@@ -191,29 +209,49 @@ class ProcessDecoder:
     """Decode in ``workers`` forked processes, at most ``slots`` images ahead of the consumer.
 
     ``submit(path, views)`` returns an object with ``result()`` (a :class:`Decoded` or the
-    :class:`InputError` for a bad file). Results must be taken in submission order.
+    :class:`InputError` for a bad file). Results must be taken in submission order. With a
+    ``balancer``, ``workers`` are forked but only as many as its plan says are fed.
     """
 
-    def __init__(self, views: Sequence[View], max_pixels: int, workers: int = 1, slots: int = 0) -> None:
+    def __init__(self, views: Sequence[View], max_pixels: int, workers: int = 1, slots: int = 0,
+                 balancer: Balancer | None = None) -> None:
         self.layout = _Layout(views)
         self.max_pixels = max_pixels
         self.slots = slots or max(2, min(MAX_SLOTS, RING_BYTES // self.layout.slot_bytes))
         self.mem = mmap.mmap(-1, self.slots * self.layout.slot_bytes)
+        self.balancer = balancer
         self._next = 0  # next sequence number
         self._taken = 0  # results handed out; a slot is free again once its result is taken
         self._owner: dict[int, int] = {}  # outstanding seq -> worker
         self._queue: list[deque[int]] = []  # per worker, its outstanding seqs in order
         self._done: set[int] = set()
         self._fallback: dict[int, Future] = {}  # seqs decoded on threads instead
+        self._here: dict[int, tuple[Decoded | InputError, float]] = {}  # decoded in this process, and its CPU s
+        self._backlog: deque[int] = deque()  # submitted, not yet given to a worker
         self._args: dict[int, tuple[Path, tuple[View, ...]]] = {}
         self._crashed: dict[int, str] = {}
         self._threads: ThreadPoolExecutor | None = None
-        self._rr = 0
         self._cap: list[int] = []  # per worker: outstanding tasks its done pipe can hold notices for
         self.pids: list[int] = []
         self._task_w: list[int | None] = []
         self._done_r: list[int | None] = []
         self._start(max(1, workers))
+        self._poller = select.poll()
+        self._fd_worker: dict[int, int] = {}
+        for k, fd in enumerate(self._done_r):
+            self._poller.register(fd, select.POLLIN)  # type: ignore[arg-type]
+            self._fd_worker[fd] = k  # type: ignore[index]
+        self.decoded_here = 0  # images the main process decoded while it would have waited
+        self._inline = self._inline_cpu = 0.0  # its decoding since the last result taken
+
+    @property
+    def _fed(self) -> int:
+        """Workers that get tasks now."""
+        return self.balancer.plan.workers if self.balancer else len(self.pids)
+
+    @property
+    def _depth(self) -> int:
+        return self.balancer.plan.depth if self.balancer else UNLIMITED
 
     def _start(self, workers: int) -> None:
         pipes: list[tuple[tuple[int, int], tuple[int, int]]] = []
@@ -284,6 +322,10 @@ class ProcessDecoder:
         n = len(self.pids)
         dead = n - self.alive
         tail = f" ({dead} died; the rest on threads)" if dead else ""
+        if self.balancer is not None and not self.balancer.fixed:
+            tail += f", {self.balancer.describe()}"
+        if self.decoded_here:
+            tail += f"; {self.decoded_here} decoded in the main process"
         return f"{n} worker process{'es' if n != 1 else ''}{tail}"
 
     @property
@@ -295,26 +337,48 @@ class ProcessDecoder:
         """Queue one image; returns a handle whose ``result()`` is its :class:`Decoded` or error."""
         seq = self._next
         self._next += 1
+        self._args[seq] = (path, views)
+        live = [k for k, fd in enumerate(self._task_w) if fd is not None][: self._fed]
+        # No fed worker's done pipe has room for one more notice (a user over the pipe quota):
+        # a thread, as when the ring is full, so nothing waits on a worker that cannot take it.
+        full = all(len(self._queue[k]) >= self._cap[k] for k in live)
+        if full or seq - self._taken >= self.slots or any(v not in self.layout.offset for v in views):
+            self._to_thread(seq)
+            return _Pending(self, seq)
+        self._backlog.append(seq)
+        self._pump()
+        return _Pending(self, seq)
+
+    def _pick(self) -> int | None:
+        """The fed worker with the fewest tasks that can take one more, or None."""
         # A worker takes a task only while its done pipe has room for every notice it owes: it
         # then never blocks writing one, so it never waits on the main process.
-        live = [k for k, fd in enumerate(self._task_w) if fd is not None and len(self._queue[k]) < self._cap[k]]
-        self._args[seq] = (path, views)
-        if not live or seq - self._taken >= self.slots or any(v not in self.layout.offset for v in views):
-            self._to_thread(seq)
-            return _Pending(self, seq)
-        k = live[self._rr % len(live)]
-        self._rr += 1
-        raw = os.fsencode(path)
-        msg = _TASK.pack(seq, seq % self.slots, self.layout.mask(views), len(raw)) + raw
-        try:
-            os.write(self._task_w[k], msg) if len(msg) <= 4096 else self._write_all(self._task_w[k], msg)
-        except OSError:  # the worker is gone: this task goes to a thread
-            self._lost(k)
-            self._to_thread(seq)
-            return _Pending(self, seq)
-        self._owner[seq] = k
-        self._queue[k].append(seq)
-        return _Pending(self, seq)
+        live = [k for k, fd in enumerate(self._task_w) if fd is not None][: self._fed]
+        room = [k for k in live if len(self._queue[k]) < min(self._cap[k], self._depth)]
+        return min(room, key=lambda k: len(self._queue[k])) if room else None
+
+    def _pump(self) -> None:
+        """Give queued tasks to fed workers with room, oldest first."""
+        while self._backlog:
+            if not self.alive:  # every worker is gone: what is left goes to threads
+                while self._backlog:
+                    self._to_thread(self._backlog.popleft())
+                return
+            k = self._pick()
+            if k is None:
+                return
+            seq = self._backlog.popleft()
+            path, views = self._args[seq]
+            raw = os.fsencode(path)
+            msg = _TASK.pack(seq, seq % self.slots, self.layout.mask(views), len(raw)) + raw
+            try:
+                os.write(self._task_w[k], msg) if len(msg) <= 4096 else self._write_all(self._task_w[k], msg)
+            except OSError:  # the worker is gone: this task goes to a thread
+                self._lost(k)
+                self._to_thread(seq)
+                continue
+            self._owner[seq] = k
+            self._queue[k].append(seq)
 
     @staticmethod
     def _write_all(fd: int, data: bytes) -> None:
@@ -329,33 +393,82 @@ class ProcessDecoder:
         path, views = self._args[seq]
         self._fallback[seq] = self._threads.submit(_decode_one, path, views, self.max_pixels)
 
+    def _decode_here(self, seq: int) -> None:
+        """Decode ``seq`` in this process, now (it would otherwise wait for a worker)."""
+        path, views = self._args[seq]
+        t0, c0 = time.perf_counter(), time.thread_time()
+        res = _decode_one(path, views, self.max_pixels)
+        cpu = time.thread_time() - c0
+        self._here[seq] = (res, cpu)
+        self._inline += time.perf_counter() - t0
+        self._inline_cpu += cpu
+        self.decoded_here += 1
+
+    def _notice(self, k: int, raw: bytes) -> None:
+        for (done,) in _SEQ.iter_unpack(raw):
+            self._done.add(done)
+            self._queue[k].popleft()
+            self._owner.pop(done, None)
+
+    def _poll(self) -> None:
+        """Take every notice already written, without waiting; a worker found dead is handled."""
+        for fd, _ in self._poller.poll(0):
+            k = self._fd_worker[fd]
+            if self._done_r[k] is None:
+                continue
+            raw = os.read(fd, 4096 - 4096 % _SEQ.size)  # whole notices: each is one atomic write
+            if not raw:
+                self._lost(k)
+            else:
+                self._notice(k, raw)
+
     def _result(self, seq: int) -> Decoded | InputError:
         if seq != self._taken:
             raise RuntimeError(f"decode results are taken in order: asked for {seq}, next is {self._taken}")
-        _, views = self._args.pop(seq)
+        _, views = self._args[seq]
+        waited, cpu_s = 0.0, None
         try:
+            if self._backlog and self._backlog[0] == seq:  # no worker has it: decoding it here is quickest
+                self._decode_here(self._backlog.popleft())
             if seq not in self._done and seq in self._owner:
-                k = self._owner[seq]
-                while seq not in self._done:
+                self._poll()
+                self._pump()
+                helps = self.balancer is not None and self.balancer.plan.helps
+                while seq not in self._done and seq in self._owner:
+                    if helps and self._backlog:  # the engine waits anyway: decode the next queued image
+                        self._decode_here(self._backlog.popleft())
+                        self._poll()
+                        self._pump()
+                        continue
+                    k = self._owner[seq]
+                    t0 = time.perf_counter()
                     raw = _read_exact(self._done_r[k], _SEQ.size)  # type: ignore[arg-type]
+                    waited += time.perf_counter() - t0
                     if len(raw) < _SEQ.size:  # the worker died: fail its image, re-route the rest
                         self._lost(k)
                         break
-                    done = _SEQ.unpack(raw)[0]
-                    self._done.add(done)
-                    self._queue[k].popleft()
-                    self._owner.pop(done, None)
+                    self._notice(k, raw)
             if seq in self._crashed:
                 return InputError("read_error", self._crashed.pop(seq))
+            if seq in self._here:
+                res, cpu_s = self._here.pop(seq)
+                return res
             if seq in self._fallback:
                 return self._fallback.pop(seq).result()
             self._done.discard(seq)
             base = (seq % self.slots) * self.layout.slot_bytes
+            cpu_s = _slot_cpu(self.mem, base)
             res = _read_slot(self.mem, base, self.layout, self.layout.mask(views))
             _unmap_slot(self.mem, base, self.layout.slot_bytes)
             return res
         finally:
+            del self._args[seq]
             self._taken += 1
+            if self.balancer is not None:
+                self.balancer.taken(time.monotonic(), time.process_time(), waited, self._inline,
+                                    self._inline_cpu, cpu_s)
+            self._inline = self._inline_cpu = 0.0
+            self._pump()
 
     def _lost(self, k: int) -> None:
         """Worker ``k`` is gone: the image it was on is that record's error, the rest go to threads."""
@@ -374,6 +487,8 @@ class ProcessDecoder:
             self._owner.pop(done, None)
             with contextlib.suppress(ValueError):
                 queue.remove(done)
+        with contextlib.suppress(KeyError, ValueError):
+            self._poller.unregister(fd)  # type: ignore[arg-type]
         with contextlib.suppress(OSError):
             os.close(fd)  # type: ignore[arg-type]
         self._task_w[k] = self._done_r[k] = None
@@ -410,6 +525,8 @@ class ProcessDecoder:
             if abort:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(KeyError, ValueError):
+                self._poller.unregister(self._done_r[k])  # type: ignore[arg-type]
             for fd in (self._task_w[k], self._done_r[k]):
                 with contextlib.suppress(OSError):
                     os.close(fd)  # type: ignore[arg-type]
@@ -439,7 +556,13 @@ def can_fork_before_torch() -> bool:
     return hasattr(os, "fork") and sys.platform.startswith("linux") and "torch" not in sys.modules
 
 
+def balancer_for(requested: int, batch_size: int) -> Balancer | None:
+    """The balancer that picks how many workers decode, or None when ``requested`` (> 0) fixes it."""
+    return None if requested > 0 else Balancer(usable_cores(), batch_size)
+
+
 def process_workers(requested: int) -> int:
-    """Decode processes: the setting, else all cores but one (the engine's), at most 8."""
-    return requested or max(1, min(8, (os.cpu_count() or 2) - 1))
+    """Decode processes to fork: the setting, else one per usable core (a balancer feeds as many
+    of them as the run needs)."""
+    return requested or min(MAX_WORKERS, usable_cores())
 

@@ -12,7 +12,7 @@ import pytest
 from emo.errors import InputError
 from emo.io import decode as decode_mod
 from emo.io.decode import View, decode
-from emo.io.procpool import ProcessDecoder, can_fork_before_torch, process_workers
+from emo.io.procpool import ProcessDecoder, balancer_for, can_fork_before_torch, process_workers
 from tests.robustness.files import good_and_bad, noise
 
 CROP = View(32, 40, "crop")
@@ -217,11 +217,11 @@ def test_fork_policy_and_worker_count(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "torch", sys.modules.get("torch", object()))
     assert not can_fork_before_torch()  # torch loaded: threads, never a fork of its OpenMP pool
-    assert process_workers(3) == 3
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert process_workers(0) == 1  # two cores: one for the engine, one decoding
-    monkeypatch.setattr(os, "cpu_count", lambda: 64)
-    assert process_workers(0) == 8
+    assert process_workers(3) == 3 and balancer_for(3, 32) is None  # --workers 3: three, fed always
+    for cores, forked in ((1, 1), (2, 2), (16, 16), (200, 64)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
+        assert process_workers(0) == forked  # one per usable core: the balancer feeds what the run needs
+        assert balancer_for(0, 32).cap == forked
 
 
 def test_workers_die_with_a_killed_main_process(tmp_path):
@@ -302,3 +302,55 @@ def test_a_one_page_done_pipe_never_deadlocks(tmp_path):
         assert not t.is_alive(), "deadlocked: the main waits on a task pipe, the worker on its notices"
     assert len(got) == dec.slots + 600
     _same(got[5], _expected(paths[5 % 4], (CROP,)))
+
+
+class _Steady:
+    """A balancer stand-in with one plan, to drive the pool's feeding without timing a run."""
+
+    fixed = False
+
+    def __init__(self, plan) -> None:
+        self.plan = plan
+        self.seen: list[float | None] = []
+
+    def taken(self, now, cpu, waited, inline=0.0, inline_cpu=0.0, decode_cpu=None):
+        self.seen.append(decode_cpu)
+        return self.plan
+
+    def describe(self) -> str:
+        return "steady"
+
+
+def test_a_plan_feeds_only_its_workers_and_the_main_process_decodes_the_rest(tmp_path):
+    """One of three workers fed, two tasks deep: the rest wait in this process, which decodes the
+    next of them while it waits. Same pixels and order; every image's decode time comes back."""
+    from emo.io.balance import Plan
+
+    paths = _images(tmp_path, 24)
+    steady = _Steady(Plan(workers=1, depth=2, helps=True, measured=True))
+    with ProcessDecoder((CROP,), 0, workers=3, balancer=steady) as dec:
+        handles = [dec.submit(p, (CROP,)) for p in paths]
+        assert [len(q) for q in dec._queue] == [2, 0, 0] and len(dec._backlog) == 22
+        got = [h.result() for h in handles]
+        here = dec.decoded_here
+        assert "decoded in the main process" in dec.describe()
+    for p, g in zip(paths, got):
+        _same(g, _expected(p, (CROP,)))
+    assert 0 < here < 24  # the fed worker did its share, the main process the rest
+    assert len(steady.seen) == 24 and all(c is not None and c >= 0 for c in steady.seen)
+
+
+def test_a_bigger_plan_spreads_the_tasks(tmp_path):
+    from emo.io.balance import Plan
+
+    paths = _images(tmp_path, 9)
+    steady = _Steady(Plan(workers=3))
+    with ProcessDecoder((CROP,), 0, workers=3, balancer=steady) as dec:
+        handles = [dec.submit(p, (CROP,)) for p in paths]
+        assert [len(q) for q in dec._queue] == [3, 3, 3] and not dec._backlog
+        steady.plan = Plan(workers=1)  # shrunk: new tasks go to the first worker only
+        handles += [dec.submit(p, (CROP,)) for p in paths[:2]]
+        assert [len(q) for q in dec._queue] == [5, 3, 3]  # notices are read only when results are taken
+        got = [h.result() for h in handles]
+    for p, g in zip(paths + paths[:2], got):
+        _same(g, _expected(p, (CROP,)))
