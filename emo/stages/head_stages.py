@@ -50,20 +50,29 @@ class _HeadStage:
 
 
 class ClassifyStage(_HeadStage):
-    """Adds ``emotion: {label, probs}`` and ``sentiment: {label, p_positive}``.
+    """Adds ``emotion: {label, p, probs}`` and ``sentiment: {label, p, p_positive}``.
 
     Sentiment comes from the emotion probabilities when every class has a polarity (mikels8,
     five, sentiment); otherwise from ``sentiment_head`` (Emotion6's surprise and neutral have none).
-    ``top_k`` > 0 adds ``emotion.top``: the k most probable classes, most probable first.
+    ``top_k`` > 0 adds ``emotion.top``: the k most probable classes, most probable first, each
+    ``{"label", "p"}``. When the best class's probability ``p`` is below ``min_prob`` (for
+    sentiment: ``sentiment_min_prob``) the key is uncertain: ``label`` is null, ``uncertain`` is
+    true and ``best`` names the class that would have been given; ``probs`` stay numbers.
     """
 
     task, what = "classify", "a classifier"
 
-    def __init__(self, head: Head, sentiment_head: Head | None = None, top_k: int = 0) -> None:
+    def __init__(self, head: Head, sentiment_head: Head | None = None, top_k: int = 0,
+                 min_prob: float = 0.0, sentiment_min_prob: float = 0.0) -> None:
         super().__init__(head)
+        for name, v in (("min_prob", min_prob), ("sentiment_min_prob", sentiment_min_prob)):
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {v}")
         self.labels = from_labels(head.labels)
         self.sentiment_head = None if self.labels.complete_sentiment else sentiment_head
         self.top_k = min(top_k, len(head.labels))
+        self.min_prob = min_prob
+        self.sentiment_min_prob = sentiment_min_prob
 
     def run(self, items: list[Item]) -> None:
         ok, X = _stack(self.head, items)
@@ -85,13 +94,25 @@ class ClassifyStage(_HeadStage):
         for i, item in enumerate(ok):
             row = probs[i]
             j = int(row.argmax())
-            emo: dict[str, Any] = {"label": names[j], "probs": {c: round(float(p), 6) for c, p in zip(names, row)}}
+            emo = _decision(names[j], float(row[j]), self.min_prob)
+            emo["probs"] = {c: round(float(p), 6) for c, p in zip(names, row)}
             if self.top_k:
-                emo["top"] = [names[k] for k in np.argsort(-row, kind="stable")[: self.top_k]]
+                emo["top"] = [{"label": names[k], "p": round(float(row[k]), 6)}
+                              for k in np.argsort(-row, kind="stable")[: self.top_k]]
             item.record[KEY_EMOTION] = emo
             if p_pos is not None:
                 p = float(p_pos[i])
-                item.record[KEY_SENTIMENT] = {"label": POSITIVE if p >= 0.5 else NEGATIVE, "p_positive": round(p, 6)}
+                best, p_best = (POSITIVE, p) if p >= 0.5 else (NEGATIVE, 1.0 - p)
+                sent = _decision(best, p_best, self.sentiment_min_prob)
+                sent["p_positive"] = round(p, 6)
+                item.record[KEY_SENTIMENT] = sent
+
+
+def _decision(best: str, p: float, min_prob: float) -> dict[str, Any]:
+    """``{label, p}``, or ``{label: None, uncertain: True, best, p}`` when ``p < min_prob``."""
+    if p < min_prob:
+        return {"label": None, "uncertain": True, "best": best, "p": round(p, 6)}
+    return {"label": best, "p": round(p, 6)}
 
 
 class VAStage(_HeadStage):
