@@ -73,6 +73,27 @@ def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     return {"n": int(len(t)), "mse": mse, "rmse": math.sqrt(mse), "pearson_r": r}
 
 
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """ECE (Guo et al., 2017): the share-weighted mean gap between confidence and accuracy.
+
+    ``probs (N, C)`` rows summing to 1, ``y (N,) int`` true classes. Records are binned by their
+    top probability into ``bins`` equal-width bins on (0, 1]; in [0, 1], 0 = perfectly calibrated.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y)
+    if len(p) == 0:
+        raise ValueError("no predictions to measure calibration on")
+    conf, hit = p.max(1), (p.argmax(1) == y).astype(np.float64)
+    # Bin b holds confidences in (b/bins, (b+1)/bins]; ceil puts an exact edge in the lower bin.
+    which = np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            ece += m.mean() * abs(hit[m].mean() - conf[m].mean())
+    return float(ece)
+
+
 def _truth_sentiment(rec: Mapping[str, Any]) -> str | None:
     v = rec.get("valence")
     if isinstance(v, (int, float)):

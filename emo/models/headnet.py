@@ -21,6 +21,7 @@ class HeadNet(nn.Module):
     ``(B, C)`` class probabilities (classify) or ``(B, 2)`` valence, arousal on 1-9 (va).
 
     ``log_mask`` marks input columns that go through ``log(x + 1e-4)`` first (object groups).
+    ``temperature`` divides each member's logits before its softmax (classify; 1.0 = as trained).
     """
 
     def __init__(self, in_dim: int, n_out: int, task: str, log_mask: np.ndarray | None = None) -> None:
@@ -34,6 +35,7 @@ class HeadNet(nn.Module):
         self.register_buffer("out_std", torch.ones(n_out))
         self.members = nn.ModuleList()
         self.hidden: tuple[int, ...] = ()
+        self.temperature = 1.0
 
     def _transform(self, x: torch.Tensor) -> torch.Tensor:
         if bool(self.log_mask.any()):
@@ -86,7 +88,7 @@ class HeadNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.raw(x)
         if self.task == "classify":
-            return torch.softmax(out, dim=2).mean(0)
+            return torch.softmax(out / self.temperature, dim=2).mean(0)
         return self.denormalise(out.mean(0))
 
     def predict_array(self, X: np.ndarray, batch: int = 4096) -> np.ndarray:
