@@ -564,14 +564,16 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, bounds: tuple[float, floa
     return float(math.exp((a + b) / 2))
 
 
-def calibration_report(logits: np.ndarray, y: np.ndarray, folds: np.ndarray, bins: int = 15) -> dict[str, Any]:
+def calibration_report(logits: np.ndarray, y: np.ndarray, folds: np.ndarray, bins: int = 15,
+                       dist: np.ndarray | None = None) -> dict[str, Any]:
     """How calibrated out-of-fold ``logits (M, N, C)`` are, before and after temperature scaling.
 
     ``temperature`` is fitted on all records (what a head stores). The "after" figures are honest:
     each fold's records are scaled by a temperature fitted on the other folds only. ECE uses
-    ``bins`` equal-width bins; NLL is in nats.
+    ``bins`` equal-width bins; NLL is in nats. With truth distributions ``dist (N, C)``, also the
+    mean KL(truth || prediction) before and after, since scaling moves the whole distribution.
     """
-    from emo.metrics import expected_calibration_error
+    from emo.metrics import distribution_metrics, expected_calibration_error
 
     y = np.asarray(y, dtype=np.int64)
     before = probs_at_temperature(logits, 1.0)
@@ -580,10 +582,14 @@ def calibration_report(logits: np.ndarray, y: np.ndarray, folds: np.ndarray, bin
         te = folds == f
         t_f = fit_temperature(np.asarray(logits)[..., ~te, :], y[~te])
         after[te] = probs_at_temperature(np.asarray(logits)[..., te, :], t_f)
-    return {"bins": bins, "temperature": fit_temperature(logits, y),
-            "ece_before": expected_calibration_error(before, y, bins),
-            "ece_after": expected_calibration_error(after, y, bins),
-            "nll_before": nll(before, y), "nll_after": nll(after, y)}
+    out = {"bins": bins, "temperature": fit_temperature(logits, y),
+           "ece_before": expected_calibration_error(before, y, bins),
+           "ece_after": expected_calibration_error(after, y, bins),
+           "nll_before": nll(before, y), "nll_after": nll(after, y)}
+    if dist is not None:
+        out["kl_before"] = distribution_metrics(dist, before)["kl"]
+        out["kl_after"] = distribution_metrics(dist, after)["kl"]
+    return out
 
 
 def describe_source(path: str | Path, root: str | Path) -> dict[str, str]:

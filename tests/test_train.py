@@ -208,8 +208,10 @@ def test_fit_temperature_refuses_mismatched_inputs():
 def test_calibration_report_softens_an_over_confident_model():
     z, y = _sampled(1.0, n=3000)
     folds = kfold(3000, 5, 0)
-    rep = calibration_report(z * 3.0, y, folds)  # logits three times too sharp
+    dist = probs_at_temperature(z, 1.0)  # the truth distribution the classes were drawn from
+    rep = calibration_report(z * 3.0, y, folds, dist=dist)  # logits three times too sharp
     assert rep["temperature"] == pytest.approx(3.0, rel=0.12)
+    assert rep["kl_after"] < rep["kl_before"] / 3
     assert rep["ece_before"] > 0.1 and rep["ece_after"] < rep["ece_before"] / 3
     assert rep["nll_after"] < rep["nll_before"] and rep["bins"] == 15
 
