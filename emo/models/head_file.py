@@ -148,9 +148,12 @@ class Head:
             parts.append(a)
         return np.concatenate(parts)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """``(N, D)`` stacked features -> ``(N, C)`` probabilities or ``(N, 2)`` valence, arousal."""
-        return self.net.predict_array(X)
+    def predict(self, X: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        """``(N, D)`` stacked features -> ``(N, C)`` probabilities or ``(N, 2)`` valence, arousal.
+
+        ``calibrated=False`` ignores the header's temperature: the probabilities as trained.
+        """
+        return self.net.predict_array(X, temperature=None if calibrated else 1.0)
 
     def check_backbone(self, backbone: str, sha256: str) -> None:
         """Refuse a head whose object/deep features came from another network or other weights."""

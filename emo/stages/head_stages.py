@@ -58,12 +58,14 @@ class ClassifyStage(_HeadStage):
     ``{"label", "p"}``. When the best class's probability ``p`` is below ``min_prob`` (for
     sentiment: ``sentiment_min_prob``) the key is uncertain: ``label`` is null, ``uncertain`` is
     true and ``best`` names the class that would have been given; ``probs`` stay numbers.
+    ``calibrated=False`` ignores the heads' temperatures: the probabilities as trained (for the
+    emotion6 heads, closer to the raters' vote distribution; see docs/confidence.md).
     """
 
     task, what = "classify", "a classifier"
 
     def __init__(self, head: Head, sentiment_head: Head | None = None, top_k: int = 0,
-                 min_prob: float = 0.0, sentiment_min_prob: float = 0.0) -> None:
+                 min_prob: float = 0.0, sentiment_min_prob: float = 0.0, calibrated: bool = True) -> None:
         super().__init__(head)
         for name, v in (("min_prob", min_prob), ("sentiment_min_prob", sentiment_min_prob)):
             if not 0.0 <= v <= 1.0:
@@ -73,18 +75,19 @@ class ClassifyStage(_HeadStage):
         self.top_k = min(top_k, len(head.labels))
         self.min_prob = min_prob
         self.sentiment_min_prob = sentiment_min_prob
+        self.calibrated = calibrated
 
     def run(self, items: list[Item]) -> None:
         ok, X = _stack(self.head, items)
         if not ok:
             return
-        probs = self.head.predict(X).astype(np.float64)
+        probs = self.head.predict(X, self.calibrated).astype(np.float64)
         probs /= probs.sum(1, keepdims=True)
         if self.sentiment_head is not None:
             ok2, Xs = _stack(self.sentiment_head, ok)
             keep = [ok.index(it) for it in ok2]
             ok, probs = ok2, probs[keep]
-            sp = self.sentiment_head.predict(Xs).astype(np.float64)
+            sp = self.sentiment_head.predict(Xs, self.calibrated).astype(np.float64)
             p_pos = sp[:, list(self.sentiment_head.labels).index(POSITIVE)] / sp.sum(1)
         elif self.labels.complete_sentiment:
             p_pos = self.labels.p_positive(probs)

@@ -141,3 +141,16 @@ def test_lazy_stage_builds_only_when_a_record_lacks_features():
     lazy.run([lack])
     lazy.run([Item(6, {"path": "y.jpg"})])
     assert built == [1] and lack.features["deep"] == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_calibrated_false_gives_the_probabilities_as_trained():
+    head = _head(E6)
+    items, raw = _items(), _items()
+    X = np.array([it.features["deep"] for it in items], np.float32)
+    p_trained = head.predict(X)
+    head.set_temperature(0.5)
+    ClassifyStage(head).run(items)
+    ClassifyStage(head, calibrated=False).run(raw)
+    for i in range(len(items)):
+        assert [raw[i].record["emotion"]["probs"][c] for c in E6] == pytest.approx(p_trained[i], abs=1e-5)
+        assert items[i].record["emotion"]["p"] > raw[i].record["emotion"]["p"]  # T < 1 sharpens
