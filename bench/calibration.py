@@ -86,13 +86,24 @@ def _update(name: str, rep: dict[str, Any], data: Path) -> None:
     head.set_temperature(round(rep["temperature"], 4))
     head.header.setdefault("metrics", {})["calibration"] = {
         "method": f"temperature scaling fitted on {FOLDS}-fold out-of-fold logits (NLL)",
-        "bins": BINS, "folds": FOLDS, "seed": rep["seed"],
+        "temperature": round(rep["temperature"], 4), "bins": BINS, "folds": FOLDS, "seed": rep["seed"],
         "ece_before": round(rep["ece_before"], 4), "ece_after": round(rep["ece_after"], 4),
         "nll_before": round(rep["nll_before"], 4), "nll_after": round(rep["nll_after"], 4),
         **{k: round(rep[k], 4) for k in ("kl_before", "kl_after") if k in rep},
         "data": describe_source(data / "train.jsonl", data),
     }
     save_head(head, path)
+
+
+def _cpu() -> str:
+    """The processor's model name, in words."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _f(v: float | None) -> str:
@@ -115,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     records = _features(a.data, a.features)
     results = {}
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores (CPU only), "
+    print(f"# {_cpu()}, {os.cpu_count()} cores (CPU only), "
           f"{len(records)} records, {FOLDS}-fold CV, ECE with {BINS} bins")
     print("| head | n | top1 (OOF) | ECE before | ECE after | NLL before | NLL after | KL before | KL after | T |")
     print("|---|---|---|---|---|---|---|---|---|---|")

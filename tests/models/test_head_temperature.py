@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from emo.errors import ModelError
-from emo.models.head_file import load_head_file, new_head, save_head
+from emo.heads import SHIPPED, head_path
+from emo.models.head_file import load_head, load_head_file, new_head, save_head
 from emo.train import FitConfig, Targets, fit_head, member_logits, probs_at_temperature
 
 LABELS = ["anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"]
@@ -37,6 +39,7 @@ def test_temperature_scales_the_logits_of_every_member(tmp_path):
     p2 = head.predict(X)
     assert np.allclose(p2, probs_at_temperature(z, 2.0), atol=1e-5)
     assert (p2.max(1) < p1.max(1)).all()  # softer
+    assert np.allclose(head.predict(X, calibrated=False), p1, atol=1e-6)  # the probabilities as trained
     loaded = load_head_file(save_head(head, tmp_path / "h.safetensors"))
     assert loaded.temperature == 2.0
     assert json.loads((tmp_path / "h.safetensors.json").read_text())["temperature"] == 2.0
@@ -68,3 +71,34 @@ def test_set_temperature_refuses_a_value_out_of_range():
     head, _ = _trained()
     with pytest.raises(ValueError, match="temperature"):
         head.set_temperature(0.0)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_heads_carry_calibration_and_no_folder_of_the_training_machine(name):
+    head = load_head(name)
+    text = json.dumps(head.header)
+    assert not re.search(r'(?<![\w.])/(work|root|tmp|home)/|\.\./', text), "a training machine's folder leaked"
+    assert json.loads(head_path(name).with_name(head_path(name).name + ".json").read_text()) == head.header
+    for src in head.header["training"]["data"]["sources"]:
+        assert not src["path"].startswith("/") and re.fullmatch(r"[0-9a-f]{64}", src["sha256"])
+    if head.task == "classify":
+        cal = head.header["metrics"]["calibration"]
+        assert head.temperature == cal["temperature"] != 1.0 and cal["bins"] == 15 and cal["folds"] == 5
+        assert 0 <= cal["ece_after"] < cal["ece_before"] <= 1
+        assert head.net.temperature == head.temperature
+    else:
+        assert head.temperature == 1.0
+
+
+def test_the_linear_layer_of_a_head_with_a_temperature_gives_its_probabilities():
+    import torch
+
+    rng = np.random.default_rng(0)
+    X = rng.random((30, 6)).astype(np.float32)
+    head = new_head(["deep"], {"deep": 6}, "classify", LABELS)
+    y = rng.integers(0, 7, 30)
+    fit_head(X, Targets(y=y, dist=np.eye(7, dtype=np.float32)[y], p_star=np.ones(30, np.float32)),
+             FitConfig(hidden=(), epochs=3, lr=1e-2, threads=1), head.net)
+    head.set_temperature(0.4)
+    W, b = head.linear_layer()
+    assert np.allclose(torch.softmax(torch.as_tensor(X @ W.T + b), 1).numpy(), head.predict(X), atol=1e-5)
