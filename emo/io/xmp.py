@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
@@ -60,28 +61,34 @@ def _is_ours(keyword: str) -> bool:
     return keyword.split(SEP, 1)[0] in ROOTS and SEP in keyword
 
 
-def _read(path: Path) -> bytes | None:
-    """The sidecar's bytes, None when there is none; SidecarError when it must be left alone."""
+def _read(path: Path) -> tuple[bytes, int] | None:
+    """The sidecar's bytes and permission bits, None when there is none; SidecarError when it
+    must be left alone. Opened without following links, so a link swapped in is never read."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return None
     except OSError as e:
         raise SidecarError(f"{path}: cannot inspect the sidecar ({e.strerror})") from None
-    import stat
-
     if stat.S_ISLNK(st.st_mode):
         # Writing through a link could change a file elsewhere; replacing it would break the link.
         raise SidecarError(f"{path}: the sidecar is a symbolic link; left alone")
     if not stat.S_ISREG(st.st_mode):
         raise SidecarError(f"{path}: the sidecar is not a regular file; left alone")
-    if st.st_size > MAX_SIDECAR_BYTES:
-        raise SidecarError(f"{path}: the sidecar is {st.st_size} bytes, too large to be one; left alone")
     try:
-        with open(path, "rb") as f:
-            return f.read(MAX_SIDECAR_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
-        raise SidecarError(f"{path}: cannot read the sidecar ({e.strerror})") from None
+        raise SidecarError(f"{path}: cannot read the sidecar ({e.strerror}); left alone") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise SidecarError(f"{path}: the sidecar is not a regular file; left alone")
+        if st.st_size > MAX_SIDECAR_BYTES:
+            raise SidecarError(f"{path}: the sidecar is {st.st_size} bytes, too large to be one; left alone")
+        try:
+            return f.read(MAX_SIDECAR_BYTES + 1), stat.S_IMODE(st.st_mode)
+        except OSError as e:
+            raise SidecarError(f"{path}: cannot read the sidecar ({e.strerror}); left alone") from None
 
 
 def _parse(data: bytes, path: Path) -> tuple[ET.ElementTree, list[tuple[str, str]], str]:
@@ -207,12 +214,12 @@ def write_sidecar(image: str | Path, emotion: str | None, sentiment: str | None)
     sidecar that is corrupt, a symlink, not a regular file, or cannot be written.
     """
     path = sidecar_path(image)
-    data = _read(path)
-    if data is None:
+    found = _read(path)
+    if found is None:
         tree, prefixes, wrapper, mode = _new_tree(), [], "xpacket", None
     else:
-        tree, prefixes, wrapper = _parse(data, path)
-        mode = os.lstat(path).st_mode & 0o7777
+        tree, prefixes, wrapper = _parse(found[0], path)
+        mode = found[1]
     merge_keywords(tree, keywords(emotion, sentiment))
     try:
         _write_atomic(path, _serialise(tree, prefixes, wrapper), mode)
@@ -223,10 +230,10 @@ def write_sidecar(image: str | Path, emotion: str | None, sentiment: str | None)
 
 def read_keywords(path: str | Path) -> tuple[list[str], list[str]]:
     """``(hierarchical, leaf)`` keywords of a sidecar, as emo reads them back (tests, docs)."""
-    data = _read(Path(path))
-    if data is None:
+    found = _read(Path(path))
+    if found is None:
         return [], []
-    tree, _, _ = _parse(data, Path(path))
+    tree, _, _ = _parse(found[0], Path(path))
     root = tree.getroot()
     hier = [li.text or "" for p in root.iter(_q(NS_LR, "hierarchicalSubject")) for li in p.iter(_q(NS_RDF, "li"))]
     subj = [li.text or "" for p in root.iter(_q(NS_DC, "subject")) for li in p.iter(_q(NS_RDF, "li"))]

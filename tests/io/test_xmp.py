@@ -147,6 +147,10 @@ def test_a_symlinked_sidecar_and_a_folder_are_left_alone(photo, tmp_path):
     side.mkdir()
     with pytest.raises(SidecarError, match="not a regular file"):
         write_sidecar(photo, "joy", "positive")
+    side.rmdir()
+    os.mkfifo(side)  # opening a FIFO to read it would hang the run
+    with pytest.raises(SidecarError, match="not a regular file"):
+        write_sidecar(photo, "joy", "positive")
 
 
 def test_a_folder_that_does_not_exist_is_an_error_not_a_crash(tmp_path):
