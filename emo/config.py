@@ -21,6 +21,7 @@ KEY_REGIONS = "regions"
 KEY_EMOTION = "emotion"
 KEY_SENTIMENT = "sentiment"
 KEY_VA = "va"
+KEY_XMP = "xmp"  # the XMP sidecar written beside the picture (emo classify --xmp)
 TRUTH_KEYS = ("label", "distribution", "valence", "arousal")
 
 ENV_PREFIX = "EMO_"

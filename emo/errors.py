@@ -88,6 +88,7 @@ ERROR_KINDS = (
     "bad_features",  # precomputed features of the wrong shape or type
     "read_error",  # any other OS error reading the file
     "model_error",  # the network failed on this input
+    "sidecar_error",  # the picture's XMP sidecar could not be merged (corrupt, a link) or written
 )
 
 

@@ -5,7 +5,10 @@ arousal regression (MSE, RMSE, Pearson r). Pure numpy; records in, plain dicts o
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,6 +76,27 @@ def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     return {"n": int(len(t)), "mse": mse, "rmse": math.sqrt(mse), "pearson_r": r}
 
 
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """ECE (Guo et al., 2017): the share-weighted mean gap between confidence and accuracy.
+
+    ``probs (N, C)`` rows summing to 1, ``y (N,) int`` true classes. Records are binned by their
+    top probability into ``bins`` equal-width bins on (0, 1]; in [0, 1], 0 = perfectly calibrated.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y)
+    if len(p) == 0:
+        raise ValueError("no predictions to measure calibration on")
+    conf, hit = p.max(1), (p.argmax(1) == y).astype(np.float64)
+    # Bin b holds confidences in (b/bins, (b+1)/bins]; ceil puts an exact edge in the lower bin.
+    which = np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            ece += m.mean() * abs(hit[m].mean() - conf[m].mean())
+    return float(ece)
+
+
 def _truth_sentiment(rec: Mapping[str, Any]) -> str | None:
     v = rec.get("valence")
     if isinstance(v, (int, float)):
@@ -83,8 +107,8 @@ def _truth_sentiment(rec: Mapping[str, Any]) -> str | None:
 
 def _pred_sentiment(rec: Mapping[str, Any], pred_label: str | None) -> str | None:
     s = rec.get(KEY_SENTIMENT)
-    if isinstance(s, Mapping) and isinstance(s.get("label"), str):
-        return s["label"]
+    if isinstance(s, Mapping) and isinstance(_predicted_label(s), str):
+        return _predicted_label(s)
     return POLARITY.get(pred_label) if pred_label else None
 
 
@@ -119,7 +143,12 @@ def _scored(records: Iterable[Mapping[str, Any]], counts: dict[str, int], key: s
 
 
 def _is_emotion(pred: Any) -> bool:
-    return isinstance(pred, Mapping) and isinstance(pred.get("label"), str)
+    return isinstance(pred, Mapping) and isinstance(_predicted_label(pred), str)
+
+
+def _predicted_label(emo: Mapping[str, Any]) -> Any:
+    """The class a prediction names; for an uncertain one (``label`` null), its ``best`` class."""
+    return emo.get("best") if emo.get("label") is None and emo.get("uncertain") else emo.get("label")
 
 
 def _new_counts() -> dict[str, int]:
@@ -136,19 +165,23 @@ def score_classify(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     dists: list[tuple[Mapping[str, float], Mapping[str, float]]] = []
     sent_t, sent_p = [], []
     labels: list[str] = []
+    uncertain = 0
     for rec, emo, truth in _scored(records, counts, KEY_EMOTION, _is_emotion, _truth_label):
         probs = emo.get("probs") if isinstance(emo.get("probs"), Mapping) else {}
-        for name in list(probs) + [truth, emo["label"]]:
+        pred = _predicted_label(emo)
+        uncertain += bool(emo.get("uncertain"))
+        for name in list(probs) + [truth, pred]:
             if name not in labels:
                 labels.append(name)
-        pairs.append((truth, emo["label"]))
+        pairs.append((truth, pred))
         if isinstance(rec.get("distribution"), Mapping) and probs:
             dists.append((rec["distribution"], probs))
-        st, sp = _truth_sentiment(rec), _pred_sentiment(rec, emo["label"])
+        st, sp = _truth_sentiment(rec), _pred_sentiment(rec, pred)
         if st is not None and sp is not None:
             sent_t.append(st), sent_p.append(sp)
     idx = {c: i for i, c in enumerate(labels)}
-    out: dict[str, Any] = {"counts": counts}
+    # Uncertain predictions (below --min-prob) are scored on their best class, and counted here.
+    out: dict[str, Any] = {"counts": counts, "uncertain": uncertain}
     out.update(classification_metrics([idx[t] for t, _ in pairs], [idx[p] for _, p in pairs], labels))
     if dists:
         T = np.array([[float(t.get(c, 0.0)) for c in labels] for t, _ in dists])
@@ -180,18 +213,109 @@ def score_va(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             "arousal": regression_metrics(np.array(ta), np.array(pa))}
 
 
-def join_truth(records: Iterable[dict[str, Any]], truth: Iterable[Mapping[str, Any]],
-               root: Any = None) -> Iterable[dict[str, Any]]:
-    """Copy the truth fields of ``truth`` records onto ``records`` with the same ``path``.
+def resolve_path(path: str, root: str | Path | None = None) -> str:
+    """``path`` as the filters resolve an input (``~`` expanded, a relative path taken against
+    ``root``, default the current folder), then made absolute with symbolic links followed."""
+    p = Path(os.path.expanduser(path))
+    if not p.is_absolute():
+        p = Path(os.path.expanduser(str(root))) / p if root is not None else p
+    return os.path.realpath(p)
 
-    A record whose path is not in ``truth`` loses any truth it had, so it counts as no truth.
+
+@dataclass
+class JoinCounts:
+    """How predictions met their truth in :func:`join_truth`.
+
+    ``predictions``: records read; ``matched``: those that found a truth record; ``no_truth``: those whose path is in
+    no truth record; ``no_prediction``: truth records no prediction named; ``truth_without_path``:
+    truth records without a string ``path``; ``duplicate_truth``: truth records whose resolved path
+    an earlier one had (the last one wins). The ``example_*`` paths show how the sides were spelt.
+    """
+
+    predictions: int = 0
+    truth: int = 0
+    matched: int = 0
+    no_truth: int = 0
+    no_prediction: int = 0
+    truth_without_path: int = 0
+    duplicate_truth: int = 0
+    example_prediction: str = ""
+    example_truth: str = ""
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in asdict(self).items() if not k.startswith("example_")}
+
+
+def join_truth(records: Iterable[dict[str, Any]], truth: Iterable[Mapping[str, Any]], root: str | Path | None = None,
+               counts: JoinCounts | None = None) -> Iterator[dict[str, Any]]:
+    """Copy the truth fields of ``truth`` records onto ``records`` with the same resolved ``path``.
+
+    Truth paths are resolved against ``root`` (default the current folder), as the filters
+    resolve inputs given with ``--root``. A prediction's path is absolute (``emo classify -r``) or
+    relative: it is looked up resolved against ``root`` first (predictions made with the same
+    ``--root``), then against the current folder. A record whose path is in no truth record loses
+    any truth it had, so it counts as no truth. ``counts`` (filled once the iterator is exhausted)
+    says how many met.
     """
     from emo.config import KEY_PATH, TRUTH_KEYS
 
-    table = {t[KEY_PATH]: t for t in truth if isinstance(t.get(KEY_PATH), str)}
+    c = counts if counts is not None else JoinCounts()
+    table: dict[str, Mapping[str, Any]] = {}
+    for t in truth:
+        c.truth += 1
+        if not isinstance(t.get(KEY_PATH), str):
+            c.truth_without_path += 1
+            continue
+        key = resolve_path(t[KEY_PATH], root)
+        c.duplicate_truth += key in table
+        table[key] = t
+        c.example_truth = c.example_truth or t[KEY_PATH]
+    used: set[str] = set()
     for rec in records:
-        t = table.get(rec.get(KEY_PATH))  # type: ignore[arg-type]
+        path = rec.get(KEY_PATH)
+        t = None
+        c.predictions += 1
+        if isinstance(path, str):
+            for base in dict.fromkeys((root, None)):
+                key = resolve_path(path, base)
+                if key in table:
+                    t = table[key]
+                    used.add(key)
+                    break
+        if t is not None:
+            c.matched += 1
+        elif isinstance(path, str):
+            c.no_truth += 1
+            c.example_prediction = c.example_prediction or path
         rec = {k: v for k, v in rec.items() if k not in TRUTH_KEYS}
         if t is not None:
             rec.update({k: t[k] for k in TRUTH_KEYS if k in t})
         yield rec
+    c.no_prediction = len(table) - len(used)
+
+
+def why_nothing_scored(result: Mapping[str, Mapping[str, Any]], join: JoinCounts | None = None,
+                       root: str | Path | None = None) -> str | None:
+    """One line that says why no record was scored, or None when some were.
+
+    ``result``: ``{task: score_classify / score_va output}`` (empty when no record carries a
+    prediction); ``join``: the counts of :func:`join_truth` when truth came from another file.
+    """
+    scored = sum(r["counts"]["scored"] for r in result.values())
+    if scored:
+        return None
+    if not result:
+        return "nothing scored: no record carries a prediction (emotion or va); pipe emo classify or emo va into emo score"
+    c = next(iter(result.values()))["counts"]
+    why = (f"nothing scored: {c['records']} records, {c['errors']} with errors, "
+           f"{c['no_prediction']} without a prediction, {c['no_truth']} without truth")
+    if join is not None:
+        base = f"--root {root}" if root is not None else "the current folder"
+        why += (f"; {join.matched} of {join.predictions} prediction paths found in the truth file's "
+                f"{join.truth} records ({join.no_prediction} truth records have no prediction)")
+        if not join.matched and join.example_prediction and join.example_truth:
+            why += (f"; paths differ, e.g. prediction {join.example_prediction!r} vs truth "
+                    f"{join.example_truth!r} resolved against {base}")
+    elif c["no_truth"]:
+        why += "; give truth with --truth FILE or records that carry label / distribution / valence"
+    return why

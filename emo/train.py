@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -457,11 +458,16 @@ def summarise(rows: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]
 
 @dataclass
 class FoldResult:
-    """Out-of-fold predictions of a cross-validation: ``pred (N, C)`` probabilities or ``(N, 2)`` VA."""
+    """Out-of-fold predictions of a cross-validation: ``pred (N, C)`` probabilities or ``(N, 2)`` VA.
+
+    ``logits (M, N, C)``: each ensemble member's out-of-fold logits (classify; None for va), the
+    input of :func:`fit_temperature`.
+    """
 
     pred: np.ndarray
     folds: np.ndarray
     per_fold: list[dict[str, float]] = field(default_factory=list)
+    logits: np.ndarray | None = None
 
 
 def cross_validate(X: np.ndarray, targets: Targets, cfg: FitConfig, make_net: Callable[[], HeadNet],
@@ -474,6 +480,7 @@ def cross_validate(X: np.ndarray, targets: Targets, cfg: FitConfig, make_net: Ca
         folds = kfold(n, k, seed, targets.y)
     k = int(folds.max()) + 1
     pred: np.ndarray | None = None
+    logits: np.ndarray | None = None
     per_fold = []
     for f in range(k):
         tr, te = folds != f, folds == f
@@ -483,7 +490,120 @@ def cross_validate(X: np.ndarray, targets: Targets, cfg: FitConfig, make_net: Ca
         if pred is None:
             pred = np.zeros((n, p.shape[1]), dtype=np.float32)
         pred[te] = p
+        if cfg.task == "classify":
+            z = member_logits(net, X[te])
+            if logits is None:
+                logits = np.zeros((z.shape[0], n, z.shape[2]), dtype=np.float32)
+            logits[:, te] = z
         if metric is not None:
             per_fold.append(metric(p, targets.take(np.flatnonzero(te))))
     assert pred is not None
-    return FoldResult(pred, folds, per_fold)
+    return FoldResult(pred, folds, per_fold, logits)
+
+
+# ---- calibration ----------------------------------------------------------------------------
+
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+
+
+def member_logits(net: HeadNet, X: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """``(N, D)`` raw features -> ``(M, N, C) float32``: each member's logits, before temperature."""
+    net.eval()
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(X), batch):
+            outs.append(net.raw(torch.as_tensor(X[i:i + batch], dtype=torch.float32)).numpy())
+    return np.concatenate(outs, axis=1) if outs else np.zeros((len(net.members), 0, net.n_out), np.float32)
+
+
+def probs_at_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """``(M, N, C)`` or ``(N, C)`` logits -> ``(N, C) float64`` probabilities, as the head gives them:
+    the mean over members of ``softmax(logits / T)``."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z[None] if z.ndim == 2 else z
+    z = z / temperature
+    z = z - z.max(2, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(2, keepdims=True)).mean(0)
+
+
+def nll(probs: np.ndarray, y: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true classes ``y (N,)`` under ``probs (N, C)``."""
+    return float(-np.log(np.maximum(probs[np.arange(len(y)), y], 1e-12)).mean())
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray, bounds: tuple[float, float] = TEMPERATURE_BOUNDS) -> float:
+    """The temperature ``T`` that minimises the NLL of held-out ``logits`` for true classes ``y``.
+
+    ``logits``: ``(N, C)`` or ``(M, N, C)`` (ensemble members, averaged after softmax as the head
+    does) from data the head was NOT trained on (out-of-fold or a validation split); ``y (N,) int``.
+    T > 1 softens an over-confident head, T < 1 sharpens an under-confident one. A grid over
+    log T, then a golden-section search around its best point; the result lies within ``bounds``.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    if np.asarray(logits).shape[-2] != len(y) or len(y) == 0:
+        raise ValueError("fit_temperature needs logits and classes for the same, non-empty records")
+    f = lambda lt: nll(probs_at_temperature(logits, math.exp(lt)), y)  # noqa: E731
+    lo, hi = math.log(bounds[0]), math.log(bounds[1])
+    grid = np.linspace(lo, hi, 41)
+    vals = [f(g) for g in grid]
+    i = int(np.argmin(vals))
+    a, b = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    g = (math.sqrt(5) - 1) / 2
+    c, d = b - g * (b - a), a + g * (b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(40):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - g * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + g * (b - a)
+            fd = f(d)
+    return float(math.exp((a + b) / 2))
+
+
+def calibration_report(logits: np.ndarray, y: np.ndarray, folds: np.ndarray, bins: int = 15,
+                       dist: np.ndarray | None = None) -> dict[str, Any]:
+    """How calibrated out-of-fold ``logits (M, N, C)`` are, before and after temperature scaling.
+
+    ``temperature`` is fitted on all records (what a head stores). The "after" figures are honest:
+    each fold's records are scaled by a temperature fitted on the other folds only. ECE uses
+    ``bins`` equal-width bins; NLL is in nats. With truth distributions ``dist (N, C)``, also the
+    mean KL(truth || prediction) before and after, since scaling moves the whole distribution.
+    """
+    from emo.metrics import distribution_metrics, expected_calibration_error
+
+    y = np.asarray(y, dtype=np.int64)
+    before = probs_at_temperature(logits, 1.0)
+    after = np.zeros_like(before)
+    for f in np.unique(folds):
+        te = folds == f
+        t_f = fit_temperature(np.asarray(logits)[..., ~te, :], y[~te])
+        after[te] = probs_at_temperature(np.asarray(logits)[..., te, :], t_f)
+    out = {"bins": bins, "temperature": fit_temperature(logits, y),
+           "ece_before": expected_calibration_error(before, y, bins),
+           "ece_after": expected_calibration_error(after, y, bins),
+           "nll_before": nll(before, y), "nll_after": nll(after, y)}
+    if dist is not None:
+        out["kl_before"] = distribution_metrics(dist, before)["kl"]
+        out["kl_after"] = distribution_metrics(dist, after)["kl"]
+    return out
+
+
+def describe_source(path: str | Path, root: str | Path) -> dict[str, str]:
+    """A training data file as a head header names it: ``{"path", "sha256"}``, the path relative
+    to ``root`` (the file's own name when it lies outside), so no folder of the training machine leaks."""
+    import hashlib
+
+    p, r = Path(path).resolve(), Path(root).resolve()
+    try:
+        name = p.relative_to(r).as_posix()
+    except ValueError:
+        name = p.name
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return {"path": name, "sha256": h.hexdigest()}

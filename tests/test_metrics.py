@@ -6,8 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from emo.metrics import (classification_metrics, distribution_metrics, join_truth, regression_metrics,
+from emo.metrics import (JoinCounts, classification_metrics, distribution_metrics, expected_calibration_error,
+                         join_truth, regression_metrics, why_nothing_scored,
                          score_classify, score_va)
 
 
@@ -85,3 +87,75 @@ def test_join_truth_replaces_truth_by_path():
     out = list(join_truth(preds, [{"path": "a", "label": "joy", "valence": 7}]))
     assert out[0]["label"] == "joy" and out[0]["valence"] == 7
     assert "label" not in out[1]
+
+
+def test_ece_by_hand():
+    # two records at confidence 0.9 (one right) and two at 0.6 (both right), in 15 bins:
+    # bin of 0.9: |0.5 - 0.9| = 0.4, weight 1/2; bin of 0.6: |1.0 - 0.6| = 0.4, weight 1/2
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
+    y = np.array([0, 1, 0, 1])
+    assert expected_calibration_error(probs, y, 15) == pytest.approx(0.4)
+    assert expected_calibration_error(np.array([[0.75, 0.25]] * 4), np.array([0, 0, 0, 1])) == pytest.approx(0.0)
+    with pytest.raises(ValueError):
+        expected_calibration_error(np.zeros((0, 2)), np.zeros(0))
+
+
+def test_uncertain_predictions_are_scored_on_their_best_class_and_counted():
+    recs = [{"path": "a", "label": "fear", "emotion": {"label": None, "uncertain": True, "best": "fear", "p": 0.2,
+                                                       "probs": {"fear": 0.2, "joy": 0.1}}},
+            {"path": "b", "label": "joy", "emotion": {"label": "joy", "p": 0.9, "probs": {"joy": 0.9}}}]
+    s = score_classify(recs)
+    assert s["counts"]["scored"] == 2 and s["accuracy"] == 1.0 and s["uncertain"] == 1
+
+
+def _pictures(tmp_path):
+    data = tmp_path / "data"
+    (data / "images" / "joy").mkdir(parents=True)
+    for n in ("1.jpg", "2.jpg"):
+        Image.new("RGB", (4, 4)).save(data / "images" / "joy" / n)
+    return data
+
+
+def test_join_matches_absolute_predictions_to_truth_relative_to_root(tmp_path, monkeypatch):
+    data = _pictures(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    truth = [{"path": "images/joy/1.jpg", "label": "joy"}, {"path": "images/joy/2.jpg", "label": "joy"},
+             {"path": "images/joy/3.jpg", "label": "joy"}, {"label": "joy"}]
+    preds = [{"path": str(data / "images/joy/1.jpg"), "emotion": {"label": "joy", "probs": {"joy": 1.0}}},
+             {"path": "data/images/joy/2.jpg", "emotion": {"label": "fear", "probs": {"fear": 1.0}}},  # relative to cwd
+             {"path": "images/joy/9.jpg", "emotion": {"label": "joy", "probs": {"joy": 1.0}}}]
+    c = JoinCounts()
+    joined = list(join_truth(preds, truth, root="data", counts=c))
+    assert [r.get("label") for r in joined] == ["joy", "joy", None]
+    assert c.as_dict() == {"predictions": 3, "truth": 4, "matched": 2, "no_truth": 1, "no_prediction": 1,
+                           "truth_without_path": 1, "duplicate_truth": 0}
+    s = score_classify(joined)
+    assert s["counts"]["scored"] == 2 and s["accuracy"] == 0.5
+    assert why_nothing_scored({"classify": s}, c) is None
+
+
+def test_join_follows_a_symlinked_root_and_predictions_made_with_the_same_root(tmp_path, monkeypatch):
+    data = _pictures(tmp_path)
+    (tmp_path / "link").symlink_to(data)
+    monkeypatch.chdir(tmp_path)
+    truth = [{"path": "images/joy/1.jpg", "label": "joy"}]
+    preds = [{"path": "images/joy/1.jpg", "emotion": {"label": "joy"}}]  # emo classify --root link < truth
+    joined = list(join_truth(preds, truth, root=tmp_path / "link"))
+    assert joined[0]["label"] == "joy"
+
+
+def test_why_nothing_scored_names_the_counts_and_the_path_mismatch(tmp_path, monkeypatch):
+    data = _pictures(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    truth = [{"path": "images/joy/1.jpg", "label": "joy"}, {"path": "images/joy/2.jpg", "label": "joy"}]
+    preds = [{"path": str(data / "images/joy/1.jpg"), "emotion": {"label": "joy", "probs": {}}},
+             {"path": "x.jpg", "error": {"kind": "not_found", "message": "no such file"}}]
+    c = JoinCounts()
+    joined = list(join_truth(preds, truth, counts=c))  # no root: truth taken against the current folder
+    why = why_nothing_scored({"classify": score_classify(joined)}, c)
+    assert why.startswith("nothing scored: 2 records, 1 with errors, 0 without a prediction, 1 without truth")
+    assert "0 of 2 prediction paths" in why and "2 truth records have no prediction" in why
+    assert "images/joy/1.jpg" in why and "the current folder" in why
+    assert why_nothing_scored({}) .startswith("nothing scored: no record carries a prediction")
+    no_truth = why_nothing_scored({"classify": score_classify([{"path": "a", "emotion": {"label": "joy"}}])})
+    assert "1 without truth" in no_truth and "--truth" in no_truth

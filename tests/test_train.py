@@ -11,7 +11,8 @@ import torch
 from emo.emotions import LABEL_SETS
 from emo.errors import UsageError
 from emo.models.head_file import new_head
-from emo.train import (FitConfig, Targets, ce_loss, cross_validate, ed_loss, evaluate, fit_head, kfold, mse_loss,
+from emo.train import (FitConfig, Targets, calibration_report, ce_loss, cross_validate, describe_source,
+                       fit_temperature, nll, probs_at_temperature, ed_loss, evaluate, fit_head, kfold, mse_loss,
                        multi_loss, prob_loss, split_val, summarise, targets_from_records)
 
 # logits [0, ln 3] -> softmax [1/4, 3/4]
@@ -175,3 +176,60 @@ def test_config_checks():
         FitConfig(loss="mse").check()
     with pytest.raises(UsageError):
         FitConfig(lam=1.5).check()
+
+
+# ---- calibration ----
+
+
+def _sampled(T_true, n=4000, c=5, members=1, seed=0):
+    """Logits and classes drawn from softmax(logits / T_true): T_true is the right answer."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 3, (members, n, c))
+    p = probs_at_temperature(z, T_true)
+    y = np.array([rng.choice(c, p=row) for row in p])
+    return z, y
+
+
+@pytest.mark.parametrize("T_true,members", [(2.5, 1), (0.6, 1), (1.8, 3)])
+def test_fit_temperature_recovers_the_temperature_the_data_was_drawn_at(T_true, members):
+    z, y = _sampled(T_true, members=members)
+    T = fit_temperature(z if members > 1 else z[0], y)
+    assert T == pytest.approx(T_true, rel=0.12)
+    # it is a minimum of the NLL: nudging either way does worse
+    assert nll(probs_at_temperature(z, T), y) <= min(nll(probs_at_temperature(z, T * 1.2), y),
+                                                     nll(probs_at_temperature(z, T / 1.2), y))
+
+
+def test_fit_temperature_refuses_mismatched_inputs():
+    with pytest.raises(ValueError):
+        fit_temperature(np.zeros((3, 4)), np.zeros(5, np.int64))
+
+
+def test_calibration_report_softens_an_over_confident_model():
+    z, y = _sampled(1.0, n=3000)
+    folds = kfold(3000, 5, 0)
+    dist = probs_at_temperature(z, 1.0)  # the truth distribution the classes were drawn from
+    rep = calibration_report(z * 3.0, y, folds, dist=dist)  # logits three times too sharp
+    assert rep["temperature"] == pytest.approx(3.0, rel=0.12)
+    assert rep["kl_after"] < rep["kl_before"] / 3
+    assert rep["ece_before"] > 0.1 and rep["ece_after"] < rep["ece_before"] / 3
+    assert rep["nll_after"] < rep["nll_before"] and rep["bins"] == 15
+
+
+def test_cross_validate_keeps_member_logits_that_give_its_predictions():
+    X, t = _blobs(90)
+    cfg = FitConfig(hidden=(8,), dropout=0.0, epochs=3, members=2, threads=1)
+    res = cross_validate(X, t, cfg, lambda: new_head(["deep"], {"deep": 6}, "classify", ["a", "b", "c"]).net, k=3)
+    assert res.logits.shape == (2, 90, 3)
+    assert np.allclose(probs_at_temperature(res.logits, 1.0), res.pred, atol=1e-5)
+
+
+def test_describe_source_names_the_file_relative_to_the_root(tmp_path):
+    import hashlib
+
+    (tmp_path / "data").mkdir()
+    f = tmp_path / "data" / "train.jsonl"
+    f.write_bytes(b'{"path": "a.jpg"}\n')
+    d = describe_source(f, tmp_path)
+    assert d == {"path": "data/train.jsonl", "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
+    assert describe_source(f, tmp_path / "elsewhere")["path"] == "train.jsonl"

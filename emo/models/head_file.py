@@ -28,6 +28,8 @@ FORMAT = "emo-head/1"
 META_KEY = "emo_head"
 # Object probabilities span many decades; their log is what a linear layer can use.
 GROUP_TRANSFORMS = {"object": "log"}
+# A temperature outside this range is a broken header, not a calibration.
+TEMPERATURE_RANGE = (0.01, 100.0)
 
 
 class Head:
@@ -48,6 +50,8 @@ class Head:
         self.source = source  # where it was loaded from (name or path), for messages
         # A fine-tuned head carries its own backbone weights (``emo fit --finetune``).
         self._backbone_state = dict(backbone_state) if backbone_state is not None else None
+        if net is not None:
+            net.temperature = self.temperature
 
     @property
     def net(self) -> HeadNet:
@@ -55,8 +59,21 @@ class Head:
         if self._net is None:
             assert self._state is not None
             self._net = _net_from_state(self.header["architecture"], self.header["task"], self._state)
+            self._net.temperature = self.temperature
             self._state = None
         return self._net
+
+    @property
+    def temperature(self) -> float:
+        """The header's ``temperature`` (1.0 when absent): logits are divided by it before softmax."""
+        return float(self.header.get("temperature", 1.0))
+
+    def set_temperature(self, value: float) -> None:
+        """Store a fitted temperature in the header and apply it to the network (classify heads)."""
+        check_temperature(value, self.task)
+        self.header["temperature"] = float(value)
+        if self._net is not None:
+            self._net.temperature = float(value)
 
     @property
     def in_dim(self) -> int:
@@ -134,9 +151,12 @@ class Head:
             parts.append(a)
         return np.concatenate(parts)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """``(N, D)`` stacked features -> ``(N, C)`` probabilities or ``(N, 2)`` valence, arousal."""
-        return self.net.predict_array(X)
+    def predict(self, X: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        """``(N, D)`` stacked features -> ``(N, C)`` probabilities or ``(N, 2)`` valence, arousal.
+
+        ``calibrated=False`` ignores the header's temperature: the probabilities as trained.
+        """
+        return self.net.predict_array(X, temperature=None if calibrated else 1.0)
 
     def check_backbone(self, backbone: str, sha256: str) -> None:
         """Refuse a head whose object/deep features came from another network or other weights."""
@@ -167,11 +187,21 @@ class Head:
             raise ModelError(f"head {self.name} takes log-object features; not linear in its input")
         ws = [mem[-1].weight.detach().double() for mem in self.net.members]
         bs = [mem[-1].bias.detach().double() for mem in self.net.members]
-        W, b = torch.stack(ws).mean(0), torch.stack(bs).mean(0)
+        # Divided by the temperature, so softmax of these logits is the head's calibrated probability.
+        W, b = torch.stack(ws).mean(0) / self.temperature, torch.stack(bs).mean(0) / self.temperature
         mean, std = self.net.in_mean.double(), self.net.in_std.double()
         Wf = W / std
         bf = b - (Wf * mean).sum(1)
         return Wf.float().numpy(), bf.float().numpy()
+
+
+def check_temperature(value: Any, task: str) -> None:
+    """Raise ValueError unless ``value`` is a usable temperature for a ``task`` head."""
+    lo, hi = TEMPERATURE_RANGE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= float(value) <= hi:
+        raise ValueError(f"temperature {value!r} is not a number between {lo:g} and {hi:g}")
+    if task != "classify" and float(value) != 1.0:
+        raise ValueError("only a classify head has a temperature")
 
 
 def _tensors(net: HeadNet) -> dict[str, torch.Tensor]:
@@ -359,6 +389,7 @@ def load_head_file(path: str | Path, source: str = "") -> Head:
     try:
         header = check_header(json.loads(meta[META_KEY], parse_constant=_no_constants))
         arch = header["architecture"] = _int_arch(header["architecture"])
+        check_temperature(header.get("temperature", 1.0), header.get("task"))
         bb = {k[len(BACKBONE_PREFIX):]: v for k, v in tensors.items() if k.startswith(BACKBONE_PREFIX)}
         tensors = {k: v for k, v in tensors.items() if not k.startswith(BACKBONE_PREFIX)}
         # Shapes the header claims are checked by arithmetic: a forged header must not make us

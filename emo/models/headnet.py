@@ -21,6 +21,7 @@ class HeadNet(nn.Module):
     ``(B, C)`` class probabilities (classify) or ``(B, 2)`` valence, arousal on 1-9 (va).
 
     ``log_mask`` marks input columns that go through ``log(x + 1e-4)`` first (object groups).
+    ``temperature`` divides each member's logits before its softmax (classify; 1.0 = as trained).
     """
 
     def __init__(self, in_dim: int, n_out: int, task: str, log_mask: np.ndarray | None = None) -> None:
@@ -34,6 +35,7 @@ class HeadNet(nn.Module):
         self.register_buffer("out_std", torch.ones(n_out))
         self.members = nn.ModuleList()
         self.hidden: tuple[int, ...] = ()
+        self.temperature = 1.0
 
     def _transform(self, x: torch.Tensor) -> torch.Tensor:
         if bool(self.log_mask.any()):
@@ -83,17 +85,19 @@ class HeadNet(nn.Module):
         z = self.normalise(x)
         return torch.stack([m(z) for m in self.members])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
         out = self.raw(x)
         if self.task == "classify":
-            return torch.softmax(out, dim=2).mean(0)
+            t = self.temperature if temperature is None else temperature
+            return torch.softmax(out / t, dim=2).mean(0)
         return self.denormalise(out.mean(0))
 
-    def predict_array(self, X: np.ndarray, batch: int = 4096) -> np.ndarray:
-        """``(N, D)`` raw features -> ``(N, n_out) float32``, in eval mode without gradients."""
+    def predict_array(self, X: np.ndarray, batch: int = 4096, temperature: float | None = None) -> np.ndarray:
+        """``(N, D)`` raw features -> ``(N, n_out) float32``, in eval mode without gradients;
+        ``temperature`` overrides the network's own (1.0: the probabilities as trained)."""
         self.eval()
         outs = []
         with torch.inference_mode():
             for i in range(0, len(X), batch):
-                outs.append(self(torch.as_tensor(X[i:i + batch], dtype=torch.float32)).numpy())
+                outs.append(self(torch.as_tensor(X[i:i + batch], dtype=torch.float32), temperature).numpy())
         return np.concatenate(outs) if outs else np.zeros((0, self.n_out), np.float32)

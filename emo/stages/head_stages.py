@@ -34,11 +34,11 @@ def _stack(head: Head, items: list[Item]) -> tuple[list[Item], np.ndarray]:
     return ok, X
 
 
-def _predict(head: Head, ok: list[Item], X: np.ndarray) -> tuple[list[Item], np.ndarray]:
+def _predict(head: Head, ok: list[Item], X: np.ndarray, calibrated: bool = True) -> tuple[list[Item], np.ndarray]:
     """``head``'s outputs for the rows of ``X``, float64; a row that is not all finite (features
     so large the network overflows, such as 3e38) marks its item ``bad_features`` and is dropped."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        out = head.predict(X).astype(np.float64) if len(ok) else np.zeros((0, 1))
+        out = head.predict(X, calibrated).astype(np.float64) if len(ok) else np.zeros((0, 1))
     good = np.isfinite(out).all(1) if out.ndim == 2 else np.ones(len(ok), bool)
     if good.all():
         return ok, out
@@ -67,30 +67,42 @@ class _HeadStage:
 
 
 class ClassifyStage(_HeadStage):
-    """Adds ``emotion: {label, probs}`` and ``sentiment: {label, p_positive}``.
+    """Adds ``emotion: {label, p, probs}`` and ``sentiment: {label, p, p_positive}``.
 
     Sentiment comes from the emotion probabilities when every class has a polarity (mikels8,
     five, sentiment); otherwise from ``sentiment_head`` (Emotion6's surprise and neutral have none).
-    ``top_k`` > 0 adds ``emotion.top``: the k most probable classes, most probable first.
+    ``top_k`` > 0 adds ``emotion.top``: the k most probable classes, most probable first, each
+    ``{"label", "p"}``. When the best class's probability ``p`` is below ``min_prob`` (for
+    sentiment: ``sentiment_min_prob``) the key is uncertain: ``label`` is null, ``uncertain`` is
+    true and ``best`` names the class that would have been given; ``probs`` stay numbers.
+    ``calibrated=False`` ignores the heads' temperatures: the probabilities as trained (for the
+    emotion6 heads, closer to the raters' vote distribution; see docs/confidence.md).
     """
 
     task, what = "classify", "a classifier"
 
-    def __init__(self, head: Head, sentiment_head: Head | None = None, top_k: int = 0) -> None:
+    def __init__(self, head: Head, sentiment_head: Head | None = None, top_k: int = 0,
+                 min_prob: float = 0.0, sentiment_min_prob: float = 0.0, calibrated: bool = True) -> None:
         super().__init__(head)
+        for name, v in (("min_prob", min_prob), ("sentiment_min_prob", sentiment_min_prob)):
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {v}")
         self.labels = from_labels(head.labels)
         self.sentiment_head = None if self.labels.complete_sentiment else sentiment_head
         self.top_k = min(top_k, len(head.labels))
+        self.min_prob = min_prob
+        self.sentiment_min_prob = sentiment_min_prob
+        self.calibrated = calibrated
 
     def run(self, items: list[Item]) -> None:
         ok, X = _stack(self.head, items)
         if not ok:
             return
-        ok, probs = _predict(self.head, ok, X)
+        ok, probs = _predict(self.head, ok, X, self.calibrated)
         probs /= probs.sum(1, keepdims=True)
         if self.sentiment_head is not None:
             ok2, Xs = _stack(self.sentiment_head, ok)
-            ok2, sp = _predict(self.sentiment_head, ok2, Xs)
+            ok2, sp = _predict(self.sentiment_head, ok2, Xs, self.calibrated)
             keep = [ok.index(it) for it in ok2]
             ok, probs = ok2, probs[keep]
             p_pos = sp[:, list(self.sentiment_head.labels).index(POSITIVE)] / sp.sum(1)
@@ -102,13 +114,25 @@ class ClassifyStage(_HeadStage):
         for i, item in enumerate(ok):
             row = probs[i]
             j = int(row.argmax())
-            emo: dict[str, Any] = {"label": names[j], "probs": {c: round(float(p), 6) for c, p in zip(names, row)}}
+            emo = _decision(names[j], float(row[j]), self.min_prob)
+            emo["probs"] = {c: round(float(p), 6) for c, p in zip(names, row)}
             if self.top_k:
-                emo["top"] = [names[k] for k in np.argsort(-row, kind="stable")[: self.top_k]]
+                emo["top"] = [{"label": names[k], "p": round(float(row[k]), 6)}
+                              for k in np.argsort(-row, kind="stable")[: self.top_k]]
             item.record[KEY_EMOTION] = emo
             if p_pos is not None:
                 p = float(p_pos[i])
-                item.record[KEY_SENTIMENT] = {"label": POSITIVE if p >= 0.5 else NEGATIVE, "p_positive": round(p, 6)}
+                best, p_best = (POSITIVE, p) if p >= 0.5 else (NEGATIVE, 1.0 - p)
+                sent = _decision(best, p_best, self.sentiment_min_prob)
+                sent["p_positive"] = round(p, 6)
+                item.record[KEY_SENTIMENT] = sent
+
+
+def _decision(best: str, p: float, min_prob: float) -> dict[str, Any]:
+    """``{label, p}``, or ``{label: None, uncertain: True, best, p}`` when ``p < min_prob``."""
+    if p < min_prob:
+        return {"label": None, "uncertain": True, "best": best, "p": round(p, 6)}
+    return {"label": best, "p": round(p, 6)}
 
 
 class VAStage(_HeadStage):

@@ -44,11 +44,45 @@ def test_classify_adds_emotion_and_sentiment_only():
         assert set(it.record) == {"path", "label", "emotion", "sentiment"}
         e = it.record["emotion"]
         assert list(e["probs"]) == E6 and sum(e["probs"].values()) == pytest.approx(1.0, abs=1e-5)
-        assert e["label"] == E6[int(expect[i].argmax())] and e["top"][0] == e["label"] and len(e["top"]) == 2
+        assert e["label"] == E6[int(expect[i].argmax())] and e["top"][0]["label"] == e["label"] and len(e["top"]) == 2
+        assert e["p"] == pytest.approx(expect[i].max(), abs=1e-5) and e["top"][0]["p"] == e["p"]
+        assert e["top"][1]["p"] == pytest.approx(np.sort(expect[i])[-2], abs=1e-5)
         assert [e["probs"][c] for c in E6] == pytest.approx(expect[i], abs=1e-5)
         s = it.record["sentiment"]
         assert s["p_positive"] == pytest.approx(p_pos[i], abs=1e-5)
         assert s["label"] == ("positive" if p_pos[i] >= 0.5 else "negative")
+        assert s["p"] == pytest.approx(max(p_pos[i], 1 - p_pos[i]), abs=1e-5) and "uncertain" not in s
+
+
+def test_min_prob_marks_uncertain_records_and_keeps_probs_numeric():
+    head, sent = _head(E6), _head(["positive", "negative"], seed=2)
+    items = _items(6)
+    X = np.array([it.features["deep"] for it in items], np.float32)
+    best = head.predict(X).max(1)
+    cut = float(np.median(best))  # half the records fall below it
+    ClassifyStage(head, sent, top_k=3, min_prob=cut, sentiment_min_prob=1.0).run(items)
+    n_uncertain = 0
+    for i, it in enumerate(items):
+        e = it.record["emotion"]
+        assert all(isinstance(v, float) for v in e["probs"].values())
+        assert e["top"][0]["label"] == (e["label"] or e["best"])
+        if best[i] < cut:
+            n_uncertain += 1
+            assert e["label"] is None and e["uncertain"] is True
+            assert e["best"] == E6[int(np.argmax([e["probs"][c] for c in E6]))]
+            assert e["p"] == pytest.approx(best[i], abs=1e-5)
+        else:
+            assert e["label"] == E6[int(np.argmax([e["probs"][c] for c in E6]))] and "uncertain" not in e
+        s = it.record["sentiment"]  # a threshold of 1 leaves every sentiment uncertain
+        assert s["label"] is None and s["uncertain"] and s["best"] in ("positive", "negative")
+        assert isinstance(s["p_positive"], float)
+    assert n_uncertain == 3
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5])
+def test_min_prob_out_of_range_is_refused(bad):
+    with pytest.raises(ValueError, match="min_prob"):
+        ClassifyStage(_head(E6), min_prob=bad)
 
 
 def test_sentiment_follows_from_classes_with_a_polarity():
@@ -107,3 +141,16 @@ def test_lazy_stage_builds_only_when_a_record_lacks_features():
     lazy.run([lack])
     lazy.run([Item(6, {"path": "y.jpg"})])
     assert built == [1] and lack.features["deep"] == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_calibrated_false_gives_the_probabilities_as_trained():
+    head = _head(E6)
+    items, raw = _items(), _items()
+    X = np.array([it.features["deep"] for it in items], np.float32)
+    p_trained = head.predict(X)
+    head.set_temperature(0.5)
+    ClassifyStage(head).run(items)
+    ClassifyStage(head, calibrated=False).run(raw)
+    for i in range(len(items)):
+        assert [raw[i].record["emotion"]["probs"][c] for c in E6] == pytest.approx(p_trained[i], abs=1e-5)
+        assert items[i].record["emotion"]["p"] > raw[i].record["emotion"]["p"]  # T < 1 sharpens

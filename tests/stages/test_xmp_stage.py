@@ -1,0 +1,47 @@
+"""emo.stages.xmp_stage: keywords from classify records into sidecars; a bad sidecar fails only its record."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from emo.io.records import Item
+from emo.io.xmp import read_keywords, sidecar_path
+from emo.stages.xmp_stage import XmpStage
+
+
+def _item(i, path, emotion, sentiment=None):
+    rec = {"path": path.name, "emotion": emotion}
+    if sentiment is not None:
+        rec["sentiment"] = sentiment
+    return Item(i, rec, path=path)
+
+
+def test_stage_writes_certain_labels_and_skips_uncertain_ones(tmp_path):
+    pics = []
+    for n in "abc":
+        p = tmp_path / f"{n}.jpg"
+        Image.new("RGB", (8, 8)).save(p)
+        pics.append(p)
+    sidecar_path(pics[1]).write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'><broken")
+    items = [
+        _item(0, pics[0], {"label": "joy", "p": 0.6, "probs": {}}, {"label": "positive", "p": 0.8, "p_positive": 0.8}),
+        _item(1, pics[1], {"label": "anger", "p": 0.7, "probs": {}}),
+        _item(2, pics[2], {"label": None, "uncertain": True, "best": "fear", "p": 0.19, "probs": {}},
+              {"label": "negative", "p": 0.7, "p_positive": 0.3}),
+    ]
+    stage = XmpStage()
+    assert all(stage.wants(it) for it in items) and not stage.wants(Item(3, {"path": "d.jpg"}))
+    stage.run(items)
+    assert read_keywords(sidecar_path(pics[0])) == (["emotion|joy", "sentiment|positive"], ["joy", "positive"])
+    assert items[0].record["xmp"] == "a.jpg.xmp" and items[0].ok
+    assert not items[1].ok and items[1].error.kind == "sidecar_error" and "not well-formed" in items[1].error.message
+    assert items[1].record["emotion"]["label"] == "anger"  # the prediction is still written
+    assert sidecar_path(pics[1]).read_text().endswith("<broken")
+    assert read_keywords(sidecar_path(pics[2])) == (["sentiment|negative"], ["negative"])
+    assert items[2].ok
+
+
+def test_a_record_without_a_picture_path_gets_an_error(tmp_path):
+    it = Item(0, {"emotion": {"label": "joy", "p": 0.5, "probs": {}}})
+    XmpStage().run([it])
+    assert it.error.kind == "sidecar_error" and list(tmp_path.iterdir()) == []
