@@ -21,10 +21,16 @@ class ClassifyOptions:
     sentiment_head: str | None = None  # a head for sentiment when the classes lack a polarity; "none": no sentiment
     top_k: int = 0  # also add emotion.top, the K most probable classes
     with_regions: bool = flag("--regions", default=False)  # classify from global + local region features
+    min_prob: float = 0.0  # below it the emotion label is null and "uncertain": true
+    sentiment_min_prob: float = 0.0  # the same for sentiment (its best side is always >= 0.5)
+    raw_probs: bool = False  # the probabilities as trained, without the head's fitted temperature
+    xmp: bool = False  # write emotion|LABEL and sentiment|LABEL keywords into each picture's XMP sidecar
 
     def __post_init__(self) -> None:
         if self.top_k < 0:
             raise UsageError("--top-k must be 0 or more")
+        if not (0.0 <= self.min_prob <= 1.0 and 0.0 <= self.sentiment_min_prob <= 1.0):
+            raise UsageError("--min-prob and --sentiment-min-prob must be between 0 and 1")
 
 
 def load_task_head(spec: str, task: Task, command: str) -> Any:
@@ -53,11 +59,17 @@ def build(o: ClassifyOptions, settings: config.Settings, ctx: BuildContext) -> l
     if spec != NO_HEAD and not from_labels(head.labels).complete_sentiment:
         sent = load_task_head(spec, CLASSIFY, "--sentiment-head")
     heads = [h for h in (head, sent) if h is not None]
-    stages = feature_stages(heads, settings, ctx.say) + [ClassifyStage(head, sent, o.top_k)]
+    stages = feature_stages(heads, settings, ctx.say) + [
+        ClassifyStage(head, sent, o.top_k, min_prob=o.min_prob, sentiment_min_prob=o.sentiment_min_prob,
+                      calibrated=not o.raw_probs)]
     if o.with_regions or "regions" in head.groups:
         from emo.stages.regions_stage import regions_for_head
 
         stages.insert(0, regions_for_head(head, settings, ctx.verbose))
+    if o.xmp:
+        from emo.stages.xmp_stage import XmpStage
+
+        stages.append(XmpStage())
     return stages
 
 

@@ -67,19 +67,6 @@ def _portable(path: str, root: Path | None) -> str:
     return p.name if p.is_absolute() or ".." in p.parts else str(p)
 
 
-def _sha256(path: str) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-    except OSError:
-        return ""
-    return h.hexdigest()
-
-
 def _command_line(root: Path | None) -> str:
     """The command that trained the head, with any absolute path shortened as :func:`_portable` does."""
     import shlex
@@ -150,8 +137,9 @@ def _fit_head(opts: dict[str, Any]) -> int:
     from emo.features import NETWORK_GROUPS, parse_groups
     from emo.models.head_file import new_head
     from emo.tasks import get_task
-    from emo.train import (DEFAULT_LABEL_PROB, DEFAULT_LAMBDA, FitConfig, cross_validate, evaluate, fit_head,
-                           kfold, split_val, summarise, targets_from_records)
+    from emo.train import (DEFAULT_LABEL_PROB, DEFAULT_LAMBDA, FitConfig, calibration_report, cross_validate,
+                           evaluate, fit_head, fit_temperature, kfold, member_logits, split_val, summarise,
+                           targets_from_records)
 
     task = opts["task"]
     spec = get_task(task)
@@ -238,16 +226,22 @@ def _fit_head(opts: dict[str, Any]) -> int:
                                  metric=lambda p, t: evaluate(p, t, task, labels))
             metrics = {"cv": {"folds": k, "seed": opts["seed"], **summarise(res.per_fold)},
                        "out_of_fold": evaluate(res.pred, targets, task, labels)}
+            if res.logits is not None:  # classes: a temperature fitted on the held-out logits
+                metrics["calibration"] = calibration_report(res.logits, targets.y, res.folds, 15, targets.dist)
         head = make()
         steps.final()
         if opts["val_split"]:
             is_val = split_val(len(good), opts["val_split"], opts["seed"], strata)
             tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
             fit_head(X[tr], targets.take(tr), cfg, head.net, val=(X[va], targets.take(va)), progress=steps)
+            if not spec.regression and "calibration" not in metrics:
+                head.set_temperature(fit_temperature(member_logits(head.net, X[va]), targets.y[va]))
             metrics["validation"] = {"share": opts["val_split"], "n": int(len(va)),
                                      **evaluate(head.predict(X[va]), targets.take(va), task, labels)}
         else:
             fit_head(X, targets, cfg, head.net, progress=steps)
+        if "calibration" in metrics:
+            head.set_temperature(metrics["calibration"]["temperature"])
     return _write(opts, head, cfg, labels, label_prob, groups, counts, metrics, say)
 
 
@@ -319,7 +313,9 @@ def _write(opts, head, cfg, labels, label_prob, groups, counts, metrics, say) ->
 
     out: Path = opts["output"]
     root = opts["root"]
-    srcs = [{"file": _portable(s, root), "sha256": _sha256(s)} if s != "-" else {"file": "stdin"}
+    from emo.train import describe_source
+
+    srcs = [describe_source(s, root or Path.cwd()) if s != "-" else {"path": "stdin"}
             for s in (opts["records"] or ("-",))]
     head.header.update({
         "name": opts["name"] or out.name.split(".")[0],
@@ -457,6 +453,10 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
             if isinstance(v, dict) and "mean" in v:
                 some = f"  ({v['n']} of {cv['folds']} folds)" if "n" in v else ""
                 _say(f"  {k:22s} {v['mean']:.4f} ± {v['std']:.4f}{some}")
+    cal = metrics.get("calibration")
+    if cal:
+        _say(f"emo fit: calibration: temperature {cal['temperature']:.3f}; expected calibration error "
+             f"{cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after (held-out folds)")
     val = metrics.get("validation")
     if val:
         _say(f"emo fit: validation ({val['n']} records):")

@@ -33,17 +33,18 @@ def _scorer(task: str):
 
 
 def score(predictions: Sequence[str], task: str = "auto", truth: Path | None = None,
-          root: Path | None = None) -> dict[str, Any]:
+          root: Path | None = None, join: Any = None) -> dict[str, Any]:
     """Scores of the records in ``predictions`` ('-': stdin) per task: ``{task: result}``.
 
     ``task`` "auto" scores every task whose predictions the records carry. With ``truth``, truth
-    fields come from that file's records, joined on paths resolved against ``root``.
+    fields come from that file's records, joined on paths resolved against ``root``; ``join`` (a
+    :class:`emo.metrics.JoinCounts`) is told how the two sides met.
     """
     from emo.metrics import join_truth
 
     records = list(_records(predictions))
     if truth is not None:
-        records = list(join_truth(records, _records((str(truth),)), root))
+        records = list(join_truth(records, _records((str(truth),)), root, join))
     tasks = HEAD_TASKS if task == "auto" else (task,)
     result: dict[str, Any] = {}
     for name in tasks:
@@ -55,29 +56,20 @@ def score(predictions: Sequence[str], task: str = "auto", truth: Path | None = N
     return result
 
 
-def why_nothing_scored(result: dict[str, Any]) -> str | None:
-    """A line saying why no record could be scored, or None when some were."""
-    parts = []
-    for name, res in result.items():
-        counts = res.get("counts", {})
-        if counts.get("scored", 0):
-            return None
-        parts.append(f"{name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if k != "scored"))
-    return "nothing could be scored (" + "; ".join(parts) + ")"
-
-
 def run_score(opts: dict[str, Any]) -> int:
     """``emo score`` with the command line's options; the exit code."""
-    result = score(opts["predictions"], opts["task"], opts["truth"], opts["root"])
+    from emo.metrics import JoinCounts, why_nothing_scored
+
+    join = JoinCounts() if opts["truth"] is not None else None
+    result = score(opts["predictions"], opts["task"], opts["truth"], opts["root"], join)
     if opts["fmt"] == "table":
         _table(result)
     else:
-        _write(result, opts.get("output"))
-    why = why_nothing_scored(result)
+        _write({**result, "join": join.as_dict()} if join is not None else result, opts.get("output"))
+    why = why_nothing_scored(result, join, opts["root"])
     if why is not None:
         if not opts["quiet"]:
-            hint = " (are the truth paths relative to another folder? see --root)" if opts["truth"] else ""
-            say(f"emo score: {why}{hint}")
+            say(f"emo score: {why}")
         return EXIT_SOME_FAILED
     return EXIT_OK
 

@@ -19,6 +19,17 @@ from emo.cli.options import complete_heads, head_option, input_options, pass_opt
 @click.option("--regions", "with_regions", is_flag=True,
               help="Classify from [X_global, X_local of the K best emotional regions] (Rao et al. eq. 5) with a head "
                    "trained by emo fit --task classify --regions; also adds \"regions\" as emo regions does.")
+@click.option("--min-prob", type=click.FloatRange(0, 1), default=None,
+              help="Below this probability the emotion is uncertain: \"label\": null, \"uncertain\": true, "
+                   "\"best\" names the likeliest class (jq: select(.emotion.uncertain | not)) [default: 0].")
+@click.option("--sentiment-min-prob", type=click.FloatRange(0, 1), default=None,
+              help="The same for sentiment; its likelier side always has at least 0.5 [default: 0].")
+@click.option("--raw-probs", is_flag=True,
+              help="Probabilities as the head was trained, without the temperature fitted to calibrate them "
+                   "(see docs/confidence.md).")
+@click.option("--xmp", is_flag=True,
+              help="Also write emotion|LABEL and sentiment|LABEL keywords into each picture's PICTURE.xmp sidecar "
+                   "(merged: other fields and keywords stay; uncertain labels write none).")
 @input_options
 @run_options
 @pass_opts
@@ -35,6 +46,7 @@ def classify(opts: dict[str, Any]) -> int:
       find photos -name '*.jpg' | emo classify > tags.jsonl
       emo classify --head my.head --root data < test.jsonl | emo score
       emo features --set deep -r photos | emo classify --top-k 3
+      emo classify --min-prob 0.3 --xmp -r ~/Pictures -o tags.jsonl
     """
     from emo.assembly.runner import run_command
 

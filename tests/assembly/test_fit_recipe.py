@@ -26,7 +26,7 @@ def test_a_header_names_no_folder_of_the_training_machine(monkeypatch, tiny_back
     text = str(h["training"])
     assert str(tmp_path) not in text and "/private" not in text.replace("private/data", "")
     (src,) = h["training"]["data"]["sources"]
-    assert src["file"] == "data/train.jsonl" and len(src["sha256"]) == 64
+    assert src["path"] == "data/train.jsonl" and len(src["sha256"]) == 64
     assert "data/train.jsonl" in h["training"]["command"]
 
 
@@ -76,3 +76,15 @@ def test_training_progress_never_goes_back():
         seen.append(p.done)
     assert seen == sorted(seen) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert p.total == 9
+
+
+def test_fit_with_folds_stores_a_fitted_temperature(monkeypatch, tiny_backbone, tmp_path):
+    data = _write(tmp_path, _feature_records(45))
+    out = tmp_path / "t.head"
+    r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", "--folds", "3", *FAST, str(data), "-o", str(out))
+    assert r.code == 0, r.err
+    assert "calibration: temperature" in r.err
+    h = load_head(str(out)).header
+    cal = h["metrics"]["calibration"]
+    assert h["temperature"] == pytest.approx(cal["temperature"]) and cal["temperature"] != 1.0
+    assert 0 <= cal["ece_after"] <= 1 and 0 <= cal["ece_before"] <= 1

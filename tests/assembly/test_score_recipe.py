@@ -1,0 +1,59 @@
+"""emo score: truth joined on resolved paths (--root), a run that scores nothing says why and
+exits 1, -o and -q as on the filters, a missing file is one line and exit 2."""
+
+from __future__ import annotations
+
+import orjson
+
+from tests.robustness.conftest import emo
+
+
+def _jsonl(path, recs):
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in recs))
+    return path
+
+
+def _pred(path: str, label: str) -> dict:
+    probs = {"joy": 0.1, "fear": 0.1, "sadness": 0.1}
+    probs[label] = 0.8
+    return {"path": path, "emotion": {"label": label, "probs": probs}}
+
+
+def test_truth_paths_resolve_against_root(tmp_path):
+    data = tmp_path / "data"
+    (data / "img").mkdir(parents=True)
+    truth = _jsonl(data / "truth.jsonl", [{"path": "img/a.jpg", "label": "joy"}, {"path": "img/b.jpg", "label": "fear"}])
+    # Predictions as emo classify -r writes them: absolute paths.
+    preds = _jsonl(tmp_path / "p.jsonl", [_pred(str(data / "img/a.jpg"), "joy"), _pred(str(data / "img/b.jpg"), "joy")])
+    silent = emo(["score", "--truth", str(truth), str(preds)])
+    assert silent.code == 1 and "nothing scored" in silent.err and "paths differ" in silent.err
+    assert orjson.loads(silent.out)["classify"]["counts"]["scored"] == 0
+    ok = emo(["score", "--truth", str(truth), "--root", str(data), str(preds)])
+    assert ok.code == 0, ok.err
+    res = orjson.loads(ok.out)
+    assert res["classify"]["counts"]["scored"] == 2 and res["classify"]["accuracy"] == 0.5
+    assert res["join"]["matched"] == 2
+
+
+def test_quiet_and_output_file(tmp_path):
+    preds = _jsonl(tmp_path / "p.jsonl", [_pred("a.jpg", "joy")])  # no truth anywhere
+    r = emo(["score", "-q", "-o", str(tmp_path / "s.json"), str(preds)])
+    assert r.code == 1 and r.err == "" and r.out == b""
+    assert orjson.loads((tmp_path / "s.json").read_bytes())["classify"]["counts"]["no_truth"] == 1
+
+
+def test_missing_prediction_file_is_one_line(tmp_path):
+    r = emo(["score", str(tmp_path / "nosuch.jsonl")])
+    assert r.code == 2 and r.err.count("\n") == 1 and "nosuch.jsonl" in r.err and "Traceback" not in r.err
+
+
+def test_odd_values_in_predictions_are_counted_not_raised(tmp_path):
+    recs = [{"path": "a", "label": "joy", "emotion": {"label": "joy", "probs": "high"}},
+            {"path": "b", "label": "joy", "distribution": {"joy": None}, "emotion": {"label": None, "probs": None}},
+            {"path": "c", "label": "joy", "distribution": "x", "emotion": {"label": "joy", "probs": {"joy": "x"}}},
+            {"path": "d", "valence": "x", "arousal": None, "va": {"valence": None, "arousal": "y"}},
+            _pred("e", "joy") | {"label": "joy"}]
+    r = emo(["score", str(_jsonl(tmp_path / "p.jsonl", recs))])
+    assert r.code in (0, 1) and "Traceback" not in r.err, r.err
+    res = orjson.loads(r.out)
+    assert res["classify"]["counts"]["records"] == 5
