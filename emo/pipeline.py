@@ -158,13 +158,14 @@ class _ThreadDecoder:
 
     slots = 0
 
-    def __init__(self, workers: int, max_pixels: int) -> None:
+    def __init__(self, workers: int, max_pixels: int, max_bytes: int | None = None) -> None:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emo-decode")
         self.workers = workers
         self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
 
     def submit(self, path, views: tuple[View, ...]) -> Future:
-        return self.pool.submit(_decode_one, path, views, self.max_pixels)
+        return self.pool.submit(_decode_one, path, views, self.max_pixels, self.max_bytes)
 
     def describe(self) -> str:
         return f"{self.workers} thread{'s' if self.workers != 1 else ''}"
@@ -179,10 +180,11 @@ def open_decoder(settings: Settings, views: Sequence[View]) -> _ThreadDecoder | 
     if views and (mode == "process" or (mode == "auto" and can_fork_before_torch())):
         try:
             balancer = balancer_for(settings.workers, settings.batch_size)  # None: --workers fixes it
-            return ProcessDecoder(views, settings.max_pixels, process_workers(settings.workers), balancer=balancer)
+            return ProcessDecoder(views, settings.max_pixels, process_workers(settings.workers), balancer=balancer,
+                                  max_bytes=settings.max_bytes)
         except OSError as e:  # no fork, no shared memory: threads still work
             sys.stderr.write(f"emo: decode processes unavailable ({e}); decoding on threads\n")
-    return _ThreadDecoder(decode_workers(settings), settings.max_pixels)
+    return _ThreadDecoder(decode_workers(settings), settings.max_pixels, settings.max_bytes)
 
 
 def _ready(reader: _Reader | None, size: int) -> bool:

@@ -361,7 +361,7 @@ def _decode_all(recs: list[dict[str, Any]], root: Path | None, size: int, settin
         if item.path is None:
             return None, "no path"
         try:
-            return decode(item.path, (view,), settings.max_pixels).views[view], None
+            return decode(item.path, (view,), settings.max_pixels, settings.max_bytes).views[view], None
         except InputError as e:
             return None, f"{e.kind}: {e.message}"
 

@@ -92,7 +92,8 @@ def engine_options(batch_flag: str = "--batch-size") -> F:
 
 decode_options = _stack([
     _opt("--workers", type=click.IntRange(0, 1024), default=None,
-         help="Decode workers; 0 = automatic [default: 0; env EMO_WORKERS]."),
+         help="Decode workers; 0 = automatic: as many decode processes as the run measures it needs, up to one "
+              "per core; N fixes the number [default: 0; env EMO_WORKERS]."),
     _opt("--decoder", type=click.Choice(config.DECODERS), default=None,
          help="Decode in worker processes (forked before torch loads, so they start at once) or threads; "
               "auto: processes where fork is safe [default: auto; env EMO_DECODER]."),

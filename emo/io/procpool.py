@@ -72,10 +72,10 @@ _SEQ = struct.Struct("<q")
 _OK, _ERR = 1, 2
 
 
-def _decode_one(path: Path, views: tuple[View, ...], max_pixels: int) -> Decoded | InputError:
+def _decode_one(path: Path, views: tuple[View, ...], max_pixels: int, max_bytes: int | None = None) -> Decoded | InputError:
     """:func:`emo.io.decode.decode`, every failure turned into an :class:`InputError`."""
     try:
-        return _decode_mod.decode(path, views, max_pixels)
+        return _decode_mod.decode(path, views, max_pixels, max_bytes)
     except InputError as e:
         return e
     except Exception as e:  # a decoder bug must cost one record, not the run
@@ -173,7 +173,8 @@ def _unmap_slot(mem: mmap.mmap, base: int, size: int) -> None:
         mem.madvise(mmap.MADV_DONTNEED, base, size)
 
 
-def _worker(task_fd: int, done_fd: int, mem: mmap.mmap, layout: _Layout, max_pixels: int) -> None:
+def _worker(task_fd: int, done_fd: int, mem: mmap.mmap, layout: _Layout, max_pixels: int,
+            max_bytes: int | None = None) -> None:
     """A worker's whole life: read a task, decode, fill the slot, say done; stop at end of file."""
     while True:
         head = _read_exact(task_fd, _TASK.size)
@@ -184,7 +185,7 @@ def _worker(task_fd: int, done_fd: int, mem: mmap.mmap, layout: _Layout, max_pix
         base = slot * layout.slot_bytes
         mem[base] = 0  # not done yet: a crash mid-write must not leave the last image's status
         cpu = time.process_time()
-        res = _decode_one(path, layout.unmask(mask), max_pixels)
+        res = _decode_one(path, layout.unmask(mask), max_pixels, max_bytes)
         cpu_us = round((time.process_time() - cpu) * 1e6)
         try:
             _write_slot(mem, base, layout, res, cpu_us)
@@ -214,9 +215,10 @@ class ProcessDecoder:
     """
 
     def __init__(self, views: Sequence[View], max_pixels: int, workers: int = 1, slots: int = 0,
-                 balancer: Balancer | None = None) -> None:
+                 balancer: Balancer | None = None, max_bytes: int | None = None) -> None:
         self.layout = _Layout(views)
         self.max_pixels = max_pixels
+        self.max_bytes = max_bytes  # None: decode's default (EMO_MAX_BYTES or 512 MiB)
         self.slots = slots or max(2, min(MAX_SLOTS, RING_BYTES // self.layout.slot_bytes))
         self.mem = mmap.mmap(-1, self.slots * self.layout.slot_bytes)
         self.balancer = balancer
@@ -311,7 +313,7 @@ class ProcessDecoder:
                 os.closerange(lo + 1, hi)
             sys.stdout = sys.stderr = open(os.devnull, "w")  # fresh objects, fresh locks
             warnings.simplefilter("ignore")
-            _worker(task_fd, done_fd, self.mem, self.layout, self.max_pixels)
+            _worker(task_fd, done_fd, self.mem, self.layout, self.max_pixels, self.max_bytes)
         except BaseException:
             code = 1
         finally:
@@ -391,13 +393,13 @@ class ProcessDecoder:
         if self._threads is None:
             self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="emo-decode")
         path, views = self._args[seq]
-        self._fallback[seq] = self._threads.submit(_decode_one, path, views, self.max_pixels)
+        self._fallback[seq] = self._threads.submit(_decode_one, path, views, self.max_pixels, self.max_bytes)
 
     def _decode_here(self, seq: int) -> None:
         """Decode ``seq`` in this process, now (it would otherwise wait for a worker)."""
         path, views = self._args[seq]
         t0, c0 = time.perf_counter(), time.thread_time()
-        res = _decode_one(path, views, self.max_pixels)
+        res = _decode_one(path, views, self.max_pixels, self.max_bytes)
         cpu = time.thread_time() - c0
         self._here[seq] = (res, cpu)
         self._inline += time.perf_counter() - t0
