@@ -34,9 +34,12 @@ def test_env_overrides_each_field_and_coerces_ints():
         "EMO_HEAD": "mikels8.head",
         "EMO_MAX_PIXELS": "1000",
         "EMO_WEIGHTS_DIR": "/w",
+        "EMO_MAX_BYTES": "2048",
     }
     s = from_env(env)
-    assert s == Settings("cuda:1", 7, 3, "process", "inductor", "bf16", "/tmp/x", "resnet50", "mikels8.head", 1000, "/w")
+    assert s == Settings(device="cuda:1", batch_size=7, workers=3, decoder="process", backend="inductor",
+                         precision="bf16", cache_dir="/tmp/x", backbone="resnet50", head="mikels8.head",
+                         max_pixels=1000, weights_dir="/w", max_bytes=2048)
     assert isinstance(s.batch_size, int) and isinstance(s.max_pixels, int)
 
 

@@ -163,9 +163,9 @@ def count_decodes(monkeypatch):
     calls: list[Path] = []
     real = decode_mod.decode
 
-    def counting(path, views, max_pixels):
+    def counting(path, views, max_pixels, max_bytes=None):
         calls.append(path)
-        return real(path, views, max_pixels)
+        return real(path, views, max_pixels, max_bytes)
 
     monkeypatch.setattr(decode_mod, "decode", counting)  # on threads: counted in this process
     return calls

@@ -91,12 +91,12 @@ def _crash_on(monkeypatch, deadly: Path, signum: int) -> list[Path]:
     times ``deadly`` was decoded in this process instead, which must stay empty."""
     main, real, redecoded = os.getpid(), decode_mod.decode, []
 
-    def crashing(path, views, max_pixels):
+    def crashing(path, views, max_pixels, max_bytes=None):
         if Path(path) == deadly:
             if os.getpid() != main:
                 os.kill(os.getpid(), signum)
             redecoded.append(Path(path))
-        return real(path, views, max_pixels)
+        return real(path, views, max_pixels, max_bytes)
 
     monkeypatch.setattr(decode_mod, "decode", crashing)  # the forked worker inherits it
     return redecoded
