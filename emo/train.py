@@ -20,9 +20,10 @@ from torch import nn
 from emo.emotions import POLARITY, LabelSet, distribution_vector, sentiment_of_valence, wheel_distribution
 from emo.errors import UsageError
 from emo.models.headnet import HeadNet
+from emo.tasks import HEAD_TASKS, TASKS as _ALL_TASKS, get_task
 
-TASKS = ("classify", "va")
-LOSSES = ("ce", "multi", "prob", "mse")
+TASKS = HEAD_TASKS  # what a head file can be trained for
+LOSSES = tuple(dict.fromkeys(loss for t in HEAD_TASKS for loss in _ALL_TASKS[t].losses))
 DEFAULT_LAMBDA = 0.4  # Rao et al. section 5.4.4: best on FI's validation set
 DEFAULT_LABEL_PROB = 0.7  # p* of eq. 4 and 10-11 for a record with a bare label (no votes given)
 
@@ -109,12 +110,13 @@ def targets_from_records(records: Sequence[Mapping[str, Any]], task: str, labels
     ``classify``: ``label`` and/or ``distribution`` (for the ``sentiment`` set, ``valence`` above
     or below 5 also serves). ``va``: numeric ``valence`` and ``arousal``.
     """
+    regression = get_task(task).regression
     keep, skipped = [], []
     ys, dists, ps, vas = [], [], [], []
     dmat = labels.distances() if labels is not None else None
     for i, rec in enumerate(records):
         try:
-            if task == "va":
+            if regression:
                 v, a = rec.get("valence"), rec.get("arousal")
                 if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in (v, a)):
                     raise ValueError("no numeric valence and arousal")
@@ -126,7 +128,7 @@ def targets_from_records(records: Sequence[Mapping[str, Any]], task: str, labels
             keep.append(i)
         except (ValueError, KeyError, TypeError, IndexError):  # a null or non-numeric target: no target
             skipped.append(i)
-    if task == "va":
+    if regression:
         t = Targets(va=np.asarray(vas, dtype=np.float32).reshape(-1, 2))
     else:
         t = Targets(y=np.asarray(ys, dtype=np.int64), dist=np.asarray(dists, dtype=np.float32).reshape(len(ys), len(labels)),
@@ -164,10 +166,9 @@ class FitConfig:
     def check(self) -> FitConfig:
         if self.task not in TASKS:
             raise UsageError(f"--task must be one of {', '.join(TASKS)}")
-        if self.task == "va" and self.loss != "mse":
-            raise UsageError("--task va trains with squared error (--loss mse)")
-        if self.task == "classify" and self.loss not in ("ce", "multi", "prob"):
-            raise UsageError("--task classify takes --loss ce, multi or prob")
+        losses = get_task(self.task).losses
+        if self.loss not in losses:
+            raise UsageError(f"--task {self.task} takes --loss {' or '.join(losses)}")
         if not 0.0 <= self.lam <= 1.0:
             raise UsageError("--lambda must be in [0, 1]")
         if self.optimizer not in ("adamw", "sgd"):
@@ -186,7 +187,7 @@ class FitConfig:
 
 
 def _loss(cfg: FitConfig, out: torch.Tensor, t: dict[str, torch.Tensor], n_out: int) -> torch.Tensor:
-    if cfg.task == "va":
+    if get_task(cfg.task).regression:
         return mse_loss(out, t["va"])
     y = t["y"]
     if cfg.loss == "prob":
@@ -204,7 +205,7 @@ def _loss(cfg: FitConfig, out: torch.Tensor, t: dict[str, torch.Tensor], n_out: 
 
 def _tensors(task: str, t: Targets, va_mean: np.ndarray, va_std: np.ndarray) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
-    if task == "classify":
+    if not get_task(task).regression:
         out["y"] = torch.as_tensor(t.y)
         out["dist"] = torch.as_tensor(t.dist)
         out["p_star"] = torch.as_tensor(t.p_star)
@@ -278,7 +279,7 @@ def _train_member(cfg: FitConfig, X: torch.Tensor, t: dict[str, torch.Tensor], n
 
 
 def _val_metrics(cfg: FitConfig, net: HeadNet, raw: torch.Tensor, tval: Targets) -> dict[str, float]:
-    if cfg.task == "va":
+    if get_task(cfg.task).regression:
         pred = net.denormalise(raw).numpy()
         mse = ((pred - tval.va) ** 2).mean(0)
         return {"val_loss": float(mse.mean()), "val_valence_mse": float(mse[0]), "val_arousal_mse": float(mse[1])}
@@ -304,7 +305,7 @@ def fit_head(X: np.ndarray, targets: Targets, cfg: FitConfig, net: HeadNet,
         torch.set_num_threads(cfg.threads)
     try:
         net.fit_input(X)
-        if cfg.task == "va":
+        if get_task(cfg.task).regression:
             net.fit_output(targets.va)
         Xt = net.normalise(torch.as_tensor(X, dtype=torch.float32))
         t = _tensors(cfg.task, targets, net.out_mean_np(), net.out_std_np())
@@ -342,7 +343,7 @@ def finetune(images: np.ndarray, targets: Targets, cfg: FitConfig, model: nn.Mod
         n, size = images.shape[0], images.shape[1]
         if size < crop:
             raise UsageError(f"images of {size} px cannot give {crop} px crops")
-        if cfg.task == "va":
+        if get_task(cfg.task).regression:
             net.fit_output(targets.va)
         t = _tensors(cfg.task, targets, net.out_mean_np(), net.out_std_np())
         layer = net.new_member((), 0.0, cfg.input_dropout)
@@ -394,7 +395,7 @@ def evaluate(pred: np.ndarray, targets: Targets, task: str, labels: LabelSet | N
     """
     from emo.metrics import classification_metrics, distribution_metrics, regression_metrics
 
-    if task == "va":
+    if get_task(task).regression:
         out: dict[str, float] = {}
         for j, name in enumerate(("valence", "arousal")):
             m = regression_metrics(targets.va[:, j], pred[:, j])
@@ -490,7 +491,7 @@ def cross_validate(X: np.ndarray, targets: Targets, cfg: FitConfig, make_net: Ca
         if pred is None:
             pred = np.zeros((n, p.shape[1]), dtype=np.float32)
         pred[te] = p
-        if cfg.task == "classify":
+        if not get_task(cfg.task).regression:
             z = member_logits(net, X[te])
             if logits is None:
                 logits = np.zeros((z.shape[0], n, z.shape[2]), dtype=np.float32)

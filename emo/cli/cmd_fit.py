@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from emo.tasks import HEAD_TASKS, TASKS
 from emo.cli.options import FILE, FOLDER, backbone_option, cache_options, decode_options, engine_options, pass_opts
 
 _LOSS_HELP = ("ce: cross-entropy on the label (Rao et al. eq. 7); multi: (1-lambda) CE + lambda KL to the "
@@ -44,7 +45,7 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 @click.argument("records", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-o", "--output", type=FILE, required=True,
               help="Head file to write (safetensors; a readable FILE.json is written beside it).")
-@click.option("--task", type=click.Choice(["classify", "va", "regions"]), default="classify", show_default=True,
+@click.option("--task", type=click.Choice(list(TASKS)), default="classify", show_default=True,
               help="classify: a label set; va: valence and arousal on 1-9; regions: the emotional-region "
                    "head (p_emo for emo regions --region-head) from ground-truth boxes, records with "
                    "\"regions\": [{\"box\": [x0, y0, x1, y1]}] (EmotionROI format).")
@@ -57,7 +58,7 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
               help="Label set: mikels8, emotion6, five, sentiment, or a,b,c (classify).")
 @click.option("--features", "groups", default="deep", show_default=True, shell_complete=_complete_groups,
               help="Comma-separated feature groups the head reads (deep, object, color, lbp, gist, scene).")
-@click.option("--loss", type=click.Choice(["ce", "multi", "prob", "mse"]), default=None, help=_LOSS_HELP + " [default: multi; mse for va]")
+@click.option("--loss", type=click.Choice([loss for t in HEAD_TASKS for loss in TASKS[t].losses]), default=None, help=_LOSS_HELP + " [default: multi; mse for va]")
 @click.option("--lambda", "lam", type=click.FloatRange(0, 1), default=None,
               help="Weight of the distribution term in --loss multi [default: 0.4, Rao et al. 5.4.4].")
 @click.option("--label-prob", type=click.FloatRange(0, 1, min_open=True), default=None,

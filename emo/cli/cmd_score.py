@@ -7,11 +7,12 @@ from typing import Any
 import click
 
 from emo.cli.options import FILE, FOLDER, pass_opts
+from emo.tasks import HEAD_TASKS
 
 
 @click.command()
 @click.argument("predictions", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--task", type=click.Choice(["auto", "classify", "va"]), default="auto", show_default=True,
+@click.option("--task", type=click.Choice(["auto", *HEAD_TASKS]), default="auto", show_default=True,
               help="What to score; auto scores every kind of prediction the records carry.")
 @click.option("--truth", type=FILE, default=None,
               help="Take truth (label, distribution, valence, arousal) from FILE's records, joined on their "

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emo.errors import ModelError
+from emo.tasks import HEAD_TASKS, get_task
 
 if TYPE_CHECKING:
     import torch
@@ -200,8 +201,8 @@ def check_temperature(value: Any, task: str) -> None:
     lo, hi = TEMPERATURE_RANGE
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= float(value) <= hi:
         raise ValueError(f"temperature {value!r} is not a number between {lo:g} and {hi:g}")
-    if task != "classify" and float(value) != 1.0:
-        raise ValueError("only a classify head has a temperature")
+    if get_task(task).regression and float(value) != 1.0:
+        raise ValueError("only a head of class probabilities has a temperature")
 
 
 def _tensors(net: HeadNet) -> dict[str, torch.Tensor]:
@@ -344,7 +345,7 @@ def check_header(header: Any) -> dict[str, Any]:
         raise ValueError(f"the header is a JSON {type(header).__name__}, not an object")
     if header.get("format") != FORMAT:
         raise ValueError(f"format {str(header.get('format'))[:40]!r}, expected {FORMAT}")
-    if header.get("task") not in ("classify", "va"):
+    if header.get("task") not in HEAD_TASKS:
         raise ValueError(f"task {str(header.get('task'))[:40]!r} is not classify or va")
     if not isinstance(header.get("architecture"), dict):
         raise ValueError("'architecture' must be an object")
@@ -440,11 +441,12 @@ def new_head(groups: Sequence[str], dims: Mapping[str, int], task: str, labels: 
     """An untrained head for ``groups`` (in this order) with the given dims and output labels."""
     in_dim = sum(int(dims[g]) for g in groups)
     mask = np.concatenate([np.full(int(dims[g]), GROUP_TRANSFORMS.get(g) == "log") for g in groups])
-    n_out = len(labels) if task == "classify" else 2
+    outputs = get_task(task).output_names(tuple(labels))
+    n_out = len(outputs)
     header = {
         "format": FORMAT,
         "task": task,
-        "labels": list(labels) if task == "classify" else ["valence", "arousal"],
+        "labels": list(outputs),
         "groups": list(groups),
         "dims": {g: int(dims[g]) for g in groups},
         "transforms": {g: GROUP_TRANSFORMS[g] for g in groups if g in GROUP_TRANSFORMS},

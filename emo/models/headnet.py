@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from emo.tasks import get_task
+
 # Object probabilities span many decades; their log is what a linear layer can use.
 LOG_EPS = 1e-4
 
@@ -87,7 +89,7 @@ class HeadNet(nn.Module):
 
     def forward(self, x: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
         out = self.raw(x)
-        if self.task == "classify":
+        if not get_task(self.task).regression:
             t = self.temperature if temperature is None else temperature
             return torch.softmax(out / t, dim=2).mean(0)
         return self.denormalise(out.mean(0))

@@ -96,7 +96,7 @@ def test_refusals(monkeypatch, tiny_backbone, tmp_path):
     r = emo(monkeypatch, "fit", "--labels", "awe,anger", *FAST, str(data), "-o", out)
     assert r.code == 2 and "none of the 60 records" in r.err
     r = emo(monkeypatch, "fit", "--task", "va", "--loss", "ce", *FAST, str(data), "-o", out)
-    assert r.code == 2 and "squared error" in r.err
+    assert r.code == 2 and "--task va takes --loss mse" in r.err
     r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", "--backbone", "mobilenet_v2", str(data), "-o", out)
     assert r.code == 2 and "deep features have 8 values" in r.err
     r = emo(monkeypatch, "fit", *FAST, "--hidden", "abc", str(data), "-o", out)
