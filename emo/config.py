@@ -48,6 +48,11 @@ class Settings:
 
 DEFAULTS = Settings()
 
+# Upper bounds that keep a typo (EMO_BATCH_SIZE=99999999999999999999) a one-line error rather
+# than a failure deep inside the run; far beyond any useful value.
+MAX_BATCH_SIZE = 1 << 20
+MAX_WORKERS = 4096
+
 BACKENDS = ("auto", "tensorrt", "inductor", "eager")
 DECODERS = ("auto", "process", "thread")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -81,10 +86,10 @@ def validate(s: Settings) -> Settings:
         raise ConfigError(f"precision {s.precision!r} is not one of {', '.join(PRECISIONS)}")
     if s.decoder not in DECODERS:
         raise ConfigError(f"decoder {s.decoder!r} is not one of {', '.join(DECODERS)}")
-    if s.batch_size < 1:
-        raise ConfigError("batch size must be at least 1")
-    if s.workers < 0:
-        raise ConfigError("workers must be 0 (automatic) or more")
+    if not 1 <= s.batch_size <= MAX_BATCH_SIZE:
+        raise ConfigError(f"batch size must be from 1 to {MAX_BATCH_SIZE}")
+    if not 0 <= s.workers <= MAX_WORKERS:
+        raise ConfigError(f"workers must be 0 (automatic) to {MAX_WORKERS}")
     if s.max_pixels < 0:
         raise ConfigError("max pixels must be 0 (no limit) or more")
     if s.max_bytes < 0:

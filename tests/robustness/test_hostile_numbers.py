@@ -176,3 +176,16 @@ def test_jpeg_header_tricks_end_quickly(tmp_path, make):
     with pytest.raises(InputError):
         decode(path, (View(32),), 0)
     assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize("env, value", [("EMO_BATCH_SIZE", "99999999999999999999"), ("EMO_BATCH_SIZE", "0"),
+                                        ("EMO_WORKERS", "1000000000000"), ("EMO_WORKERS", "-1"),
+                                        ("EMO_MAX_BYTES", "-5"), ("EMO_MAX_BYTES", "1e3"),
+                                        ("EMO_MAX_PIXELS", "x"), ("EMO_BACKEND", "\udcff")])
+def test_hostile_environment_values_are_one_line_exit_2(tiny, tmp_path, monkeypatch, env, value):
+    monkeypatch.setenv(env, value)
+    run = emo(TINY + [str(make_image(tmp_path / "a.png"))])
+    assert_clean(run)
+    assert run.code == 2 and run.out == b"", run.err
+    assert any(w in run.err for w in (env, "must be", "not one of")), run.err
+    assert len([ln for ln in run.err.splitlines() if ln.strip()]) == 1
