@@ -42,8 +42,8 @@ class Settings:
     backbone: str = "mobilenet_v2"
     head: str = ""  # empty = the subcommand's default head
     max_pixels: int = 89_478_485  # Pillow's default MAX_IMAGE_PIXELS
-    max_bytes: int = 512 << 20  # largest image file read (bytes, checked before decoding); 0 = no limit
     weights_dir: str = ""  # extra folder searched for weights files before the cache
+    max_bytes: int = 512 << 20  # largest image file read (bytes, checked before decoding); 0 = no limit
 
 
 DEFAULTS = Settings()
@@ -86,10 +86,14 @@ def validate(s: Settings) -> Settings:
         raise ConfigError(f"precision {s.precision!r} is not one of {', '.join(PRECISIONS)}")
     if s.decoder not in DECODERS:
         raise ConfigError(f"decoder {s.decoder!r} is not one of {', '.join(DECODERS)}")
-    if not 1 <= s.batch_size <= MAX_BATCH_SIZE:
-        raise ConfigError(f"batch size must be from 1 to {MAX_BATCH_SIZE}")
-    if not 0 <= s.workers <= MAX_WORKERS:
-        raise ConfigError(f"workers must be 0 (automatic) to {MAX_WORKERS}")
+    if s.batch_size < 1:
+        raise ConfigError("batch size must be at least 1")
+    if s.batch_size > MAX_BATCH_SIZE:
+        raise ConfigError(f"batch size must be at most {MAX_BATCH_SIZE}")
+    if s.workers < 0:
+        raise ConfigError("workers must be 0 (automatic) or more")
+    if s.workers > MAX_WORKERS:
+        raise ConfigError(f"workers must be at most {MAX_WORKERS}")
     if s.max_pixels < 0:
         raise ConfigError("max pixels must be 0 (no limit) or more")
     if s.max_bytes < 0:
