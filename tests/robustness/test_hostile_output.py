@@ -143,3 +143,39 @@ def test_a_half_written_last_record_is_redone_and_foreign_bytes_are_not_cut(tiny
     out.write_bytes(whole + whole[:25])  # a kill inside the second record
     run = emo(TINY + ["-o", str(out), "--resume", imgs["a"], imgs["b"]])
     assert run.code == 0 and paths_of(out.read_bytes()) == [imgs["a"], imgs["b"]]
+
+
+def test_two_resume_processes_on_one_file_the_second_is_refused(tiny, tmp_path, imgs):
+    """Overlapping cron jobs: the first holds the file while it runs; the second says so, exit 2,
+    and changes nothing."""
+    import subprocess
+    import time
+
+    from tests.robustness.conftest import spawn
+    from tests.robustness.test_process_faults import _feed_forever
+
+    out = tmp_path / "out.jsonl"
+    first = spawn(TINY + ["--batch-size", "2", "-o", str(out), "--resume"], stdin=subprocess.PIPE,
+                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stop = threading.Event()
+    try:
+        _feed_forever(first, imgs["a"].encode() + b"\n", stop)
+        deadline = time.monotonic() + 60
+        while not out.exists() or not out.read_bytes().endswith(b"\n"):
+            assert time.monotonic() < deadline and first.poll() is None, "the first run never wrote"
+            time.sleep(0.05)
+        second = emo(TINY + ["-o", str(out), "--resume", imgs["b"]])
+        assert_clean(second)
+        assert second.code == 2 and "another emo --resume run" in second.err
+        stop.set()
+        time.sleep(0.1)
+        first.stdin.close()
+        assert first.wait(60) == 0, first.stderr.read().decode()
+    finally:
+        stop.set()
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        first.stderr.close()
+    done = paths_of(out.read_bytes())
+    assert done and set(done) == {imgs["a"]}  # nothing of the refused run
