@@ -54,7 +54,12 @@ class Head:
         """The torch network (built from the stored tensors on first use)."""
         if self._net is None:
             assert self._state is not None
-            self._net = _net_from_state(self.header["architecture"], self.header["task"], self._state)
+            try:
+                self._net = _net_from_state(self.header["architecture"], self.header["task"], self._state)
+            except (ImportError, OSError, MemoryError, RuntimeError) as e:  # no torch here, no memory: the run's, not an input's
+                lines = str(e).strip().splitlines()
+                raise ModelError(f"cannot build head {self.name}: {type(e).__name__}: "
+                                 f"{lines[0][:200] if lines else ''}") from None
             self._state = None
         return self._net
 

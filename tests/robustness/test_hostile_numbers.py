@@ -189,3 +189,17 @@ def test_hostile_environment_values_are_one_line_exit_2(tiny, tmp_path, monkeypa
     assert run.code == 2 and run.out == b"", run.err
     assert any(w in run.err for w in (env, "must be", "not one of")), run.err
     assert len([ln for ln in run.err.splitlines() if ln.strip()]) == 1
+
+
+def test_a_head_that_cannot_be_built_here_is_one_line_exit_2_not_a_model_error_per_record(monkeypatch):
+    """Under a memory limit (ulimit -v) torch cannot even load: that is the run's error, not each input's."""
+    import emo.models.head_file as head_file
+
+    def no_torch(*a, **k):
+        raise ImportError("libtorch_cpu.so: failed to map segment from shared object")
+
+    monkeypatch.setattr(head_file, "_net_from_state", no_torch)
+    run = emo(["classify"], _feature_lines(_good_row(1), _good_row(2)))
+    assert_clean(run)
+    assert run.code == 2 and b"model_error" not in run.out
+    assert "cannot build head" in run.err and len(run.err.strip().splitlines()) == 1
