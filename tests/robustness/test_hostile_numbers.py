@@ -4,7 +4,6 @@ huge and sparse junk files, and output that must never hold NaN, null or a raw l
 from __future__ import annotations
 
 import io
-import os
 import random
 import time
 
