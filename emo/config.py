@@ -43,11 +43,16 @@ class Settings:
     backbone: str = "mobilenet_v2"
     head: str = ""  # empty = the subcommand's default head
     max_pixels: int = 89_478_485  # Pillow's default MAX_IMAGE_PIXELS
-    max_bytes: int = 512 << 20  # largest image file read (bytes, checked before decoding); 0 = no limit
     weights_dir: str = ""  # extra folder searched for weights files before the cache
+    max_bytes: int = 512 << 20  # largest image file read (bytes, checked before decoding); 0 = no limit
 
 
 DEFAULTS = Settings()
+
+# Upper bounds that keep a typo (EMO_BATCH_SIZE=99999999999999999999) a one-line error rather
+# than a failure deep inside the run; far beyond any useful value.
+MAX_BATCH_SIZE = 1 << 20
+MAX_WORKERS = 4096
 
 BACKENDS = ("auto", "tensorrt", "inductor", "eager")
 DECODERS = ("auto", "process", "thread")
@@ -84,8 +89,12 @@ def validate(s: Settings) -> Settings:
         raise ConfigError(f"decoder {s.decoder!r} is not one of {', '.join(DECODERS)}")
     if s.batch_size < 1:
         raise ConfigError("batch size must be at least 1")
+    if s.batch_size > MAX_BATCH_SIZE:
+        raise ConfigError(f"batch size must be at most {MAX_BATCH_SIZE}")
     if s.workers < 0:
         raise ConfigError("workers must be 0 (automatic) or more")
+    if s.workers > MAX_WORKERS:
+        raise ConfigError(f"workers must be at most {MAX_WORKERS}")
     if s.max_pixels < 0:
         raise ConfigError("max pixels must be 0 (no limit) or more")
     if s.max_bytes < 0:

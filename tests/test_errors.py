@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from emo import errors
@@ -73,3 +75,27 @@ def test_every_kind_the_code_uses_is_declared():
         used |= set(re.findall(r'(?:InputError|\.fail)\(\s*"([a-z_]+)"', py.read_text()))
     assert used, "the scan found no kinds at all"
     assert used <= set(ERROR_KINDS), used - set(ERROR_KINDS)
+
+
+def test_os_errors_of_path_operations_map_to_kinds():
+    import errno
+
+    from emo.errors import os_error_kind, os_error_message
+
+    cases = {errno.ENOENT: "not_found", errno.ENOTDIR: "not_found", errno.EACCES: "permission_denied",
+             errno.EPERM: "permission_denied", errno.ENAMETOOLONG: "bad_path", errno.ELOOP: "bad_path",
+             errno.EIO: "read_error", errno.EISDIR: "is_directory"}
+    for code, kind in cases.items():
+        e = OSError(code, os.strerror(code))
+        if code == errno.EISDIR:
+            e = IsADirectoryError(code, os.strerror(code))
+        assert os_error_kind(e) == kind, code
+        assert "\n" not in os_error_message(e) and os_error_message(e)
+    assert os_error_kind(ValueError("embedded null byte")) == "bad_path"
+
+
+def test_every_kind_is_documented_in_the_robustness_contract():
+    from tests.conftest import REPO
+
+    text = (REPO / "docs" / "robustness.md").read_text()
+    assert all(f"`{k}`" in text for k in ERROR_KINDS), [k for k in ERROR_KINDS if f"`{k}`" not in text]

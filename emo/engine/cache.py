@@ -388,6 +388,8 @@ def _unlink_own(p: Path) -> None:
             p.unlink()
         except FileNotFoundError:
             pass
+        except OSError as e:  # a shared cache another user owns: one line, not a traceback
+            raise ModelError(f"cannot remove {p}: {e.strerror or e}") from None
 
 
 def _mtime(p: Path) -> float:

@@ -179,9 +179,9 @@ def _sweep_stale() -> None:
 
     for d in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*"):
         try:
-            if d.is_symlink() or not d.is_dir():
-                continue
-            fd = os.open(d / _LOCK, os.O_RDWR)  # no lock file: still being set up, or not ours
+            if d.is_symlink() or not d.is_dir() or d.stat().st_uid != os.geteuid():
+                continue  # only our own folders: a shared /tmp holds other users' too
+            fd = os.open(d / _LOCK, os.O_RDWR | os.O_NOFOLLOW)  # no lock file: still being set up, or not ours
         except OSError:
             continue
         try:

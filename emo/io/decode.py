@@ -15,6 +15,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -32,6 +33,52 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 JPEG_MAX_HEADER_BYTES = 64 << 20
 JPEG_MAX_JUNK_BYTES = 1 << 16
 JPEG_MAX_SEGMENTS = 1 << 16
+
+
+# Bytes Pillow may read to parse a file's headers, and beyond a picture's raw size to decode it.
+# Pillow parses chunks (PNG), blocks (GIF) and tags in Python, a few microseconds each, so a file
+# of nothing but empty chunks would take minutes; real headers are far under these.
+HEADER_BUDGET = 4 << 20
+LOAD_SLACK = 4 << 20
+
+
+class _OverBudget(Exception):
+    """Raised by :class:`_Budget`; not an OSError, so no Pillow plugin mistakes it for a cut file."""
+
+
+class _Budget:
+    """A read-only binary file that refuses to give more than ``limit`` bytes in all."""
+
+    def __init__(self, f: BinaryIO, limit: int) -> None:
+        self.f = f
+        self.limit = limit
+        self.used = 0
+
+    def _count(self, data: bytes) -> bytes:
+        self.used += len(data)
+        if self.used > self.limit:
+            raise _OverBudget(f"more bytes than any picture of its size needs (over {self.limit >> 20} MiB read)")
+        return data
+
+    def read(self, n: int | None = -1) -> bytes:
+        left = self.limit - self.used + 1  # one past the limit is enough to know it is crossed
+        return self._count(self.f.read(left if n is None or n < 0 else min(n, left)))
+
+    def readline(self, n: int | None = -1) -> bytes:
+        left = self.limit - self.used + 1
+        return self._count(self.f.readline(left if n is None or n < 0 else min(n, left)))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
 
 
 def default_max_bytes() -> int:
@@ -238,7 +285,24 @@ def decode(path: Path, views: tuple[View, ...], max_pixels: int, max_bytes: int 
     _check_jpeg_headers(path)
     ImageFile.LOAD_TRUNCATED_IMAGES = False  # another library in this process may have set it
     try:
-        img = Image.open(path)
+        f = open(path, "rb")
+    except FileNotFoundError:  # deleted between the listing (or the stat) and the open
+        raise InputError("not_found", "no such file") from None
+    except PermissionError:
+        raise InputError("permission_denied", "permission denied") from None
+    except OSError as e:
+        raise InputError("read_error", e.strerror or str(e)) from None
+    with f:
+        budget = _Budget(f, HEADER_BUDGET)
+        try:
+            return _decode_open(path, budget, views, max_pixels)
+        except _OverBudget as e:
+            raise InputError("not_an_image", str(e)) from None
+
+
+def _decode_open(path: Path, budget: _Budget, views: tuple[View, ...], max_pixels: int) -> Decoded:
+    try:
+        img = Image.open(budget)
     except UnidentifiedImageError:
         if _has_image_signature(path):
             raise InputError("truncated", "image data ends inside its headers") from None
@@ -259,6 +323,8 @@ def decode(path: Path, views: tuple[View, ...], max_pixels: int, max_bytes: int 
             raise InputError("too_large", f"{w}x{h} = {w * h} pixels is over the limit of {max_pixels}")
         if w == 0 or h == 0:
             raise InputError("not_an_image", "image has no pixels")
+        # Pixel data worth reading is bounded by the picture's size; junk past that is not read.
+        budget.limit = budget.used + 8 * w * h * max(1, len(img.getbands())) + LOAD_SLACK
         try:
             orientation = img.getexif().get(0x0112, 1)
         except Exception:  # a broken EXIF block should not cost the picture

@@ -84,12 +84,14 @@ def dumps(record: dict[str, Any]) -> bytes:
     U+0085 are escaped; a result holding NaN or infinity (JSON has neither, and null is not a
     number) or a value JSON cannot hold becomes an error record for that input instead.
     """
-    if not all(_finite(record[k]) for k in RESULT_KEYS if k in record):
-        record = _unwritable(record, "bad_features", "the result holds a non-finite number (NaN or infinity)")
     try:
         data = orjson.dumps(record, option=_OPTS, default=_default)
     except (TypeError, orjson.JSONEncodeError) as e:
         data = orjson.dumps(_unwritable(record, "bad_record", f"cannot be written as JSON ({e})"),
+                            option=_OPTS, default=_default)
+    # orjson writes NaN and infinity as null: only a line holding a null needs the full walk.
+    if b"null" in data and not all(_finite(record[k]) for k in RESULT_KEYS if k in record):
+        data = orjson.dumps(_unwritable(record, "bad_features", "the result holds a non-finite number (NaN or infinity)"),
                             option=_OPTS, default=_default)
     return _escape_breaks(data)
 

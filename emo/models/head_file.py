@@ -59,7 +59,12 @@ class Head:
         """The torch network (built from the stored tensors on first use)."""
         if self._net is None:
             assert self._state is not None
-            self._net = _net_from_state(self.header["architecture"], self.header["task"], self._state)
+            try:
+                self._net = _net_from_state(self.header["architecture"], self.header["task"], self._state)
+            except (ImportError, OSError, MemoryError, RuntimeError) as e:  # no torch here, no memory: the run's, not an input's
+                lines = str(e).strip().splitlines()
+                raise ModelError(f"cannot build head {self.name}: {type(e).__name__}: "
+                                 f"{lines[0][:200] if lines else ''}") from None
             self._net.temperature = self.temperature
             self._state = None
         return self._net
@@ -368,6 +373,40 @@ def check_header(header: Any) -> dict[str, Any]:
     return header
 
 
+# Values a fine-tuned head may carry for its backbone (1 GiB of float32): more is no head.
+MAX_BACKBONE_VALUES = 1 << 28
+
+
+def _checked_header(path: Path, text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and its architecture, every field checked; else a one-line :class:`ModelError`."""
+    try:
+        header = check_header(json.loads(text, parse_constant=_no_constants))
+        arch = header["architecture"] = _int_arch(header["architecture"])
+        if len(header["labels"]) != int(arch["n_out"]) and not get_task(header["task"]).regression:
+            raise ValueError("label count differs from the output size")
+        if sum(int(d) for d in header["dims"].values()) != int(arch["in_dim"]):
+            raise ValueError("feature dims do not add up to the input size")
+        check_temperature(header.get("temperature", 1.0), header.get("task"))
+    except (KeyError, ValueError, TypeError, OverflowError, RecursionError) as e:
+        raise ModelError(f"{path}: broken head file ({type(e).__name__}: {str(e)[:200]})") from None
+    return header, arch
+
+
+def _check_shapes(path: Path, arch: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> None:
+    """The stored tensors' shapes against the header's architecture, by arithmetic: a forged
+    header or index must not make us allocate memory the head does not need."""
+    head = {k: v for k, v in shapes.items() if not k.startswith(BACKBONE_PREFIX)}
+    try:
+        if state_shapes(arch) != head:
+            raise ValueError("the header's architecture does not match the stored tensors")
+    except ValueError as e:
+        raise ModelError(f"{path}: broken head file (ValueError: {e})") from None
+    values = sum(int(np.prod(v, dtype=np.float64)) for k, v in shapes.items() if k.startswith(BACKBONE_PREFIX))
+    if values > MAX_BACKBONE_VALUES:
+        raise ModelError(f"{path}: broken head file (backbone weights of {values} values; "
+                         f"a head carries at most {MAX_BACKBONE_VALUES})")
+
+
 def load_head_file(path: str | Path, source: str = "") -> Head:
     """Read a head file written by :func:`save_head`; anything else is a :class:`ModelError`.
 
@@ -382,33 +421,25 @@ def load_head_file(path: str | Path, source: str = "") -> Head:
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
+            if META_KEY not in meta:
+                raise ModelError(f"{path}: a safetensors file without an emo head header")
+            header, arch = _checked_header(path, meta[META_KEY])
+            # Shapes come from the file's index: nothing is read into memory before they fit.
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            _check_shapes(path, arch, shapes)
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, TypeError) as e:
         raise ModelError(f"{path}: not a safetensors head file ({str(e)[:200]})") from None
-    if META_KEY not in meta:
-        raise ModelError(f"{path}: a safetensors file without an emo head header")
     try:
-        header = check_header(json.loads(meta[META_KEY], parse_constant=_no_constants))
-        arch = header["architecture"] = _int_arch(header["architecture"])
-        check_temperature(header.get("temperature", 1.0), header.get("task"))
         bb = {k[len(BACKBONE_PREFIX):]: v for k, v in tensors.items() if k.startswith(BACKBONE_PREFIX)}
         tensors = {k: v for k, v in tensors.items() if not k.startswith(BACKBONE_PREFIX)}
-        # Shapes the header claims are checked by arithmetic: a forged header must not make us
-        # allocate memory for a network that the stored tensors do not fill.
-        stored = {k: tuple(v.shape) for k, v in tensors.items()}
-        if state_shapes(arch) != stored:
-            raise ValueError("the header's architecture does not match the stored tensors")
         if any(v.dtype != np.float32 for k, v in tensors.items() if k != "log_mask"):
             raise ValueError("head tensors must be float32")
         if not all(np.isfinite(v).all() for k, v in tensors.items() if k != "log_mask"):
             raise ValueError("head tensors hold values that are not finite")
         if header.get("finetuned") and not bb:
             raise ValueError("a fine-tuned head without its backbone weights")
-        if len(header["labels"]) != int(arch["n_out"]) and header["task"] == "classify":
-            raise ValueError("label count differs from the output size")
-        if sum(int(d) for d in header["dims"].values()) != int(arch["in_dim"]):
-            raise ValueError("feature dims do not add up to the input size")
-    except (KeyError, ValueError, TypeError, OverflowError, RecursionError) as e:
+    except (KeyError, ValueError, TypeError, OverflowError) as e:
         raise ModelError(f"{path}: broken head file ({type(e).__name__}: {str(e)[:200]})") from None
     return Head(None, header, source or str(path), bb or None, state=tensors)
 

@@ -54,3 +54,32 @@ def test_null_separated_paths_keep_newlines_and_spaces():
 def test_non_utf8_argument_is_written_as_replacement_characters():
     (item,) = read_inputs(["caf\udce9.jpg"], None)
     assert item.record["path"] == "caf\ufffd.jpg" and str(item.path) == "caf\udce9.jpg"
+
+
+def test_split_cuts_a_piece_past_the_limit_without_gathering_it():
+    import io as _io
+
+    from emo.io.records import _LongPiece, _split
+
+    data = b"a\n" + b"x" * 1000 + b"\nb\n"
+    pieces = list(_split(_io.BytesIO(data), b"\n", chunk=64, limit=100))
+    assert pieces[0] == b"a" and pieces[2] == b"b"
+    assert isinstance(pieces[1], _LongPiece) and pieces[1].total == 1000 and len(pieces[1]) <= 80
+
+
+def test_bom_only_before_the_first_input():
+    import io as _io
+
+    from emo.io.records import read_inputs
+
+    items = list(read_inputs([], _io.BytesIO(b"\xef\xbb\xbfa.jpg\n\xef\xbb\xbfb.jpg\n")))
+    assert [it.record["path"] for it in items] == ["a.jpg", "\ufeffb.jpg"]
+
+
+def test_path_lookups_that_the_system_refuses_become_errors_not_exceptions(tmp_path):
+    from emo.io.records import read_inputs
+
+    long = "c" * 300
+    items = list(read_inputs([long, "a\0b", str(tmp_path)], None, recursive=True))
+    assert [it.error.kind if it.error else None for it in items] == ["bad_path", "bad_path"]
+    assert [it.index for it in items] == [0, 1]  # the empty folder adds none

@@ -77,3 +77,38 @@ def test_random_lines_on_stdin(tiny, tmp_path_factory, parts):
     stdin = b"".join(itertools.chain.from_iterable((ln, b"\n", good, b"\n") for ln in lines))
     recs = _check(emo(TINY, stdin), len(is_good))
     assert all(r.get("path") == good.decode() and "features" in r for r, g in zip(recs, is_good) if g)
+
+
+# Path pieces the system may refuse: too long, loops, NUL, bytes that are not UTF-8, folders.
+PIECES = ["c" * 300, "x" * 255, "é" * 130, "..", ".", "", "loop", "good.png", "dir", "\udcff", "\0", "[", "{"]
+paths = st.lists(st.sampled_from(PIECES), min_size=1, max_size=4).map("/".join)
+
+
+@FUZZ
+@given(form=st.sampled_from(["arg", "line", "json", "null"]), names=st.lists(paths, min_size=1, max_size=5))
+def test_hostile_paths_in_every_input_form(tiny, tmp_path_factory, form, names):
+    d = tmp_path_factory.mktemp("fuzz")
+    make_image(d / "good.png")
+    (d / "dir").mkdir()
+    os.symlink(d / "loop", d / "loop")
+    good = str(d / "good.png")
+    if form in ("arg", "null"):  # a NUL ends a name there: it cannot be inside one
+        names = [p.replace("\0", "") or "." for p in names]
+
+    def enc(p: str) -> bytes:
+        if form == "json" and "\udcff" not in p:
+            return orjson.dumps({"path": p})
+        return p.encode("utf-8", "surrogateescape")
+
+    if form == "arg":
+        run = emo(TINY + ["--root", str(d)] + [x for p in names for x in (p, good)])
+        hostile = len(names)
+    elif form == "null":
+        run = emo(TINY + ["-0", "--root", str(d)], b"".join(enc(p) + b"\0" + good.encode() + b"\0" for p in names))
+        hostile = len(names)
+    else:
+        body = [enc(p) for p in names]
+        run = emo(TINY + ["--root", str(d)], b"".join(b + b"\n" + good.encode() + b"\n" for b in body))
+        hostile = sum(1 for b in body if b.strip())  # blank lines carry no input
+    recs = _check(run, hostile + len(names))
+    assert sum(1 for r in recs if r.get("path") == good and "features" in r) >= len(names)

@@ -276,3 +276,18 @@ def test_a_cache_folder_that_is_a_file_is_one_model_error(tmp_path):
     with pytest.raises(ModelError, match="Not a directory"):
         EngineCache(blocker / "engines").get(FIELDS, "pt2", _build(), _read)
     assert blocker.read_bytes() == b"a file where the folder should be"
+
+
+def test_clear_on_a_cache_it_may_not_change_is_one_line(cache_dir, monkeypatch):
+    EngineCache(cache_dir).get(FIELDS, "pt2", _build(), _read)
+    real = Path.unlink
+
+    def refused(self, missing_ok=False):
+        if self.parent == cache_dir:
+            raise PermissionError(13, "Permission denied")
+        return real(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refused)  # as a user who does not own a shared cache
+    run = emo(["engines", "clear"])
+    assert_clean(run)
+    assert run.code == 2 and "Permission denied" in run.err and len(run.err.strip().splitlines()) == 1

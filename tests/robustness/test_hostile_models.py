@@ -273,3 +273,31 @@ def test_writing_a_head_replaces_a_link_beside_it_never_follows_it(tmp_path):
     assert victim.read_text() == "keep me"
     assert not (tmp_path / "new.head.json").is_symlink()
     assert json.loads((tmp_path / "new.head.json").read_text())["labels"] == ["joy", "fear"]
+
+
+def test_a_head_whose_index_claims_gigabytes_is_refused_before_reading(tmp_path, head_file):
+    """A sparse file: its index is honest about a 2**29-value backbone tensor, the disk holds nothing."""
+    import struct
+
+    from safetensors import safe_open
+
+    with safe_open(str(head_file), framework="numpy") as f:
+        meta = f.metadata()
+    arrays = load_file(str(head_file))
+    index, blobs, at = {}, [], 0
+    for k, v in arrays.items():
+        data = v.tobytes()
+        index[k] = {"dtype": "F32" if v.dtype.kind == "f" else "U8", "shape": list(v.shape),
+                    "data_offsets": [at, at + len(data)]}
+        blobs.append(data)
+        at += len(data)
+    n = 1 << 29
+    index["backbone.w"] = {"dtype": "F32", "shape": [n], "data_offsets": [at, at + 4 * n]}
+    index["__metadata__"] = {**meta, META_KEY: json.dumps({**json.loads(meta[META_KEY]), "finetuned": {"id": "x"}})}
+    head = json.dumps(index).encode()
+    path = tmp_path / "huge.head"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(head)) + head + b"".join(blobs))
+        f.truncate(8 + len(head) + at + 4 * n)
+    with pytest.raises(ModelError, match="at most"):
+        load_head_file(path)

@@ -4,7 +4,6 @@ huge and sparse junk files, and output that must never hold NaN, null or a raw l
 from __future__ import annotations
 
 import io
-import os
 import random
 import time
 
@@ -176,3 +175,70 @@ def test_jpeg_header_tricks_end_quickly(tmp_path, make):
     with pytest.raises(InputError):
         decode(path, (View(32),), 0)
     assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize("env, value", [("EMO_BATCH_SIZE", "99999999999999999999"), ("EMO_BATCH_SIZE", "0"),
+                                        ("EMO_WORKERS", "1000000000000"), ("EMO_WORKERS", "-1"),
+                                        ("EMO_MAX_BYTES", "-5"), ("EMO_MAX_BYTES", "1e3"),
+                                        ("EMO_MAX_PIXELS", "x"), ("EMO_BACKEND", "\udcff")])
+def test_hostile_environment_values_are_one_line_exit_2(tiny, tmp_path, monkeypatch, env, value):
+    monkeypatch.setenv(env, value)
+    run = emo(TINY + [str(make_image(tmp_path / "a.png"))])
+    assert_clean(run)
+    assert run.code == 2 and run.out == b"", run.err
+    assert any(w in run.err for w in (env, "must be", "not one of")), run.err
+    assert len([ln for ln in run.err.splitlines() if ln.strip()]) == 1
+
+
+def test_a_head_that_cannot_be_built_here_is_one_line_exit_2_not_a_model_error_per_record(monkeypatch):
+    """Under a memory limit (ulimit -v) torch cannot even load: that is the run's error, not each input's."""
+    import emo.models.head_file as head_file
+
+    def no_torch(*a, **k):
+        raise ImportError("libtorch_cpu.so: failed to map segment from shared object")
+
+    monkeypatch.setattr(head_file, "_net_from_state", no_torch)
+    run = emo(["classify"], _feature_lines(_good_row(1), _good_row(2)))
+    assert_clean(run)
+    assert run.code == 2 and b"model_error" not in run.out
+    assert "cannot build head" in run.err and len(run.err.strip().splitlines()) == 1
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+@pytest.mark.parametrize("make", ["png_empty_chunks_before_pixels", "png_empty_idat_chunks", "gif_comment_blocks"])
+def test_files_of_tiny_blocks_are_refused_within_seconds(tmp_path, make):
+    """Pillow parses PNG chunks and GIF blocks in Python: 6 MiB of empty ones would take seconds
+    each and a 500 MiB file minutes, so what it may read is bounded by the picture's size."""
+    import struct
+    import zlib
+
+    ihdr = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
+    pixels = zlib.compress(b"".join(b"\x00" + b"\x01\x02\x03" * 8 for _ in range(8)))
+    many = (6 << 20) // 12
+    if make == "png_empty_chunks_before_pixels":
+        blob = b"\x89PNG\r\n\x1a\n" + ihdr + _png_chunk(b"zzZz", b"") * many + _png_chunk(b"IDAT", pixels)
+    elif make == "png_empty_idat_chunks":
+        blob = (b"\x89PNG\r\n\x1a\n" + ihdr + _png_chunk(b"IDAT", pixels[:4]) + _png_chunk(b"IDAT", b"") * many
+                + _png_chunk(b"IDAT", pixels[4:]))
+    else:
+        blob = (b"GIF89a" + struct.pack("<HHBBB", 8, 8, 0, 0, 0) + b"\x21\xfe\x01a\x00" * ((6 << 20) // 5)
+                + b"\x2c" + struct.pack("<HHHHB", 0, 0, 8, 8, 0) + b"\x02\x02\x44\x01\x00\x3b")
+    path = tmp_path / "spam.img"
+    path.write_bytes(blob + _png_chunk(b"IEND", b"") if make.startswith("png") else blob)
+    start = time.monotonic()
+    with pytest.raises(InputError) as e:
+        decode(path, (View(32),), 0)
+    assert time.monotonic() - start < 10 and e.value.kind in ("not_an_image", "truncated")
+
+
+def test_a_real_large_picture_is_well_inside_the_read_budget(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "noise.png"
+    Image.fromarray(rng.integers(0, 256, (1200, 1600, 3), np.uint8)).save(path)  # incompressible
+    assert decode(path, (View(32),), 0).size == (1600, 1200)

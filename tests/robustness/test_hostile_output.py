@@ -37,12 +37,20 @@ def test_resume_counts_each_appearance(tiny, tmp_path, imgs):
     assert again.code == 0 and len(out.read_bytes().splitlines()) == 4  # all done: nothing added
 
 
-def test_records_without_a_path_are_not_doubled_by_a_second_resume(tiny, tmp_path):
+@pytest.mark.parametrize("sub", ["classify", "features"])
+def test_records_without_a_path_are_not_doubled_by_a_second_resume(tiny, tmp_path, sub):
+    import random
+
     out = tmp_path / "out.jsonl"
-    feats = [[0.1 * i + j for j in range(10)] for i in range(3)]
-    data = b"".join(orjson.dumps({"features": {"object": f}}) + b"\n" for f in feats + feats[:1])
+    rng = random.Random(0)
+    if sub == "classify":  # results are added to the record: it no longer equals its input
+        args, group, dim = ["classify"], "deep", 1280
+    else:  # the group is written back as float32: 0.1 + 1e-9 does not survive the round trip
+        args, group, dim = TINY, "object", 10
+    feats = [[rng.random() + 1e-9 for _ in range(dim)] for _ in range(3)]
+    data = b"".join(orjson.dumps({"features": {group: f}}) + b"\n" for f in feats + feats[:1])
     for _ in range(3):
-        run = emo(TINY + ["-o", str(out), "--resume"], data)
+        run = emo(args + ["-o", str(out), "--resume"], data)
         assert_clean(run)
         assert run.code == 0, run.err
         assert len(out.read_bytes().splitlines()) == 4
@@ -135,3 +143,39 @@ def test_a_half_written_last_record_is_redone_and_foreign_bytes_are_not_cut(tiny
     out.write_bytes(whole + whole[:25])  # a kill inside the second record
     run = emo(TINY + ["-o", str(out), "--resume", imgs["a"], imgs["b"]])
     assert run.code == 0 and paths_of(out.read_bytes()) == [imgs["a"], imgs["b"]]
+
+
+def test_two_resume_processes_on_one_file_the_second_is_refused(tiny, tmp_path, imgs):
+    """Overlapping cron jobs: the first holds the file while it runs; the second says so, exit 2,
+    and changes nothing."""
+    import subprocess
+    import time
+
+    from tests.robustness.conftest import spawn
+    from tests.robustness.test_process_faults import _feed_forever
+
+    out = tmp_path / "out.jsonl"
+    first = spawn(TINY + ["--batch-size", "2", "-o", str(out), "--resume"], stdin=subprocess.PIPE,
+                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stop = threading.Event()
+    try:
+        _feed_forever(first, imgs["a"].encode() + b"\n", stop)
+        deadline = time.monotonic() + 60
+        while not out.exists() or not out.read_bytes().endswith(b"\n"):
+            assert time.monotonic() < deadline and first.poll() is None, "the first run never wrote"
+            time.sleep(0.05)
+        second = emo(TINY + ["-o", str(out), "--resume", imgs["b"]])
+        assert_clean(second)
+        assert second.code == 2 and "another emo --resume run" in second.err
+        stop.set()
+        time.sleep(0.1)
+        first.stdin.close()
+        assert first.wait(60) == 0, first.stderr.read().decode()
+    finally:
+        stop.set()
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        first.stderr.close()
+    done = paths_of(out.read_bytes())
+    assert done and set(done) == {imgs["a"]}  # nothing of the refused run
