@@ -288,6 +288,6 @@ def test_clear_on_a_cache_it_may_not_change_is_one_line(cache_dir, monkeypatch):
         return real(self, missing_ok=missing_ok)
 
     monkeypatch.setattr(Path, "unlink", refused)  # as a user who does not own a shared cache
-    run = emo(["engines", "clear"])
+    run = emo(["engines", "clear", "--yes"])
     assert_clean(run)
     assert run.code == 2 and "Permission denied" in run.err and len(run.err.strip().splitlines()) == 1
