@@ -187,9 +187,16 @@ def open_decoder(settings: Settings, views: Sequence[View]) -> _ThreadDecoder | 
     return _ThreadDecoder(decode_workers(settings), settings.max_pixels, settings.max_bytes)
 
 
-def _ready(reader: _Reader | None, size: int) -> bool:
+def _ready(reader: _Reader, size: int) -> bool:
     """A full batch of input is already read: taking it costs no wait."""
-    return reader is not None and reader.q.qsize() >= size
+    return reader.q.qsize() >= size
+
+
+def _as_it_comes(reader: _Reader, size: int) -> Iterator[list[Item]]:
+    """Batches of ``size`` items as the input comes; a shorter one (even empty) when the input
+    pauses for :data:`FILL_SECONDS`, so the caller can write what it holds before waiting on."""
+    while not reader.ended:
+        yield reader.take(size, time.monotonic() + FILL_SECONDS)
 
 
 def _run_stage(stage: Stage, items: list[Item]) -> None:
@@ -264,27 +271,27 @@ class Pipeline:
         pending: deque[tuple[list[Item], list[Any]]] = deque()
         failed: list[BaseException] = []  # an exception from the inputs, raised after their records
         inputs = _until_error(items, failed)
-        reader = _Reader(inputs, max(64, decoder.slots)) if fill > self.lookahead else None
+        reader = _Reader(inputs, max(64, decoder.slots))
         aborted = True
         try:
-            if reader is None:
-                batches = _batched(inputs, size, first)
-            else:
-                # Input that pauses must not hold up what was read: wait for it until a deadline.
-                deadline, want = time.monotonic() + FILL_SECONDS, first
-                while len(pending) <= fill and (batch := reader.take(want, deadline)):
-                    pending.append((batch, self._submit(decoder, batch)))
-                    if len(batch) < want:  # the end of the input, or the deadline
-                        break
-                    want = size
-                batches = _batched(reader, size)
-            # Workers stay fed as far ahead as the ring holds while input keeps coming; input that
-            # trickles gets its records out with only ``lookahead`` batches held back.
+            # Input that pauses must not hold up what was read: wait for it until a deadline.
+            deadline, want = time.monotonic() + FILL_SECONDS, first
+            while len(pending) <= fill and (batch := reader.take(want, deadline)):
+                pending.append((batch, self._submit(decoder, batch)))
+                if len(batch) < want:  # the end of the input, or the deadline
+                    break
+                want = size
             while len(pending) > self.lookahead and (len(pending) > fill or not _ready(reader, size)):
                 yield self.process(*pending.popleft())
-            for batch in batches:
-                pending.append((batch, self._submit(decoder, batch)))
-                while len(pending) > self.lookahead and (len(pending) > fill or not _ready(reader, size)):
+            for batch in _as_it_comes(reader, size):
+                if batch:
+                    pending.append((batch, self._submit(decoder, batch)))
+                # Input that pauses (tail -f | emo) gets every record read so far written now;
+                # otherwise workers stay fed as far ahead as the ring holds while input keeps coming,
+                # and input that trickles has only ``lookahead`` batches held back.
+                paused = len(batch) < size and not reader.ended
+                while pending and (paused or (len(pending) > self.lookahead
+                                              and (len(pending) > fill or not _ready(reader, size)))):
                     yield self.process(*pending.popleft())
             while pending:
                 yield self.process(*pending.popleft())
@@ -292,8 +299,7 @@ class Pipeline:
                 raise failed[0]
             aborted = False
         finally:
-            if reader is not None:
-                reader.close()
+            reader.close()
             self.decoded_by = decoder.describe() if views else ""  # as it ended: a balanced plan moves
             decoder.close(abort=aborted)
 

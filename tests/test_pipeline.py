@@ -238,7 +238,7 @@ def test_already_failed_items_pass_through_untouched(tmp_path, count_decodes):
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])
-def test_look_ahead_is_bounded(tmp_path, batch_size):
+def test_look_ahead_is_bounded(tmp_path, batch_size, count_decodes):
     p = make_image(tmp_path / "a.png", size=(20, 20))
     n, lookahead = 40, 2
     pulled = 0
@@ -250,13 +250,17 @@ def test_look_ahead_is_bounded(tmp_path, batch_size):
             yield Item(i, {"path": str(p)}, path=p)
 
     ahead: list[int] = []
+    decoded_ahead: list[int] = []
     done = 0
     for batch in Pipeline([RedStage()], _settings(batch_size), lookahead=lookahead).run(gen()):
         done += len(batch)
         ahead.append(pulled - done)
+        decoded_ahead.append(len(count_decodes) - done)
     assert done == n
-    # At most the batch being written plus `lookahead` batches are in flight, and no more.
-    assert max(ahead) == lookahead * batch_size
+    # Pixels: at most `lookahead` batches are decoded ahead of the one being written, and no more.
+    assert max(decoded_ahead) == lookahead * batch_size, decoded_ahead
+    # Inputs (records without pixels) are read ahead into a bounded queue, so a pause is noticed.
+    assert max(ahead) <= lookahead * batch_size + 64
     assert pulled == n
 
 
@@ -453,3 +457,26 @@ def test_decode_processes_stay_fed_as_far_as_the_ring_holds(tmp_path, monkeypatc
     assert done == 400
     steady = ahead[20:-20]  # past the first fill, before the end of the input
     assert min(steady) > 2 * 4 and max(ahead) <= 64
+
+
+@pytest.mark.parametrize("decoder", ["thread", "process"])
+def test_input_that_pauses_gets_its_records_before_the_next_line(tmp_path, decoder):
+    """``tail -f log | emo``: records read before a pause come out during it, not at end of input."""
+    import threading
+
+    p = make_image(tmp_path / "a.png", size=(20, 20))
+    got_first = threading.Event()
+    resumed_after_first: list[bool] = []
+
+    def gen():
+        yield Item(0, {"path": str(p)}, path=p)
+        resumed_after_first.append(got_first.wait(timeout=15))  # the producer pauses here
+        yield Item(1, {"path": str(p)}, path=p)
+
+    settings = replace(_settings(32), decoder=decoder)
+    out = []
+    for batch in Pipeline([RedStage()], settings).run(gen()):
+        out += batch
+        got_first.set()
+    assert [it.index for it in out] == [0, 1]
+    assert resumed_after_first == [True]  # the first record was out while the input was paused
