@@ -18,6 +18,7 @@ from emo.engine import Engine
 from emo.io.decode import View
 from emo.io.records import Item
 from emo.regions.find import RegionFinder, Regions
+from emo.regions.layers import LinearLayer
 from emo.regions.local import pad_regions
 from emo.regions.rcnn import Detector
 from emo.stages.backbone_stage import to_batch
@@ -115,6 +116,19 @@ class RegionStage:
                 draw_regions(item.path, recs, self.draw_dir / out_name(item.index, item.path), title)
 
 
+def object_classifier(state: dict, classes: int, channels: int) -> LinearLayer | None:
+    """The backbone's ImageNet classifier read from its weights, or None if it cannot be told apart.
+
+    The classifier is the one linear layer of ``classes x channels`` in ``state`` (with its bias):
+    reading it from the weights file spares building the network when its engine is cached.
+    """
+    found = [k[: -len("weight")] for k, v in state.items()
+             if k.endswith("weight") and getattr(v, "shape", None) == (classes, channels)]
+    if len(found) != 1 or getattr(state.get(found[0] + "bias"), "shape", None) != (classes,):
+        return None
+    return LinearLayer(state[found[0] + "weight"].float(), state[found[0] + "bias"].float())
+
+
 def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: float = 0.5, size: int = 320,
                  detector_size: int = 800, cam_file: Path | None = None, region_head: Path | None = None,
                  emit: bool = True, local: bool = False, draw_dir: Path | None = None,
@@ -127,6 +141,7 @@ def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: floa
     from emo.errors import ModelError
     from emo.models import create, get
     from emo.models.pyramid import stride
+    from emo.models.weights import load_state_dict, resolve
     from emo.regions.find import LastMap
     from emo.regions.layers import SHIPPED_CAM, load_layer
 
@@ -138,11 +153,21 @@ def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: floa
     if cam.header.get("backbone") not in (None, entry.name):
         raise ModelError(f"the CAM layer was trained on {cam.header.get('backbone')}, not {entry.name} (--backbone)")
     head = load_layer(region_head, "region_head", 2 * channels) if region_head else None
-    model = create(entry.name, settings)
-    net = LastMap(model, entry).eval()
-    engine = load(net, network_id=f"{entry.name}.lastmap", weights_sha256=model.weights_sha256,
-                  profile=Profile(size, settings.batch_size), settings=settings, verbose=verbose)
-    classifier = model.classifier.eval()
+    weights, digest = resolve(entry.weights, settings) if entry.weights else (None, "")
+    classifier = object_classifier(load_state_dict(weights), entry.num_classes, channels) if weights else None
+    built: list = []
+
+    def model():
+        if not built:
+            built.append(create(entry.name, settings))
+        return built[0]
+
+    # Built only when the engine is not in the cache: building imports torchvision (seconds).
+    engine = load(lambda: LastMap(model(), entry).eval(), network_id=f"{entry.name}.lastmap",
+                  weights_sha256=digest or model().weights_sha256, profile=Profile(size, settings.batch_size),
+                  settings=settings, verbose=verbose)
+    if classifier is None:
+        classifier = model().classifier.eval()
     finder = RegionFinder(cam, classifier, size, stride(5), top_k, iou, head)
     det = None
     if proposals == "rcnn":
