@@ -15,6 +15,7 @@ cell, not once per box: the logits of a box are its weights times the cells' log
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -144,9 +145,10 @@ class RegionFinder:
     ``cam``: the CAM layer (labels of its emotions); ``classifier``: the backbone's ImageNet
     classifier on pooled features (p_obj of the cam source), a module or a :class:`LinearLayer`;
     ``region_head``: a trained p_emo layer on local features, or None for the CAM's activation mass.
+    ``stride``: view pixels per cell of the maps; None reads it from the maps' size (a power of 2).
     """
 
-    def __init__(self, cam: LinearLayer, classifier: nn.Module | LinearLayer | None, view: int, stride: int = 32,
+    def __init__(self, cam: LinearLayer, classifier: nn.Module | LinearLayer | None, view: int, stride: int | None = 32,
                  top_k: int = 10, iou: float = 0.5, region_head: LinearLayer | None = None,
                  per_level: int = 40) -> None:
         self.cam = cam
@@ -178,22 +180,30 @@ class RegionFinder:
             logits = self.classifier(weights @ fmap.reshape(fmap.shape[0], -1).T)
         return torch.softmax(logits.float(), 1).max(1).values
 
-    def _head_p_emo(self, fmap: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.region_head(with_context(fmap[None], self.stride, boxes))[:, 0])
+    def _head_p_emo(self, fmap: torch.Tensor, boxes: torch.Tensor, stride: int) -> torch.Tensor:
+        return torch.sigmoid(self.region_head(with_context(fmap[None], stride, boxes))[:, 0])
 
-    def _head_proposals(self, fmap: torch.Tensor, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _head_proposals(self, fmap: torch.Tensor, width: int, height: int,
+                        stride: int) -> tuple[torch.Tensor, torch.Tensor]:
         """With a region head, every anchor is scored by it; the ``per_level`` best of each level are kept."""
         boxes, p_emo = [], []
         for _, b in anchors(width, height):
-            p = self._head_p_emo(fmap, b)
+            p = self._head_p_emo(fmap, b, stride)
             top = torch.argsort(p, descending=True)[: self.per_level]
             boxes.append(b[top])
             p_emo.append(p[top])
         return torch.cat(boxes), torch.cat(p_emo)
 
-    def strongest(self, fmap: torch.Tensor, width: int, height: int) -> int:
+    def stride_of(self, fmaps: torch.Tensor) -> int:
+        """View pixels per cell of ``fmaps (B, C, h, w)``: the given stride, or the power of 2 nearest view / w."""
+        if self.stride:
+            return self.stride
+        return 2 ** max(0, round(math.log2(self.view / max(1, fmaps.shape[-1]))))
+
+    def strongest(self, fmap: torch.Tensor, width: int, height: int, stride: int | None = None) -> int:
         """Index of the picture's strongest emotion (neutral excluded): the CAM layer on the pooled picture."""
-        cols, rows = -(-width // self.stride), -(-height // self.stride)
+        stride = stride or self.stride_of(fmap[None])
+        cols, rows = -(-width // stride), -(-height // stride)
         pooled = fmap[:, :rows, :cols].mean((1, 2))
         scores = self.cam(pooled)
         return max(self.emotion_ids, key=lambda i: float(scores[i]))
@@ -226,32 +236,35 @@ class RegionFinder:
         """
         with torch.inference_mode():
             fmaps = fmaps.float()
+            stride = self.stride_of(fmaps)
             own = [given is None or given[i] is None for i in range(len(sizes))]
             cell_logits = self._cell_logits(fmaps) if any(own) and self.classifier is not None else None
             with one_thread():
                 return [self._one(fmaps[i], size, None if own[i] else given[i],
-                                  None if cell_logits is None else cell_logits[i]) for i, size in enumerate(sizes)]
+                                  None if cell_logits is None else cell_logits[i], stride)
+                        for i, size in enumerate(sizes)]
 
     def _one(self, fmap: torch.Tensor, size: tuple[int, int],
-             given: tuple[torch.Tensor, torch.Tensor, list[str]] | None, cell_logits: torch.Tensor | None) -> Regions:
-        """One picture's regions from its map ``fmap (C, h, w)``."""
+             given: tuple[torch.Tensor, torch.Tensor, list[str]] | None, cell_logits: torch.Tensor | None,
+             stride: int) -> Regions:
+        """One picture's regions from its map ``fmap (C, h, w)`` of ``stride`` view pixels per cell."""
         channels, rows, cols = fmap.shape
         width, height = fit_size(size[0], size[1], self.view)
-        emo_id = self.strongest(fmap, width, height)
+        emo_id = self.strongest(fmap, width, height, stride)
         emotion = self.cam.labels[emo_id] if self.cam.labels else str(emo_id)
         cam = self.cam.cam(fmap[None])[0, emo_id]
         if given is not None:
             gboxes, p_obj, labels = given
             boxes = to_view(gboxes, size, self.view)
             mass = box_mass(activation(cam, width, height, self.view), boxes)
-            p_emo = mass if self.region_head is None else self._head_p_emo(fmap, boxes)
-            weights = box_weights(boxes, self.stride, rows, cols)
+            p_emo = mass if self.region_head is None else self._head_p_emo(fmap, boxes, stride)
+            weights = box_weights(boxes, stride, rows, cols)
         else:
             if self.region_head is not None:
-                boxes, p_emo = self._head_proposals(fmap, width, height)
+                boxes, p_emo = self._head_proposals(fmap, width, height, stride)
             else:
                 boxes, p_emo = cam_proposals(cam, width, height, self.view, self.per_level)
-            weights = box_weights(boxes, self.stride, rows, cols)
+            weights = box_weights(boxes, stride, rows, cols)
             p_obj = self._p_obj(weights, fmap, cell_logits)
             labels = [emotion] * boxes.shape[0]
         score = emotion_score(p_emo, p_obj)

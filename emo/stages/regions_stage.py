@@ -17,6 +17,7 @@ from emo.config import KEY_REGIONS
 from emo.engine import Engine
 from emo.io.decode import View
 from emo.io.records import Item
+from emo.regions.draw import DrawingNames
 from emo.regions.find import RegionFinder, Regions
 from emo.regions.layers import LinearLayer
 from emo.regions.local import pad_regions
@@ -61,12 +62,13 @@ class RegionStage:
     ``engine``: the backbone's last-map network on ``(B, 3, view, view) uint8`` fit views.
     ``detector``: the ``rcnn`` source on fit views of side ``detector_view`` (None: ``cam``).
     ``emit``: write ``regions`` into records; ``local``: fill ``features["regions"]`` (K = top_k),
-    reusing the boxes a record already carries. ``draw_dir``: a JPEG per picture there.
+    reusing the boxes a record already carries. ``draw_dir``: a JPEG per picture there with its
+    best ``draw_k`` regions, named after its path relative to ``root`` (:mod:`emo.regions.draw`).
     """
 
     def __init__(self, engine: Engine, finder: RegionFinder, *, detector: Detector | None = None,
                  detector_view: int = 800, emit: bool = True, local: bool = False,
-                 draw_dir: Path | None = None) -> None:
+                 draw_dir: Path | None = None, draw_k: int = 3, root: Path | None = None) -> None:
         self.engine = engine
         self.finder = finder
         self.view = View(finder.view, mode="fit")
@@ -75,6 +77,8 @@ class RegionStage:
         self.emit = emit
         self.local = local
         self.draw_dir = draw_dir
+        self.draw_k = draw_k
+        self.names = DrawingNames(root if root is not None else Path.cwd())
         self.views = (self.view,) + ((self.det_view,) if self.det_view is not None else ())
 
     def wants(self, item: Item) -> bool:
@@ -110,10 +114,19 @@ class RegionStage:
             if self.local:
                 item.features[GROUP] = local_group(regions, self.finder.top_k)
             if self.draw_dir is not None and item.path is not None:
-                from emo.regions.draw import draw_regions, out_name
+                self._draw(item, recs, regions.emotion)
 
-                title = f"{regions.emotion}" if regions.emotion else ""
-                draw_regions(item.path, recs, self.draw_dir / out_name(item.index, item.path), title)
+    def _draw(self, item: Item, recs: list[dict], emotion: str) -> None:
+        """Write the item's drawing; a failure is its error, and its regions stay in the record."""
+        from PIL import Image
+
+        from emo.regions.draw import draw_regions
+
+        out = self.draw_dir / self.names(item.path, item.index)
+        try:
+            draw_regions(item.path, recs, out, emotion, self.draw_k, item.size)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            item.fail("read_error", f"drawing not written to {out.name}: {getattr(e, 'strerror', None) or e}")
 
 
 def object_classifier(state: dict, classes: int, channels: int) -> LinearLayer | None:
@@ -131,16 +144,17 @@ def object_classifier(state: dict, classes: int, channels: int) -> LinearLayer |
 
 def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: float = 0.5, size: int = 320,
                  detector_size: int = 800, cam_file: Path | None = None, region_head: Path | None = None,
-                 emit: bool = True, local: bool = False, draw_dir: Path | None = None,
-                 verbose: bool = False) -> RegionStage:
+                 emit: bool = True, local: bool = False, draw_dir: Path | None = None, draw_k: int = 3,
+                 root: Path | None = None, verbose: bool = False) -> RegionStage:
     """Build the backbone's last-map engine, the CAM layer, optional region head and detector.
 
     ``settings.backbone`` must be the network the CAM layer was trained on (its header says).
+    ``draw_dir``: write drawings there, each with the best ``draw_k`` regions, named after the
+    picture's path relative to ``root`` (default: the current folder).
     """
     from emo.engine import Profile, load
-    from emo.errors import ModelError
+    from emo.errors import ModelError, UsageError
     from emo.models import create, get
-    from emo.models.pyramid import stride
     from emo.models.weights import load_state_dict, resolve
     from emo.regions.find import LastMap
     from emo.regions.layers import SHIPPED_CAM, load_layer
@@ -168,14 +182,19 @@ def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: floa
                   settings=settings, verbose=verbose)
     if classifier is None:
         classifier = model().classifier.eval()
-    finder = RegionFinder(cam, classifier, size, stride(5), top_k, iou, head)
+    finder = RegionFinder(cam, classifier, size, None, top_k, iou, head)
     det = None
     if proposals == "rcnn":
         from emo.regions.rcnn import detector
 
         det = detector(settings)
+    if draw_dir is not None:
+        try:
+            draw_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"--draw {draw_dir}: cannot make the folder ({e.strerror or e})") from None
     return RegionStage(engine, finder, detector=det, detector_view=detector_size, emit=emit, local=local,
-                       draw_dir=draw_dir)
+                       draw_dir=draw_dir, draw_k=draw_k, root=root)
 
 
 # The shipped classify head on [X_global, X_local 1..K], used by emo classify --regions when it exists.
