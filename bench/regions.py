@@ -75,7 +75,7 @@ class _Maps:
     def run(self, items) -> None:
         from emo.stages.backbone_stage import to_batch
 
-        (fmaps,) = self.stage.engine(to_batch(items, self.view))
+        fmaps = self.stage.feature_maps(to_batch(items, self.view))
         for it, m in zip(items, fmaps):
             self.maps[it.index], self.sizes[it.index] = m.half().numpy(), it.size
 
@@ -156,7 +156,7 @@ def agreement(before: str, after: str) -> tuple[int, int, float]:
 
 
 def engine_alone(data: Path, paths: list[str]) -> float:
-    """Images per second of the last-map engine alone on decoded fit views (batch 32): the ceiling."""
+    """Images per second of the last-map engine alone on decoded fit views, called as the stage calls it."""
     from emo.io.decode import decode
     from emo.stages.backbone_stage import to_batch
 
@@ -165,10 +165,10 @@ def engine_alone(data: Path, paths: list[str]) -> float:
     for it in items:
         d = decode(it.path, stage.views, 0)
         it.size, it.views = d.size, d.views
-    stage.engine(to_batch(items[:32], stage.view))  # warm
+    stage.feature_maps(to_batch(items[:32], stage.view))  # warm
     t0 = time.perf_counter()
     for i in range(0, len(items), 32):
-        stage.engine(to_batch(items[i : i + 32], stage.view))
+        stage.feature_maps(to_batch(items[i : i + 32], stage.view))
     return len(items) / (time.perf_counter() - t0)
 
 

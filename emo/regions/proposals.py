@@ -42,10 +42,27 @@ def _anchors(width: int, height: int, levels: tuple[int, ...]) -> list[tuple[int
         b = torch.stack([xx - half, yy - half, xx + half, yy + half], -1).reshape(-1, 4)
         b[:, 0::2] = b[:, 0::2].clamp(0, width)
         b[:, 1::2] = b[:, 1::2].clamp(0, height)
-        b = torch.unique(b.round(), dim=0)
+        b = _unique_rows(b.round(), max(width, height) + 1)
         b = b[(b[:, 2] - b[:, 0] >= 1) & (b[:, 3] - b[:, 1] >= 1)]
         out.append((k, b))
     return out
+
+
+def _unique_rows(b: torch.Tensor, bound: int) -> torch.Tensor:
+    """``torch.unique(b, dim=0)`` for rows of whole numbers in ``[0, bound)``: sorted, each once.
+
+    Each row is packed into one integer whose order is the rows' lexicographic order, and 1-D
+    unique is many times faster than unique over rows (it was most of building anchors).
+    """
+    if bound ** 4 >= 2**63:
+        return torch.unique(b, dim=0)
+    v = b.long()
+    key = torch.unique(((v[:, 0] * bound + v[:, 1]) * bound + v[:, 2]) * bound + v[:, 3])
+    cols = []
+    for _ in range(4):
+        cols.append(key % bound)
+        key = key // bound
+    return torch.stack(cols[::-1], 1).to(b.dtype)
 
 
 def _centres(length: int, s: int) -> torch.Tensor:

@@ -26,6 +26,11 @@ from emo.stages.backbone_stage import to_batch
 
 GROUP = "regions"
 
+# Images per engine call on a CPU. A 320-pixel view's early activations take megabytes per image:
+# in twos they stay in the cores' caches, and the engine's time per image is about half that of
+# batches of 32 (same outputs, bit for bit). A GPU gets the whole batch.
+CPU_CHUNK = 2
+
 
 def local_group(regions: Regions, k: int) -> np.ndarray:
     """``(K * C + K,) float32``: padded local features then the mask."""
@@ -81,6 +86,11 @@ class RegionStage:
         self.names = DrawingNames(root if root is not None else Path.cwd())
         self.views = (self.view,) + ((self.det_view,) if self.det_view is not None else ())
 
+    def feature_maps(self, batch: torch.Tensor) -> torch.Tensor:
+        """The engine on ``batch (B, 3, S, S) uint8`` in chunks of :data:`CPU_CHUNK` on a CPU: ``(B, C, h, w)``."""
+        step = CPU_CHUNK if self.engine.device.type == "cpu" else max(1, batch.shape[0])
+        return torch.cat([self.engine(batch[i : i + step])[0] for i in range(0, batch.shape[0], step)])
+
     def wants(self, item: Item) -> bool:
         if self.local:
             return GROUP not in item.features
@@ -99,7 +109,7 @@ class RegionStage:
         return [(to_original(d.boxes, it.size, side), d.scores, d.labels) for d, it in zip(dets, items)]
 
     def run(self, items: list[Item]) -> None:
-        (fmaps,) = self.engine(to_batch(items, self.view))
+        fmaps = self.feature_maps(to_batch(items, self.view))
         sizes = [it.size for it in items]
         given: list | None = None
         if self.detector is not None:
