@@ -14,9 +14,11 @@ root with ``/`` turned into ``__``, plus ``.jpg``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,30 +189,64 @@ def _ink(colour: tuple[int, int, int]) -> tuple[int, int, int]:
     return (0, 0, 0) if 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] > 140 else (255, 255, 255)
 
 
-def _open_upright(path: Path, target: tuple[int, int]) -> Image.Image:
-    """The picture upright in RGB, decoded no larger than needed for ``target`` (JPEG DCT scaling)."""
+def _upright_size(im: Image.Image) -> tuple[int, int]:
+    return (im.height, im.width) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else im.size
+
+
+def _open_upright(path: Path, target: tuple[int, int], size: tuple[int, int] | None,
+                  max_pixels: int) -> Image.Image:
+    """The picture upright in RGB, decoded no larger than needed for ``target`` (JPEG DCT scaling).
+
+    Refuses a picture over ``max_pixels`` (0: no limit) or, when ``size`` is given, of another
+    size: the file changed since its regions were found, and they would not fit it.
+    """
     with Image.open(path) as im:
-        turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-        want = (target[1], target[0]) if turned else target
+        if max_pixels and im.width * im.height > max_pixels:
+            raise ValueError(f"{im.width}x{im.height} pixels is over the limit of {max_pixels}")
+        upright = _upright_size(im)
+        if size is not None and upright != tuple(size):
+            raise ValueError(f"the picture is now {upright[0]}x{upright[1]}, not {size[0]}x{size[1]} as when read")
+        want = (target[1], target[0]) if upright != im.size else target
         if im.format == "JPEG" and want[0] < im.width and want[1] < im.height:
             im.draft("RGB", want)
         return ImageOps.exif_transpose(im).convert("RGB")
 
 
+def _save_whole(img: Image.Image, out: Path) -> None:
+    """Write ``out`` as a JPEG through a new temporary file beside it, then rename it into place.
+
+    The temporary file is created exclusively: a name planted in the folder (a link to another
+    file) is never written through.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name[:100]}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, "JPEG", quality=90)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def draw_regions(path: Path, regions: list[dict], out: Path, title: str = "", k: int = 3,
-                 size: tuple[int, int] | None = None) -> Path:
+                 size: tuple[int, int] | None = None, max_pixels: int = 0) -> Path:
     """Draw the best ``k`` of ``regions`` (``box`` in the upright original's pixels, ``score``, ``label``).
 
-    ``size``: the upright original's ``(W, H)`` the boxes refer to (read from the file when None).
-    The worst drawn box is drawn first so the best lies on top. Writes ``out`` (JPEG) and returns it.
+    ``size``: the upright original's ``(W, H)`` the boxes refer to (read from the file when None);
+    ``max_pixels``: refuse a larger picture (0: no limit). The worst drawn box is drawn first so
+    the best lies on top. Writes ``out`` (JPEG) and returns it; raises OSError or ValueError.
     """
     if size is None:
         with Image.open(path) as im:
-            size = im.size if im.getexif().get(0x0112, 1) not in (5, 6, 7, 8) else (im.height, im.width)
+            size = _upright_size(im)
     plan = layout(size, regions, k, title)
     pic = plan.picture
     pw, ph = pic.x1 - pic.x0, pic.y1 - pic.y0
-    img = _open_upright(path, (pw, ph))
+    img = _open_upright(path, (pw, ph), size, max_pixels)
     img = img.resize((pw, ph), Image.NEAREST if pw > img.width else Image.BILINEAR)
     canvas = Image.new("RGB", plan.size, BACKGROUND)
     canvas.paste(img, (pic.x0, pic.y0))
@@ -226,9 +262,7 @@ def draw_regions(path: Path, regions: list[dict], out: Path, title: str = "", k:
     if plan.title is not None:
         _write(pen, plan.title, title, plan.font, (0, 0, 0), (255, 255, 255))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    canvas.save(tmp, "JPEG", quality=90)
-    tmp.replace(out)
+    _save_whole(canvas, out)
     return out
 
 

@@ -73,7 +73,8 @@ class RegionStage:
 
     def __init__(self, engine: Engine, finder: RegionFinder, *, detector: Detector | None = None,
                  detector_view: int = 800, emit: bool = True, local: bool = False,
-                 draw_dir: Path | None = None, draw_k: int = 3, root: Path | None = None) -> None:
+                 draw_dir: Path | None = None, draw_k: int = 3, root: Path | None = None,
+                 max_pixels: int = 0) -> None:
         self.engine = engine
         self.finder = finder
         self.view = View(finder.view, mode="fit")
@@ -83,6 +84,7 @@ class RegionStage:
         self.local = local
         self.draw_dir = draw_dir
         self.draw_k = draw_k
+        self.max_pixels = max_pixels
         self.names = DrawingNames(root if root is not None else Path.cwd())
         self.views = (self.view,) + ((self.det_view,) if self.det_view is not None else ())
 
@@ -134,8 +136,8 @@ class RegionStage:
 
         out = self.draw_dir / self.names(item.path, item.index)
         try:
-            draw_regions(item.path, recs, out, emotion, self.draw_k, item.size)
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            draw_regions(item.path, recs, out, emotion, self.draw_k, item.size, self.max_pixels)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             item.fail("read_error", f"drawing not written to {out.name}: {getattr(e, 'strerror', None) or e}")
 
 
@@ -204,7 +206,7 @@ def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: floa
         except OSError as e:
             raise UsageError(f"--draw {draw_dir}: cannot make the folder ({e.strerror or e})") from None
     return RegionStage(engine, finder, detector=det, detector_view=detector_size, emit=emit, local=local,
-                       draw_dir=draw_dir, draw_k=draw_k, root=root)
+                       draw_dir=draw_dir, draw_k=draw_k, root=root, max_pixels=settings.max_pixels)
 
 
 # The shipped classify head on [X_global, X_local 1..K], used by emo classify --regions when it exists.
