@@ -179,6 +179,49 @@ def engine_alone(data: Path, paths: list[str]):
     return rate
 
 
+# Run inside each tree: CPU time per image, one torch thread, of the work after decoding.
+_CPU_SCRIPT = """
+import json, sys, time
+from dataclasses import replace
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from emo.config import from_env
+from emo.io.decode import decode
+from emo.io.records import item_from_record
+from emo.stages.backbone_stage import to_batch
+from emo.stages.regions_stage import region_stage
+data, names = Path(sys.argv[1]), sys.stdin.read().split()
+stage = region_stage(replace(from_env(), batch_size=32), emit=True)
+maps = getattr(stage, "feature_maps", None) or (lambda x: stage.engine(x)[0])
+items = [item_from_record(i, {"path": p}, data) for i, p in enumerate(names)]
+for it in items:
+    d = decode(it.path, stage.views, 0)
+    it.size, it.views = d.size, d.views
+stage.finder.find(maps(to_batch(items[:2], stage.view)), [it.size for it in items[:2]])  # warm
+engine = find = 0.0
+for i in range(0, len(items), 32):
+    batch = items[i : i + 32]
+    t0 = time.process_time()
+    fmaps = maps(to_batch(batch, stage.view))
+    t1 = time.process_time()
+    stage.finder.find(fmaps, [it.size for it in batch])
+    t2 = time.process_time()
+    engine, find = engine + t1 - t0, find + t2 - t1
+print(json.dumps({"engine": 1000 * engine / len(items), "find": 1000 * find / len(items)}))
+"""
+
+
+def cpu_per_image(tree: Path, data: Path, names: list[str]) -> dict[str, float]:
+    """CPU milliseconds per image of the backbone pass and of finding the regions, one thread."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    r = subprocess.run([sys.executable, "-c", _CPU_SCRIPT, str(data)], input="\n".join(names), text=True,
+                       capture_output=True, env=env, cwd=tree)
+    if r.returncode:
+        raise SystemExit(f"CPU timing in {tree} failed: {r.stderr[-500:]}")
+    return json.loads(r.stdout.splitlines()[-1])
+
+
 def speed(data: Path, n: int, baseline: str | None, repeats: int, regions_head: Path | None) -> None:
     """Print the speed table: whole CLI runs, before and after, in turns, on the same images."""
     names = [json.loads(line)["path"] for line in (data / "train.jsonl").read_text().splitlines()[:n]]
@@ -197,6 +240,7 @@ def speed(data: Path, n: int, baseline: str | None, repeats: int, regions_head: 
         for name, tree, args in cases:  # engines built or loaded once, outside the timing
             cli_run(tree, args, data, names[0] + "\n")
         ceiling = engine_alone(data, names)
+        cpu = {k: cpu_per_image(tree, data, names) for k, tree in trees.items()}
         for _ in range(repeats):
             for name, tree, args in cases:  # in turns, so a busy spell of the machine hits all alike
                 secs, outs[name] = cli_run(tree, args, data, paths)
@@ -212,7 +256,17 @@ def speed(data: Path, n: int, baseline: str | None, repeats: int, regions_head: 
     for name, v in runs.items():
         shown = name if name == CEILING else f"`{name}`"
         print(f"| {shown} | {med[name]:.1f} | {', '.join(f'{x:.1f}' for x in v)} |")
+    print(f"\nCPU time per image after decoding, one torch thread (little affected by other jobs), "
+          f"on the same {n} images:\n")
+    print("| code | backbone pass, ms | finding regions, ms | total, ms |")
+    print("|---|---|---|---|")
+    for k, c in cpu.items():
+        print(f"| {k} | {c['engine']:.1f} | {c['find']:.1f} | {c['engine'] + c['find']:.1f} |")
     if baseline:
+        b, a = cpu["before"], cpu["after"]
+        print(f"\nCPU per image, before / after: **{(b['engine'] + b['find']) / (a['engine'] + a['find']):.2f}x**.")
+        ratios = [x / y for x, y in zip(runs["emo regions (after)"], runs["emo regions (before)"])]
+        print(f"Whole runs, after / before in each round: {', '.join(f'{r:.2f}' for r in ratios)}.")
         same, total, worst = agreement(outs["emo regions (before)"], outs["emo regions (after)"])
         print(f"\nafter / before: **{med['emo regions (after)'] / med['emo regions (before)']:.2f}x** "
               f"(before = git revision {baseline}). Regions agree on {same} of {total} images "
