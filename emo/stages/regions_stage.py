@@ -8,6 +8,10 @@ X = [X_global, X_local(1..K)].
 
 from __future__ import annotations
 
+import contextlib
+import statistics
+import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +22,7 @@ from emo.engine import Engine
 from emo.io.decode import View
 from emo.io.records import Item
 from emo.regions.draw import DrawingNames
-from emo.regions.find import RegionFinder, Regions
+from emo.regions.find import RegionFinder, Regions, one_thread
 from emo.regions.layers import LinearLayer
 from emo.regions.local import pad_regions
 from emo.regions.rcnn import Detector
@@ -27,9 +31,40 @@ from emo.stages.backbone_stage import to_batch
 GROUP = "regions"
 
 # Images per engine call on a CPU. A 320-pixel view's early activations take megabytes per image:
-# in twos they stay in the cores' caches, and the engine's time per image is about half that of
-# batches of 32 (same outputs, bit for bit). A GPU gets the whole batch.
+# in twos they stay in the cores' caches, and the engine's CPU time per image is about half that
+# of batches of 32 (same outputs, bit for bit). A GPU gets the whole batch.
 CPU_CHUNK = 2
+
+
+class Pace:
+    """Whether the CPU engine runs on all of torch's threads or on one, from measured time per image.
+
+    Small calls on all threads are fastest on idle cores, but every operation ends in a wait for
+    the slowest thread, and when other programs hold a core that wait grows many times over; one
+    thread never waits. Both ways give the same bits, so the faster one is taken: each is tried
+    on the first batches and again every ``every`` batches, and the median of the last three
+    times per image decides.
+    """
+
+    WAYS = ("all", "one")
+
+    def __init__(self, every: int = 12) -> None:
+        self.every = every
+        self.seen: dict[str, deque[float]] = {w: deque(maxlen=3) for w in self.WAYS}
+        self.calls = 0
+
+    def way(self) -> str:
+        """The way to run the next batch."""
+        untried = [w for w in self.WAYS if not self.seen[w]]
+        if untried:
+            return untried[0]
+        if self.calls % self.every < len(self.WAYS):  # look again: the machine's load changes
+            return self.WAYS[self.calls % self.every]
+        return min(self.WAYS, key=lambda w: statistics.median(self.seen[w]))
+
+    def record(self, way: str, seconds_per_image: float) -> None:
+        self.seen[way].append(seconds_per_image)
+        self.calls += 1
 
 
 def local_group(regions: Regions, k: int) -> np.ndarray:
@@ -84,14 +119,23 @@ class RegionStage:
         self.local = local
         self.draw_dir = draw_dir
         self.draw_k = draw_k
+        self.pace = Pace()
         self.max_pixels = max_pixels
         self.names = DrawingNames(root if root is not None else Path.cwd())
         self.views = (self.view,) + ((self.det_view,) if self.det_view is not None else ())
 
     def feature_maps(self, batch: torch.Tensor) -> torch.Tensor:
-        """The engine on ``batch (B, 3, S, S) uint8`` in chunks of :data:`CPU_CHUNK` on a CPU: ``(B, C, h, w)``."""
-        step = CPU_CHUNK if self.engine.device.type == "cpu" else max(1, batch.shape[0])
-        return torch.cat([self.engine(batch[i : i + step])[0] for i in range(0, batch.shape[0], step)])
+        """The engine on ``batch (B, 3, S, S) uint8``: ``(B, C, h, w)``; on a CPU in chunks of
+        :data:`CPU_CHUNK`, on one thread or all as :class:`Pace` finds faster."""
+        n = batch.shape[0]
+        if self.engine.device.type != "cpu" or n == 0:
+            return self.engine(batch)[0]
+        way = self.pace.way()
+        start = time.perf_counter()
+        with one_thread() if way == "one" else contextlib.nullcontext():
+            out = torch.cat([self.engine(batch[i : i + CPU_CHUNK])[0] for i in range(0, n, CPU_CHUNK)])
+        self.pace.record(way, (time.perf_counter() - start) / n)
+        return out
 
     def wants(self, item: Item) -> bool:
         if self.local:

@@ -143,3 +143,31 @@ def test_the_object_classifier_is_the_one_linear_layer_of_its_shape():
     assert object_classifier(state, 10, 16) is None  # no layer reads 16 channels
     state["other.weight"] = torch.zeros(10, 8)  # two candidates: cannot tell which
     assert object_classifier(state, 10, 8) is None
+
+
+def test_pace_tries_both_ways_takes_the_faster_and_looks_again():
+    from emo.stages.regions_stage import Pace
+
+    pace = Pace(every=6)
+    seen = []
+    for _ in range(14):
+        way = pace.way()
+        seen.append(way)
+        pace.record(way, {"all": 0.050, "one": 0.010}[way])  # one thread is 5x faster here
+    assert seen[:2] == ["all", "one"]  # each tried once first
+    assert seen[2:6] == ["one"] * 4  # then the faster
+    assert seen[6:8] == ["all", "one"] and seen[8:12] == ["one"] * 4  # and both again every 6 calls
+    pace = Pace(every=6)
+    for _ in range(3):
+        for way, t in (("all", 0.01), ("one", 0.04)):
+            pace.record(way, t)
+    assert pace.way() == "all"
+
+
+def test_feature_maps_are_the_same_bits_in_chunks_on_either_way(cam_file):
+    stage = region_stage(_settings(), cam_file=cam_file)
+    batch = torch.randint(0, 256, (5, 3, 320, 320), dtype=torch.uint8)
+    whole = stage.engine(batch)[0]
+    for _ in range(3):  # all threads, one thread, then the faster
+        assert torch.equal(stage.feature_maps(batch), whole)
+    assert all(len(v) >= 1 for v in stage.pace.seen.values())
