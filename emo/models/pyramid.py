@@ -14,7 +14,6 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
-from torchvision.ops import FeaturePyramidNetwork
 
 from emo.errors import ModelError
 from emo.models.registry import NetworkEntry
@@ -71,6 +70,9 @@ class FeaturePyramid(nn.Module):
     """Top-down pathway with lateral connections: ``{"c2".., "c5"}`` -> ``{"p2".., "p5"}``, each ``out_channels``."""
 
     def __init__(self, in_channels: list[int], out_channels: int = 256) -> None:
+        # torchvision.ops imports torch._dynamo (seconds): only the networks that need it pay for it.
+        from torchvision.ops import FeaturePyramidNetwork
+
         super().__init__()
         self.fpn = FeaturePyramidNetwork(in_channels, out_channels)
         self.out_channels = out_channels
@@ -88,6 +90,8 @@ class PyramidBackbone(nn.Module):
     """
 
     def __init__(self, body: nn.Module, entry: NetworkEntry, out_channels: int = 256) -> None:
+        from torchvision.ops import FeaturePyramidNetwork
+
         super().__init__()
         if len(entry.stages) != len(LEVELS):
             raise ModelError(f"{entry.name}: a P2..P5 pyramid needs 4 stages in the registry, it has {len(entry.stages)}")

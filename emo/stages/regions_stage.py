@@ -8,6 +8,10 @@ X = [X_global, X_local(1..K)].
 
 from __future__ import annotations
 
+import contextlib
+import statistics
+import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +21,50 @@ from emo.config import KEY_REGIONS
 from emo.engine import Engine
 from emo.io.decode import View
 from emo.io.records import Item
-from emo.regions.find import RegionFinder, Regions
+from emo.regions.draw import DrawingNames
+from emo.regions.find import RegionFinder, Regions, one_thread
+from emo.regions.layers import LinearLayer
 from emo.regions.local import pad_regions
 from emo.regions.rcnn import Detector
 from emo.stages.backbone_stage import to_batch
 
 GROUP = "regions"
+
+# Images per engine call on a CPU. A 320-pixel view's early activations take megabytes per image:
+# in twos they stay in the cores' caches, and the engine's CPU time per image is about half that
+# of batches of 32 (same outputs, bit for bit). A GPU gets the whole batch.
+CPU_CHUNK = 2
+
+
+class Pace:
+    """Whether the CPU engine runs on all of torch's threads or on one, from measured time per image.
+
+    Small calls on all threads are fastest on idle cores, but every operation ends in a wait for
+    the slowest thread, and when other programs hold a core that wait grows many times over; one
+    thread never waits. Both ways give the same bits, so the faster one is taken: each is tried
+    on the first batches and again every ``every`` batches, and the median of the last three
+    times per image decides.
+    """
+
+    WAYS = ("all", "one")
+
+    def __init__(self, every: int = 12) -> None:
+        self.every = every
+        self.seen: dict[str, deque[float]] = {w: deque(maxlen=3) for w in self.WAYS}
+        self.calls = 0
+
+    def way(self) -> str:
+        """The way to run the next batch."""
+        untried = [w for w in self.WAYS if not self.seen[w]]
+        if untried:
+            return untried[0]
+        if self.calls % self.every < len(self.WAYS):  # look again: the machine's load changes
+            return self.WAYS[self.calls % self.every]
+        return min(self.WAYS, key=lambda w: statistics.median(self.seen[w]))
+
+    def record(self, way: str, seconds_per_image: float) -> None:
+        self.seen[way].append(seconds_per_image)
+        self.calls += 1
 
 
 def local_group(regions: Regions, k: int) -> np.ndarray:
@@ -60,12 +102,14 @@ class RegionStage:
     ``engine``: the backbone's last-map network on ``(B, 3, view, view) uint8`` fit views.
     ``detector``: the ``rcnn`` source on fit views of side ``detector_view`` (None: ``cam``).
     ``emit``: write ``regions`` into records; ``local``: fill ``features["regions"]`` (K = top_k),
-    reusing the boxes a record already carries. ``draw_dir``: a JPEG per picture there.
+    reusing the boxes a record already carries. ``draw_dir``: a JPEG per picture there with its
+    best ``draw_k`` regions, named after its path relative to ``root`` (:mod:`emo.regions.draw`).
     """
 
     def __init__(self, engine: Engine, finder: RegionFinder, *, detector: Detector | None = None,
                  detector_view: int = 800, emit: bool = True, local: bool = False,
-                 draw_dir: Path | None = None) -> None:
+                 draw_dir: Path | None = None, draw_k: int = 3, root: Path | None = None,
+                 max_pixels: int = 0) -> None:
         self.engine = engine
         self.finder = finder
         self.view = View(finder.view, mode="fit")
@@ -74,7 +118,24 @@ class RegionStage:
         self.emit = emit
         self.local = local
         self.draw_dir = draw_dir
+        self.draw_k = draw_k
+        self.pace = Pace()
+        self.max_pixels = max_pixels
+        self.names = DrawingNames(root if root is not None else Path.cwd())
         self.views = (self.view,) + ((self.det_view,) if self.det_view is not None else ())
+
+    def feature_maps(self, batch: torch.Tensor) -> torch.Tensor:
+        """The engine on ``batch (B, 3, S, S) uint8``: ``(B, C, h, w)``; on a CPU in chunks of
+        :data:`CPU_CHUNK`, on one thread or all as :class:`Pace` finds faster."""
+        n = batch.shape[0]
+        if self.engine.device.type != "cpu" or n == 0:
+            return self.engine(batch)[0]
+        way = self.pace.way()
+        start = time.perf_counter()
+        with one_thread() if way == "one" else contextlib.nullcontext():
+            out = torch.cat([self.engine(batch[i : i + CPU_CHUNK])[0] for i in range(0, n, CPU_CHUNK)])
+        self.pace.record(way, (time.perf_counter() - start) / n)
+        return out
 
     def wants(self, item: Item) -> bool:
         if self.local:
@@ -94,7 +155,7 @@ class RegionStage:
         return [(to_original(d.boxes, it.size, side), d.scores, d.labels) for d, it in zip(dets, items)]
 
     def run(self, items: list[Item]) -> None:
-        (fmaps,) = self.engine(to_batch(items, self.view))
+        fmaps = self.feature_maps(to_batch(items, self.view))
         sizes = [it.size for it in items]
         given: list | None = None
         if self.detector is not None:
@@ -109,28 +170,48 @@ class RegionStage:
             if self.local:
                 item.features[GROUP] = local_group(regions, self.finder.top_k)
             if self.draw_dir is not None and item.path is not None:
-                from emo.regions.draw import draw_regions, out_name
+                self._draw(item, recs, regions.emotion)
 
-                title = f"{regions.emotion}" if regions.emotion else ""
-                try:
-                    draw_regions(item.path, recs, self.draw_dir / out_name(item.index, item.path), title)
-                except (OSError, ValueError, SyntaxError) as e:  # the file changed or went after decoding
-                    item.record.pop(KEY_REGIONS, None)
-                    item.fail("read_error", f"cannot read it again to draw its regions: {str(e)[:200]}")
+    def _draw(self, item: Item, recs: list[dict], emotion: str) -> None:
+        """Write the item's drawing; a failure is its error, and its regions stay in the record."""
+        from PIL import Image
+
+        from emo.regions.draw import draw_regions
+
+        out = self.draw_dir / self.names(item.path, item.index)
+        try:
+            draw_regions(item.path, recs, out, emotion, self.draw_k, item.size, self.max_pixels)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            item.fail("read_error", f"drawing not written to {out.name}: {getattr(e, 'strerror', None) or e}")
+
+
+def object_classifier(state: dict, classes: int, channels: int) -> LinearLayer | None:
+    """The backbone's ImageNet classifier read from its weights, or None if it cannot be told apart.
+
+    The classifier is the one linear layer of ``classes x channels`` in ``state`` (with its bias):
+    reading it from the weights file spares building the network when its engine is cached.
+    """
+    found = [k[: -len("weight")] for k, v in state.items()
+             if k.endswith("weight") and getattr(v, "shape", None) == (classes, channels)]
+    if len(found) != 1 or getattr(state.get(found[0] + "bias"), "shape", None) != (classes,):
+        return None
+    return LinearLayer(state[found[0] + "weight"].float(), state[found[0] + "bias"].float())
 
 
 def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: float = 0.5, size: int = 320,
                  detector_size: int = 800, cam_file: Path | None = None, region_head: Path | None = None,
-                 emit: bool = True, local: bool = False, draw_dir: Path | None = None,
-                 verbose: bool = False) -> RegionStage:
+                 emit: bool = True, local: bool = False, draw_dir: Path | None = None, draw_k: int = 3,
+                 root: Path | None = None, verbose: bool = False) -> RegionStage:
     """Build the backbone's last-map engine, the CAM layer, optional region head and detector.
 
     ``settings.backbone`` must be the network the CAM layer was trained on (its header says).
+    ``draw_dir``: write drawings there, each with the best ``draw_k`` regions, named after the
+    picture's path relative to ``root`` (default: the current folder).
     """
     from emo.engine import Profile, load
-    from emo.errors import ModelError
+    from emo.errors import ModelError, UsageError
     from emo.models import create, get
-    from emo.models.pyramid import stride
+    from emo.models.weights import load_state_dict, resolve
     from emo.regions.find import LastMap
     from emo.regions.layers import SHIPPED_CAM, load_layer
 
@@ -142,19 +223,34 @@ def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: floa
     if cam.header.get("backbone") not in (None, entry.name):
         raise ModelError(f"the CAM layer was trained on {cam.header.get('backbone')}, not {entry.name} (--backbone)")
     head = load_layer(region_head, "region_head", 2 * channels) if region_head else None
-    model = create(entry.name, settings)
-    net = LastMap(model, entry).eval()
-    engine = load(net, network_id=f"{entry.name}.lastmap", weights_sha256=model.weights_sha256,
-                  profile=Profile(size, settings.batch_size), settings=settings, verbose=verbose)
-    classifier = model.classifier.eval()
-    finder = RegionFinder(cam, classifier, size, stride(5), top_k, iou, head)
+    weights, digest = resolve(entry.weights, settings) if entry.weights else (None, "")
+    classifier = object_classifier(load_state_dict(weights), entry.num_classes, channels) if weights else None
+    built: list = []
+
+    def model():
+        if not built:
+            built.append(create(entry.name, settings))
+        return built[0]
+
+    # Built only when the engine is not in the cache: building imports torchvision (seconds).
+    engine = load(lambda: LastMap(model(), entry).eval(), network_id=f"{entry.name}.lastmap",
+                  weights_sha256=digest or model().weights_sha256, profile=Profile(size, settings.batch_size),
+                  settings=settings, verbose=verbose)
+    if classifier is None:
+        classifier = model().classifier.eval()
+    finder = RegionFinder(cam, classifier, size, None, top_k, iou, head)
     det = None
     if proposals == "rcnn":
         from emo.regions.rcnn import detector
 
         det = detector(settings)
+    if draw_dir is not None:
+        try:
+            draw_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"--draw {draw_dir}: cannot make the folder ({e.strerror or e})") from None
     return RegionStage(engine, finder, detector=det, detector_view=detector_size, emit=emit, local=local,
-                       draw_dir=draw_dir)
+                       draw_dir=draw_dir, draw_k=draw_k, root=root, max_pixels=settings.max_pixels)
 
 
 def regions_for_head(head, settings, verbose: bool = False) -> RegionStage:

@@ -46,3 +46,16 @@ def test_the_best_anchor_of_a_truth_box_is_positive_even_below_0_7():
     anchors = torch.tensor([[0.0, 0, 100, 50], [0.0, 0, 100, 20]])
     assert label_anchors(anchors, truth).tolist() == [1, 0]
     assert label_anchors(anchors, torch.zeros(0, 4)).tolist() == [0, 0]
+
+
+def test_select_keeps_what_torchvisions_nms_keeps_ties_included():
+    from torchvision.ops import nms
+
+    gen = torch.Generator().manual_seed(0)
+    for trial in range(60):
+        n = 1 + trial * 3
+        xy = torch.rand(n, 2, generator=gen) * 300
+        boxes = torch.cat([xy, xy + torch.rand(n, 2, generator=gen) * 200 + 0.5], 1).round()
+        scores = (torch.rand(n, generator=gen) * 5).round() / 5  # many equal scores
+        iou = (0.3, 0.5, 0.7)[trial % 3]
+        assert select(boxes, scores, iou, 10).tolist() == nms(boxes, scores, iou)[:10].tolist(), trial

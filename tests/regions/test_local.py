@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -50,7 +51,7 @@ def test_each_box_pools_from_the_pyramid_level_that_fits_it():
                           [0, 0, 16, 16], [0, 0, 512, 512], [0, 0, 300, 100]], dtype=torch.float32)
     got = roi_features(levels, [boxes])[:, 0].tolist()
     # FPN eq. 1: floor(4 + log2(sqrt(wh) / 224)), clamped to 2..5; sqrt(300 * 100) = 173 -> 3.
-    assert got == [2.0, 3.0, 4.0, 5.0, 2.0, 5.0, 3.0]
+    assert got == pytest.approx([2.0, 3.0, 4.0, 5.0, 2.0, 5.0, 3.0], abs=1e-5)
 
 
 def test_fewer_regions_than_k_are_zero_padded_with_a_mask():
@@ -62,3 +63,21 @@ def test_fewer_regions_than_k_are_zero_padded_with_a_mask():
     assert feats.shape == (5, 2) and bool(mask.all())
     feats, mask = pad_regions(torch.zeros(0, 2), 3)
     assert feats.shape == (3, 2) and not mask.any()
+
+
+def test_pooling_weights_give_torchvisions_roi_align_for_any_box():
+    from torchvision.ops import roi_align
+
+    from emo.regions.local import pool
+
+    gen = torch.Generator().manual_seed(0)
+    for h, w, s in [(10, 10, 32), (1, 7, 32), (5, 1, 4), (13, 9, 8)]:
+        fmap = torch.randn(6, h, w, generator=gen)
+        n = 64
+        x0 = torch.rand(n, generator=gen) * (w * s + 2 * s) - s  # some boxes start off the map
+        y0 = torch.rand(n, generator=gen) * (h * s + 2 * s) - s
+        boxes = torch.stack([x0, y0, x0 + torch.rand(n, generator=gen) * w * s * 1.3 + 0.01,
+                             y0 + torch.rand(n, generator=gen) * h * s * 1.3 + 0.01], 1)
+        boxes[::2] = boxes[::2].round()
+        want = roi_align(fmap[None], torch.cat([torch.zeros(n, 1), boxes], 1), 1, 1.0 / s, 0, True).flatten(1)
+        assert torch.allclose(pool(fmap, s, boxes), want, atol=1e-5), (h, w, s)

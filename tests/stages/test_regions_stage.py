@@ -1,0 +1,173 @@
+"""emo.stages.regions_stage: pictures of any shape get regions, drawings, whole-pixel boxes, names."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from emo.config import from_env
+from emo.io.records import item_from_record
+from emo.pipeline import run
+from emo.regions.layers import LinearLayer
+from emo.stages.regions_stage import object_classifier, region_stage
+from tests.conftest import make_image
+
+# Valid pictures that once failed or that stretch the arithmetic: strips thinner than half a
+# cell, single pixels, and a strip far longer than the view.
+SHAPES = [(1, 1), (2, 1), (1, 300), (300, 10), (640, 10), (10, 300), (20000, 20), (3, 2), (64, 48)]
+
+
+@pytest.fixture
+def cam_file(tiny_backbone, tmp_path) -> Path:
+    """A CAM layer for the tiny network's 8 channels: 'joy' reads channels 0-3, 'sadness' 4-7."""
+    w = torch.zeros(3, 8)
+    w[0, :4], w[1, 4:], w[2] = 1.0, 1.0, 0.5
+    path = tmp_path / "cam.safetensors"
+    LinearLayer(w, torch.zeros(3), {"kind": "cam", "labels": ["joy", "sadness", "neutral"],
+                                    "backbone": "tiny_test"}).save(path)
+    return path
+
+
+def _settings(**kw):
+    return replace(from_env(), backbone="tiny_test", device="cpu", backend="eager", batch_size=4, **kw)
+
+
+def _run(stage, records: list[dict], root: Path | None, settings=None) -> list[dict]:
+    items = [item_from_record(i, dict(r), root) for i, r in enumerate(records)]
+    out: list = []
+    run(items, [stage], settings or _settings(), out.extend, on_error=lambda item: None)
+    return [it.record for it in sorted(out, key=lambda it: it.index)]
+
+
+def _noise(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
+    w, h = size
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_pictures_of_any_shape_get_whole_pixel_regions_inside_them(cam_file, tmp_path):
+    paths = [_noise(tmp_path / f"{w}x{h}.png", (w, h), i) for i, (w, h) in enumerate(SHAPES)]
+    stage = region_stage(_settings(), top_k=5, cam_file=cam_file)
+    recs = _run(stage, [{"path": str(p)} for p in paths], None)
+    assert [r["path"] for r in recs] == [str(p) for p in paths]
+    for rec, (w, h) in zip(recs, SHAPES):
+        assert "error" not in rec, rec
+        regs = rec["regions"]
+        assert 1 <= len(regs) <= 5, (w, h)
+        boxes = [tuple(g["box"]) for g in regs]
+        assert len(set(boxes)) == len(boxes), (w, h, boxes)  # no box twice after rounding to pixels
+        for x0, y0, x1, y1 in boxes:
+            assert all(type(v) is int for v in (x0, y0, x1, y1))
+            assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h, ((w, h), (x0, y0, x1, y1))
+        scores = [g["score"] for g in regs]
+        assert scores == sorted(scores, reverse=True)
+    assert recs[0]["regions"][0]["box"] == [0, 0, 1, 1]  # a single pixel is its own only region
+
+
+def test_a_picture_at_the_pixel_limit_gets_regions_and_one_over_it_is_too_large(cam_file, tmp_path):
+    at = _noise(tmp_path / "at.png", (5000, 2))
+    over = _noise(tmp_path / "over.png", (5001, 2))
+    settings = _settings(max_pixels=10_000)
+    recs = _run(region_stage(settings, top_k=3, cam_file=cam_file), [{"path": str(over)}, {"path": str(at)}],
+                None, settings)
+    assert recs[0]["error"]["kind"] == "too_large" and "regions" not in recs[0]
+    assert "error" not in recs[1] and recs[1]["regions"][0]["box"][2] <= 5000
+
+
+def test_drawings_are_named_by_path_under_the_root_and_show_the_best_draw_k(cam_file, tmp_path):
+    root = tmp_path / "photos"
+    (root / "2024").mkdir(parents=True)
+    (root / "2025").mkdir()
+    a = make_image(root / "2024" / "a.jpg", size=(120, 80), color=(20, 40, 220))
+    b = make_image(root / "2025" / "a.jpg", size=(80, 120), color=(20, 200, 40))
+    odd = make_image(root / "2024__a.jpg", size=(50, 50))  # flattens like 2024/a.jpg
+    outside = make_image(tmp_path / "elsewhere.png", size=(40, 30))
+    draw = tmp_path / "drawn"
+    stage = region_stage(_settings(), top_k=6, cam_file=cam_file, draw_dir=draw, draw_k=2, root=root)
+    recs = _run(stage, [{"path": "2024/a.jpg"}, {"path": "2025/a.jpg"}, {"path": "2024__a.jpg"},
+                        {"path": str(outside)}, {"path": "2024/a.jpg"}], root)
+    assert all("error" not in r for r in recs)
+    names = sorted(p.name for p in draw.iterdir())
+    flat_outside = "__".join(("",) + outside.parts[1:]) + ".jpg"
+    assert names == sorted(["2024__a.jpg.jpg", "2025__a.jpg.jpg", "2024__a.jpg.000002.jpg", flat_outside,
+                            "2024__a.jpg.000004.jpg"])
+    assert a.exists() and b.exists() and odd.exists()  # sources untouched
+    with Image.open(draw / "2024__a.jpg.jpg") as im:
+        drawn = np.asarray(im.convert("RGB")).astype(int)
+    # Best (red) and second (orange) are drawn; the third colour (yellow) is not.
+    red = (np.abs(drawn - [230, 30, 30]).sum(2) < 60).sum()
+    orange = (np.abs(drawn - [255, 140, 0]).sum(2) < 60).sum()
+    yellow = (np.abs(drawn - [250, 220, 0]).sum(2) < 60).sum()
+    assert red > 50 and orange > 50 and yellow == 0, (red, orange, yellow)
+
+
+def test_a_drawing_that_cannot_be_read_keeps_the_regions_and_says_why(cam_file, tmp_path, monkeypatch):
+    good = make_image(tmp_path / "good.jpg", size=(64, 48))
+    gone = make_image(tmp_path / "gone.jpg", size=(64, 48))
+    stage = region_stage(_settings(), top_k=3, cam_file=cam_file, draw_dir=tmp_path / "drawn", root=tmp_path)
+    from emo.regions import draw
+
+    real = draw.draw_regions
+
+    def flaky(path, *a, **kw):
+        if Path(path).name == "gone.jpg":
+            raise FileNotFoundError(2, "No such file or directory")
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(draw, "draw_regions", flaky)
+    recs = _run(stage, [{"path": str(gone)}, {"path": str(good)}], None)
+    assert recs[0]["error"]["kind"] == "read_error" and "drawing not written" in recs[0]["error"]["message"]
+    assert recs[0]["regions"] and recs[1]["regions"] and "error" not in recs[1]
+    assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == ["good.jpg.jpg"]
+
+
+def test_a_draw_folder_that_cannot_be_made_is_a_usage_error(cam_file, tmp_path):
+    from emo.errors import UsageError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UsageError, match="--draw"):
+        region_stage(_settings(), cam_file=cam_file, draw_dir=blocker / "sub")
+
+
+def test_the_object_classifier_is_the_one_linear_layer_of_its_shape():
+    state = {"features.0.weight": torch.zeros(8, 3, 3, 3), "classifier.1.weight": torch.ones(10, 8),
+             "classifier.1.bias": torch.arange(10.0)}
+    layer = object_classifier(state, 10, 8)
+    assert torch.equal(layer.weight, torch.ones(10, 8)) and torch.equal(layer.bias, torch.arange(10.0))
+    assert object_classifier(state, 10, 16) is None  # no layer reads 16 channels
+    state["other.weight"] = torch.zeros(10, 8)  # two candidates: cannot tell which
+    assert object_classifier(state, 10, 8) is None
+
+
+def test_pace_tries_both_ways_takes_the_faster_and_looks_again():
+    from emo.stages.regions_stage import Pace
+
+    pace = Pace(every=6)
+    seen = []
+    for _ in range(14):
+        way = pace.way()
+        seen.append(way)
+        pace.record(way, {"all": 0.050, "one": 0.010}[way])  # one thread is 5x faster here
+    assert seen[:2] == ["all", "one"]  # each tried once first
+    assert seen[2:6] == ["one"] * 4  # then the faster
+    assert seen[6:8] == ["all", "one"] and seen[8:12] == ["one"] * 4  # and both again every 6 calls
+    pace = Pace(every=6)
+    for _ in range(3):
+        for way, t in (("all", 0.01), ("one", 0.04)):
+            pace.record(way, t)
+    assert pace.way() == "all"
+
+
+def test_feature_maps_are_the_same_bits_in_chunks_on_either_way(cam_file):
+    stage = region_stage(_settings(), cam_file=cam_file)
+    batch = torch.randint(0, 256, (5, 3, 320, 320), dtype=torch.uint8)
+    whole = stage.engine(batch)[0]
+    for _ in range(3):  # all threads, one thread, then the faster
+        assert torch.equal(stage.feature_maps(batch), whole)
+    assert all(len(v) >= 1 for v in stage.pace.seen.values())
