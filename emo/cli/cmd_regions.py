@@ -25,7 +25,10 @@ from emo.cli.options import FILE, FOLDER, input_options, pass_opts, run_options
 @click.option("--cam", "cam_file", type=FILE, default=None,
               help="CAM layer file [default: the shipped Emotion6 layer for mobilenet_v2].")
 @click.option("--draw", "draw_dir", type=FOLDER, default=None,
-              help="Write a JPEG per image with its boxes, ranks and scores into this folder.")
+              help="Write a JPEG per image with its best boxes, ranks and scores into this folder, named by its path "
+                   "relative to --root with / as __ (photos/a.jpg -> photos__a.jpg.jpg).")
+@click.option("--draw-k", type=click.IntRange(1), default=None,
+              help="Regions drawn per picture with --draw, best first [default: 3].")
 @input_options
 @run_options
 @pass_opts

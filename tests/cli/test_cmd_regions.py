@@ -29,8 +29,8 @@ def test_regions_are_in_upright_original_pixels_best_first(monkeypatch, tmp_path
     rotated = _exif_rotated(tmp_path / "rot.jpg")
     cat = SAMPLES / "cat.jpg"  # 451 x 300
     draw = tmp_path / "drawn"
-    r = emo(monkeypatch, "regions", "--proposals", proposals, "--top-k", "4", "--draw", str(draw),
-            "--batch-size", "2", str(rotated), str(cat))
+    r = emo(monkeypatch, "regions", "--proposals", proposals, "--top-k", "4", "--draw", str(draw), "--draw-k", "2",
+            "--root", str(tmp_path), "--batch-size", "2", str(rotated), str(cat))
     assert r.code == 0, r.err
     recs = r.records()
     for rec, (w, h) in zip(recs, [(200, 300), (451, 300)]):
@@ -46,10 +46,16 @@ def test_regions_are_in_upright_original_pixels_best_first(monkeypatch, tmp_path
     # The rotated picture is upright portrait: some box reaches below y = 200, which a
     # landscape (unrotated) reading could not give.
     assert max(g["box"][3] for g in recs[0]["regions"]) > 200
+    for g in recs[0]["regions"] + recs[1]["regions"]:
+        assert all(isinstance(v, int) for v in g["box"])  # whole pixels
+    # Names keep the source's identity: relative to --root, or the whole path when outside it.
+    from emo.regions.draw import drawing_name
+
     drawn = sorted(p.name for p in draw.iterdir())
-    assert drawn == ["000000_rot.jpg", "000001_cat.jpg"]
-    with Image.open(draw / "000000_rot.jpg") as im:
-        assert im.size == (200, 300)
+    assert drawn == sorted([drawing_name(rotated, tmp_path), drawing_name(cat, tmp_path)])
+    assert "rot.jpg.jpg" in drawn and any(n.startswith("__") and n.endswith("cat.jpg.jpg") for n in drawn)
+    with Image.open(draw / "rot.jpg.jpg") as im:
+        assert im.size[1] > im.size[0]  # the upright portrait, with its caption margin
 
 
 def test_a_record_with_regions_is_not_recomputed_and_bad_inputs_become_errors(monkeypatch, tmp_path):
