@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Throughput of emo on a folder of images, against a naive loop, a DataLoader, and the engine alone.
 
-Every figure comes from one run, side by side (DESIGN.md section 4, issue 3):
+Every figure comes from one run, side by side (docs/performance.md says what each measures):
 
 1. naive: Pillow open, the torchvision weights' transforms, the eager model one image at a time;
 2. loader: a torch DataLoader (2 workers, batch 32) feeding the eager model;
@@ -431,7 +431,7 @@ def report(args, paths, out, load_start: str, load_end: str) -> str:
         f"({len(paths)} images of {args.images.name}/, {args.network}, batch {args.batch_size}, "
         f"{os.cpu_count()} cores: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} torch threads). Load average (1/5/15 min) at start {load_start}, at end {load_end}: "
-        "other engineers share these 2 cores, so figures move with the load.",
+        "figures move with the machine's load.",
         "",
         "| | img/s | vs loader | vs ceiling |",
         "|---|---:|---:|---:|",
