@@ -124,12 +124,20 @@ def _freq_grid(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torc
     return fy, fx
 
 
-def _prefilter_gaussian(n: int, device: torch.device) -> torch.Tensor:
-    key = ("gauss", n, device)
+def _prefilter_circulant(n: int, device: torch.device) -> torch.Tensor:
+    """``(n, n)`` float32 symmetric circulant matrix ``C`` with ``C @ x @ C`` = LMgist's Gaussian filter.
+
+    The filter ``exp(-(fx**2 + fy**2) / s1**2)`` is separable and even, so its circular convolution
+    (what filtering by FFT does) is the 1-D kernel's circulant matrix applied to rows and columns:
+    two small matrix products, cheaper than forward and inverse FFTs of the awkward padded size.
+    """
+    key = ("prefilter", n, device)
     if key not in _cache:
-        fy, fx = _freq_grid(n, n, device)
+        f = torch.fft.fftfreq(n, 1.0 / n, dtype=torch.float64)
         s1 = PREFILTER_FC / math.sqrt(math.log(2))
-        _cache[key] = torch.exp(-(fx**2 + fy**2) / s1**2).float()
+        kernel = torch.fft.ifft(torch.exp(-(f**2) / s1**2).to(torch.complex128)).real
+        lag = (torch.arange(n).view(n, 1) - torch.arange(n).view(1, n)) % n
+        _cache[key] = kernel[lag].float().to(device)
     return _cache[key]
 
 
@@ -158,11 +166,7 @@ def gabor_bank(h: int, w: int, device: torch.device | str = "cpu") -> torch.Tens
 
 
 def prefilter(img: torch.Tensor) -> torch.Tensor:
-    """LMgist's ``prefilt(img, 4)``: ``(B, H, W)`` values in [0, 255] -> whitened, contrast-normalised.
-
-    The Gaussian is real and even, so real FFTs (half spectra) give the same result as LMgist's
-    complex ones at half the cost.
-    """
+    """LMgist's ``prefilt(img, 4)``: ``(B, H, W)`` values in [0, 255] -> whitened, contrast-normalised."""
     h, w = img.shape[-2:]
     p = _PREFILTER_PAD
     x = _symmetric_pad(torch.log(img + 1.0), p)
@@ -172,9 +176,9 @@ def prefilter(img: torch.Tensor) -> torch.Tensor:
     if (sn, sm) != (n, n):  # square it, as LMgist does, mirroring at the bottom/right
         x = torch.cat((x, x.flip(-2)[..., : n - sn, :]), -2)
         x = torch.cat((x, x.flip(-1)[..., : n - sm]), -1)
-    gf = _prefilter_gaussian(n, img.device)[:, : n // 2 + 1]
-    out = x - torch.fft.irfft2(torch.fft.rfft2(x) * gf, s=(n, n))
-    local_std = torch.fft.irfft2(torch.fft.rfft2(out * out) * gf, s=(n, n)).abs_().sqrt_()
+    gauss = _prefilter_circulant(n, img.device)
+    out = x - gauss @ x @ gauss
+    local_std = (gauss @ (out * out) @ gauss).abs_().sqrt_()
     out = out / (0.2 + local_std)
     return out[..., p:p + h, p:p + w]
 
@@ -198,13 +202,13 @@ def _complex_bank(h: int, w: int, device: torch.device) -> torch.Tensor:
     return _cache[key]
 
 
-def gist(gray: torch.Tensor, chunk: int = 4) -> torch.Tensor:
+def gist(gray: torch.Tensor, chunk: int = 4, images: int | None = None) -> torch.Tensor:
     """``(B, 1, H, W)`` or ``(B, H, W)`` grey in [0, 1] -> ``(B, 512)`` GIST descriptor (float32).
 
     Meant for the 256 x 256 view (LMgist's ``imageSize``); other sizes work with a filter bank
-    built for them. Deterministic; a constant image gives all zeros. ``chunk`` filters are
-    applied to one image per step, so the working set stays in cache (it does not change the
-    result).
+    built for them. Deterministic; a constant image gives all zeros. Each step filters
+    ``images`` images (default: one on the CPU, so the working set stays in cache; the whole
+    batch elsewhere) by ``chunk`` filters; neither changes the result.
     """
     g = _as_b1hw(gray)[:, 0]
     lo = g.amin((-2, -1), keepdim=True)
@@ -213,24 +217,26 @@ def gist(gray: torch.Tensor, chunk: int = 4) -> torch.Tensor:
     x = _symmetric_pad(prefilter(g), GIST_PAD)
     b, h, w = g.shape
     hp, wp = x.shape[-2:]
-    spectrum = torch.fft.fft2(x)
+    spectrum = torch.fft.fft2(x).unsqueeze(1)  # (B, 1, Hp, Wp)
     bank = _complex_bank(hp, wp, g.device)
     rows, cols = _cell_weights(h, g.device), _cell_weights(w, g.device).T
     p, n = GIST_PAD, bank.shape[0]
     chunk = max(1, min(chunk, n))
+    images = max(1, min(images or (1 if g.device.type == "cpu" else b), b))
     # buffers reused across steps (the FFT itself allocates: its out= costs an extra copy)
-    filtered = torch.empty((chunk, hp, wp), dtype=spectrum.dtype, device=g.device)
-    parts = torch.empty((chunk, h, w, 2), device=g.device)
-    energy = torch.empty((chunk, h, w), device=g.device)
+    filtered = torch.empty((images, chunk, hp, wp), dtype=spectrum.dtype, device=g.device)
+    parts = torch.empty((images, chunk, h, w, 2), device=g.device)
+    energy = torch.empty((images, chunk, h, w), device=g.device)
     out = torch.empty((b, n, GIST_GRID, GIST_GRID), device=g.device)
-    for i in range(b):
-        for f0 in range(0, n, chunk):
-            k = min(chunk, n - f0)
-            torch.mul(spectrum[i], bank[f0:f0 + k], out=filtered[:k])
-            response = torch.fft.ifft2(filtered[:k])
+    for i in range(0, b, images):
+        m = min(images, b - i)
+        for f in range(0, n, chunk):
+            k = min(chunk, n - f)
+            torch.mul(spectrum[i:i + m], bank[f:f + k], out=filtered[:m, :k])
+            response = torch.fft.ifft2(filtered[:m, :k])
             # |z| as sqrt(re^2 + im^2): complex abs goes through a slow scalar hypot
-            z = torch.view_as_real(response[:, p:p + h, p:p + w])
-            sq = torch.mul(z, z, out=parts[:k])
-            e = torch.add(sq[..., 0], sq[..., 1], out=energy[:k]).sqrt_()
-            out[i, f0:f0 + k] = (rows @ e @ cols).transpose(-1, -2)  # column-major, as MATLAB reshapes
+            z = torch.view_as_real(response[..., p:p + h, p:p + w])
+            sq = torch.mul(z, z, out=parts[:m, :k])
+            e = torch.add(sq[..., 0], sq[..., 1], out=energy[:m, :k]).sqrt_()
+            out[i:i + m, f:f + k] = (rows @ e @ cols).transpose(-1, -2)  # column-major, as MATLAB reshapes
     return out.flatten(1)

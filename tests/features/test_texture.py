@@ -154,11 +154,13 @@ def test_gist_matches_plain_reference_on_photos():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-6)
 
 
-@pytest.mark.parametrize("chunk", [1, 3])
-def test_gist_non_square_any_chunk_matches_reference(chunk):
+@pytest.mark.parametrize("chunk, images", [(1, None), (3, 2)])
+def test_gist_non_square_any_step_matches_reference(chunk, images):
     img = _sample_gray("rocket.jpg", (150, 97))  # odd, non-square: squaring and uneven cells
-    got = gist(torch.from_numpy(img)[None], chunk=chunk)[0].double().numpy()
-    np.testing.assert_allclose(got, _reference_gist(img.astype(np.float64)), rtol=1e-4, atol=2e-6)
+    batch = torch.from_numpy(np.stack((img, img[::-1, ::-1].copy())))
+    got = gist(batch, chunk=chunk, images=images).double().numpy()
+    want = [_reference_gist(im.astype(np.float64)) for im in batch.numpy()]
+    np.testing.assert_allclose(got, np.stack(want), rtol=1e-4, atol=2e-6)
 
 
 def test_lbp_photo_matches_plain_count():
