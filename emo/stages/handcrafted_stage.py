@@ -16,17 +16,16 @@ if TYPE_CHECKING:  # torch loads with the first batch, not with this module (see
     import torch
 
 
-def _compute(group: str, rgb: torch.Tensor) -> torch.Tensor:
-    """``rgb``: (B, 3, H, W) uint8 -> (B, HANDCRAFTED_DIMS[group]) float32."""
-    rgb = rgb.float().div_(255.0)
-    if group == "color":
-        from emo.features.color import color_features
-
-        return color_features(rgb)
+def _compute(rgb: torch.Tensor, rows: dict[str, list[int]]) -> dict[str, np.ndarray]:
+    """``rgb``: (B, 3, H, W) uint8; ``rows``: the images each group is wanted for -> group: (n, dims) float32."""
+    from emo.features.color import color_features
     from emo.features.texture import gist, lbp_histogram, to_gray
 
-    gray = to_gray(rgb)
-    return lbp_histogram(gray) if group == "lbp" else gist(gray)
+    rgb = rgb.float().div_(255.0)
+    gray = to_gray(rgb) if rows.keys() & {"lbp", "gist"} else None  # converted once, shared
+    fns = {"color": lambda r: color_features(rgb[r]), "lbp": lambda r: lbp_histogram(gray[r]),
+           "gist": lambda r: gist(gray[r])}
+    return {g: fns[g](r).float().cpu().numpy() for g, r in rows.items() if r}
 
 
 def _one_intra_op_thread() -> None:
@@ -58,27 +57,29 @@ class HandcraftedStage:
     def wants(self, item: Item) -> bool:
         return any(g not in item.features for g in self.groups)
 
-    def _map(self, group: str, rgb: torch.Tensor) -> np.ndarray:
-        """(B, 3, S, S) uint8 -> (B, dims) float32 rows, split across the worker threads on the CPU."""
-        parts = min(self.threads, rgb.shape[0]) if self.device.type == "cpu" else 1
-        if parts <= 1:
-            return _compute(group, rgb).float().cpu().numpy()
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, "emo-features", initializer=_one_intra_op_thread)
-        chunks = rgb.tensor_split(parts)
-        return np.concatenate([out.numpy() for out in self._pool.map(lambda x: _compute(group, x), chunks)])
+    def _missing(self, items: list[Item], span: range) -> dict[str, list[int]]:
+        """Group -> positions within ``span`` of the items that lack it."""
+        return {g: [i - span.start for i in span if g not in items[i].features] for g in self.groups}
 
     def run(self, items: list[Item]) -> None:
         from emo.stages.backbone_stage import to_batch
 
         rgb = to_batch(items, self.view).to(self.device)
-        for g in self.groups:
-            todo = [i for i, it in enumerate(items) if g not in it.features]
-            if not todo:
-                continue
-            out = self._map(g, rgb[todo])
-            for row, i in enumerate(todo):
-                items[i].features[g] = out[row]
+        parts = min(self.threads, len(items)) if self.device.type == "cpu" else 1
+        bounds = np.linspace(0, len(items), parts + 1).round().astype(int)
+        slices = [range(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        # each worker takes a run of whole images, and computes only the groups each of them lacks
+        tasks = [(rgb[s.start:s.stop], self._missing(items, s)) for s in slices]
+        if parts == 1:
+            results = [_compute(*tasks[0])]
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, "emo-features", initializer=_one_intra_op_thread)
+            results = list(self._pool.map(lambda t: _compute(*t), tasks))
+        for s, (_, rows), out in zip(slices, tasks, results):
+            for g, values in out.items():
+                for row, i in enumerate(rows[g]):
+                    items[s.start + i].features[g] = values[row]
 
 
 class EmitFeatures:
