@@ -51,18 +51,23 @@ _PROTOTYPES: dict[str, tuple[int, ...]] = {
 }
 
 _LEVELS = 32  # RGB quantisation of the colour-name lookup, as in van de Weijer's w2c table
-_lut_cache: dict[torch.device, torch.Tensor] = {}
+_lut_cache: dict[object, torch.Tensor] = {}
 
 
 def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` RGB in [0, 1] -> ``(B, 3, H, W)`` HSV in [0, 1] (hue as a turn fraction)."""
-    v, argmax = rgb.max(1, keepdim=True)
-    c = v - rgb.min(1, keepdim=True).values
-    s = torch.where(v > 0, c / v.clamp_min(1e-12), 0.0)
-    # channels of diff: g - b, b - r, r - g; the one of the largest channel gives the hue sector
-    diff = rgb.roll(-1, 1) - rgb.roll(-2, 1)
-    h = torch.remainder(diff.gather(1, argmax) / c.clamp_min(1e-12) + 2.0 * argmax, 6.0) / 6.0
-    return torch.cat((torch.where(c > 0, h, 0.0), s, v), 1)
+    r, g, b = rgb.unbind(1)
+    out = torch.empty(rgb.shape, dtype=rgb.dtype, device=rgb.device)
+    h, s, v = out.unbind(1)
+    torch.maximum(torch.maximum(r, g, out=v), b, out=v)
+    c = v - torch.minimum(torch.minimum(r, g), b)
+    s.copy_(c).div_(v.clamp_min(1e-12)).masked_fill_(v <= 0, 0.0)
+    # the first largest channel picks the sector: red (g - b), green (b - r) + 2, blue (r - g) + 4
+    red, green = r == v, g == v
+    num = torch.where(red, g - b, torch.where(green, b - r, r - g))
+    num.div_(c.clamp_min(1e-12)).add_(torch.where(red, 0.0, torch.where(green, 2.0, 4.0)))
+    torch.remainder(num, 6.0, out=h).div_(6.0).masked_fill_(c <= 0, 0.0)
+    return out
 
 
 def srgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -100,28 +105,39 @@ def color_name_lut(device: torch.device | str = "cpu") -> torch.Tensor:
     return _lut_cache[device]
 
 
+def _counts(index: torch.Tensor, n: int) -> torch.Tensor:
+    """``(B, P)`` integer labels in [0, n) -> ``(B, n)`` float32 counts: one bincount for the batch."""
+    rows = index.shape[0]
+    offset = torch.arange(rows, device=index.device).mul_(n).unsqueeze(1)
+    return torch.bincount((index + offset).flatten(), minlength=rows * n).view(rows, n).float()
+
+
+def _name_matrix(device: torch.device) -> torch.Tensor:
+    """``(32**3, 11)`` float32 one-hot rows: quantised RGB cell -> its basic colour term."""
+    device = torch.device(device)
+    key = ("onehot", device)
+    if key not in _lut_cache:
+        _lut_cache[key] = torch.nn.functional.one_hot(color_name_lut(device), len(COLOR_TERMS)).float()
+    return _lut_cache[key]
+
+
 def color_name_shares(rgb: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` RGB in [0, 1] -> ``(B, 11)`` share of pixels per basic colour term."""
-    q = (rgb * _LEVELS).long().clamp_(0, _LEVELS - 1)
+    q = (rgb * _LEVELS).floor_().clamp_(0, _LEVELS - 1)
+    # cell index computed in float32 (exact below 2**24) so only one tensor becomes int64
     cell = q[:, 0] + _LEVELS * q[:, 1] + _LEVELS * _LEVELS * q[:, 2]
-    term = color_name_lut(rgb.device)[cell.flatten(1)]
-    return _shares(term, len(COLOR_TERMS), rgb.dtype)
-
-
-def _shares(index: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
-    """``(B, P)`` integer labels in [0, n) -> ``(B, n)`` fraction of the P entries per label."""
-    counts = torch.zeros(index.shape[0], n, dtype=dtype, device=index.device)
-    counts.scatter_add_(1, index, torch.ones_like(index, dtype=dtype))
-    return counts / index.shape[1]
+    counts = _counts(cell.flatten(1).long(), _LEVELS**3)
+    return (counts @ _name_matrix(rgb.device)).to(rgb.dtype) / cell[0].numel()
 
 
 def hsv_histogram(hsv: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` HSV in [0, 1] -> ``(B, 72)`` normalised histogram (8 x 3 x 3 bins)."""
     nh, ns, nv = HSV_BINS
-    hb = (hsv[:, 0] * nh).long().clamp_(0, nh - 1)
-    sb = (hsv[:, 1] * ns).long().clamp_(0, ns - 1)
-    vb = (hsv[:, 2] * nv).long().clamp_(0, nv - 1)
-    return _shares((hb * ns * nv + sb * nv + vb).flatten(1), nh * ns * nv, hsv.dtype)
+    bins = torch.tensor([nh, ns, nv], dtype=hsv.dtype, device=hsv.device).view(1, 3, 1, 1)
+    q = (hsv * bins).floor_()
+    q = torch.minimum(q, bins - 1).clamp_min_(0)
+    index = q[:, 0] * (ns * nv) + q[:, 1] * nv + q[:, 2]
+    return (_counts(index.flatten(1).long(), nh * ns * nv) / index[0].numel()).to(hsv.dtype)
 
 
 def valdez_mehrabian(brightness: torch.Tensor, saturation: torch.Tensor) -> torch.Tensor:
@@ -138,7 +154,7 @@ def valdez_mehrabian(brightness: torch.Tensor, saturation: torch.Tensor) -> torc
 
 def color_features(rgb: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` float32 RGB in [0, 1] -> ``(B, 22)`` float32; order in the module docstring."""
-    rgb = rgb.float().clamp(0.0, 1.0)
+    rgb = rgb.float().clamp(0.0, 1.0).contiguous()  # planes, not channels_last: per-channel ops stream
     hsv = rgb_to_hsv(rgb)
     mean_rgb = rgb.mean((2, 3))
     mean_hsv = hsv.mean((2, 3))

@@ -74,26 +74,41 @@ def lbp_mapping(device: torch.device | str = "cpu") -> torch.Tensor:
     return _cache[key]
 
 
-def lbp_codes(gray: torch.Tensor) -> torch.Tensor:
-    """``(B, 1, H, W)`` grey -> ``(B, H-2, W-2)`` int64 LBP codes in [0, 255] of the interior pixels."""
+def _lbp_codes_u8(gray: torch.Tensor) -> torch.Tensor:
     g = _as_b1hw(gray)[:, 0]
     h, w = g.shape[-2:]
     if h < 3 or w < 3:
         raise ValueError(f"LBP needs an image of at least 3 x 3 pixels, got {h} x {w}")
     centre = g[:, 1:-1, 1:-1]
-    code = torch.zeros_like(centre, dtype=torch.int64)
+    code = torch.zeros(centre.shape, dtype=torch.uint8, device=g.device)
+    bit = torch.empty(centre.shape, dtype=torch.bool, device=g.device)
     for p, (dy, dx) in enumerate(LBP_OFFSETS):
-        neighbour = g[:, 1 + dy:h - 1 + dy, 1 + dx:w - 1 + dx]
-        code |= (neighbour >= centre).long() << p
+        torch.ge(g[:, 1 + dy:h - 1 + dy, 1 + dx:w - 1 + dx], centre, out=bit)
+        code.add_(bit.view(torch.uint8), alpha=1 << p)  # one byte per pixel: bits never carry
     return code
+
+
+def lbp_codes(gray: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)`` grey -> ``(B, H-2, W-2)`` int64 LBP codes in [0, 255] of the interior pixels."""
+    return _lbp_codes_u8(gray).long()
+
+
+def _lbp_bin_matrix(device: torch.device) -> torch.Tensor:
+    """``(256, 59)`` float32 one-hot rows: code -> its ``u2`` bin."""
+    key = ("lbp-onehot", device)
+    if key not in _cache:
+        _cache[key] = F.one_hot(lbp_mapping(device), LBP_BINS).float()
+    return _cache[key]
 
 
 def lbp_histogram(gray: torch.Tensor) -> torch.Tensor:
     """``(B, 1, H, W)`` or ``(B, H, W)`` grey in [0, 1] -> ``(B, 59)`` uniform LBP histogram, sums to 1."""
-    bins = lbp_mapping(gray.device)[lbp_codes(gray).flatten(1)]
-    hist = torch.zeros(bins.shape[0], LBP_BINS, device=gray.device)
-    hist.scatter_add_(1, bins, torch.ones_like(bins, dtype=hist.dtype))
-    return hist / bins.shape[1]
+    codes = _lbp_codes_u8(gray).flatten(1)
+    b, n = codes.shape
+    # one bincount over all images (image i's codes offset by 256 i), then codes -> bins as a matmul
+    offset = torch.arange(b, device=codes.device).mul_(256).unsqueeze(1)
+    counts = torch.bincount((codes + offset).flatten(), minlength=256 * b).view(b, 256)
+    return (counts.float() @ _lbp_bin_matrix(codes.device)) / n
 
 
 def _symmetric_pad(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -109,12 +124,20 @@ def _freq_grid(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torc
     return fy, fx
 
 
-def _prefilter_gaussian(n: int, device: torch.device) -> torch.Tensor:
-    key = ("gauss", n, device)
+def _prefilter_circulant(n: int, device: torch.device) -> torch.Tensor:
+    """``(n, n)`` float32 symmetric circulant matrix ``C`` with ``C @ x @ C`` = LMgist's Gaussian filter.
+
+    The filter ``exp(-(fx**2 + fy**2) / s1**2)`` is separable and even, so its circular convolution
+    (what filtering by FFT does) is the 1-D kernel's circulant matrix applied to rows and columns:
+    two small matrix products, cheaper than forward and inverse FFTs of the awkward padded size.
+    """
+    key = ("prefilter", n, device)
     if key not in _cache:
-        fy, fx = _freq_grid(n, n, device)
+        f = torch.fft.fftfreq(n, 1.0 / n, dtype=torch.float64)
         s1 = PREFILTER_FC / math.sqrt(math.log(2))
-        _cache[key] = torch.exp(-(fx**2 + fy**2) / s1**2).float()
+        kernel = torch.fft.ifft(torch.exp(-(f**2) / s1**2).to(torch.complex128)).real
+        lag = (torch.arange(n).view(n, 1) - torch.arange(n).view(1, n)) % n
+        _cache[key] = kernel[lag].float().to(device)
     return _cache[key]
 
 
@@ -153,34 +176,67 @@ def prefilter(img: torch.Tensor) -> torch.Tensor:
     if (sn, sm) != (n, n):  # square it, as LMgist does, mirroring at the bottom/right
         x = torch.cat((x, x.flip(-2)[..., : n - sn, :]), -2)
         x = torch.cat((x, x.flip(-1)[..., : n - sm]), -1)
-    gf = _prefilter_gaussian(n, img.device)
-    out = x - torch.fft.ifft2(torch.fft.fft2(x) * gf).real
-    local_std = torch.sqrt(torch.fft.ifft2(torch.fft.fft2(out * out) * gf).abs())
+    gauss = _prefilter_circulant(n, img.device)
+    out = x - gauss @ x @ gauss
+    local_std = (gauss @ (out * out) @ gauss).abs_().sqrt_()
     out = out / (0.2 + local_std)
     return out[..., p:p + h, p:p + w]
 
 
-def gist(gray: torch.Tensor) -> torch.Tensor:
+def _cell_weights(n: int, device: torch.device) -> torch.Tensor:
+    """``(GIST_GRID, n)``: row ``i`` averages the pixels of cell ``i``, bins as ``adaptive_avg_pool``."""
+    key = ("cells", n, device)
+    if key not in _cache:
+        m = torch.zeros(GIST_GRID, n, device=device)
+        for i in range(GIST_GRID):
+            lo, hi = (i * n) // GIST_GRID, -(-((i + 1) * n) // GIST_GRID)
+            m[i, lo:hi] = 1.0 / (hi - lo)
+        _cache[key] = m
+    return _cache[key]
+
+
+def _complex_bank(h: int, w: int, device: torch.device) -> torch.Tensor:
+    key = ("gabor-complex", h, w, device)
+    if key not in _cache:  # complex x complex multiplies several times faster than complex x real
+        _cache[key] = gabor_bank(h, w, device).to(torch.complex64)
+    return _cache[key]
+
+
+def gist(gray: torch.Tensor, chunk: int = 4, images: int | None = None) -> torch.Tensor:
     """``(B, 1, H, W)`` or ``(B, H, W)`` grey in [0, 1] -> ``(B, 512)`` GIST descriptor (float32).
 
     Meant for the 256 x 256 view (LMgist's ``imageSize``); other sizes work with a filter bank
-    built for them. Deterministic; a constant image gives all zeros.
+    built for them. Deterministic; a constant image gives all zeros. Each step filters
+    ``images`` images (default: one on the CPU, so the working set stays in cache; the whole
+    batch elsewhere) by ``chunk`` filters; neither changes the result.
     """
     g = _as_b1hw(gray)[:, 0]
     lo = g.amin((-2, -1), keepdim=True)
     g = g - lo
     g = 255.0 * g / g.amax((-2, -1), keepdim=True).clamp_min(1e-8)
     x = _symmetric_pad(prefilter(g), GIST_PAD)
-    h, w = g.shape[-2:]
-    spectrum = torch.fft.fft2(x)
-    key = ("gabor-complex", x.shape[-2], x.shape[-1], g.device)
-    if key not in _cache:  # complex x complex multiplies several times faster than complex x real
-        _cache[key] = gabor_bank(x.shape[-2], x.shape[-1], g.device).to(torch.complex64)
-    bank = _cache[key]
-    p = GIST_PAD
-    out = []
-    for filt in bank:  # one filter at a time keeps memory at one batch of spectra
-        energy = torch.fft.ifft2(spectrum * filt).abs()[:, p:p + h, p:p + w]
-        cells = F.adaptive_avg_pool2d(energy.unsqueeze(1), GIST_GRID)[:, 0]  # (B, row, col)
-        out.append(cells.transpose(1, 2).flatten(1))  # column-major, as MATLAB reshapes
-    return torch.cat(out, 1)
+    b, h, w = g.shape
+    hp, wp = x.shape[-2:]
+    spectrum = torch.fft.fft2(x).unsqueeze(1)  # (B, 1, Hp, Wp)
+    bank = _complex_bank(hp, wp, g.device)
+    rows, cols = _cell_weights(h, g.device), _cell_weights(w, g.device).T
+    p, n = GIST_PAD, bank.shape[0]
+    chunk = max(1, min(chunk, n))
+    images = max(1, min(images or (1 if g.device.type == "cpu" else b), b))
+    # buffers reused across steps (the FFT itself allocates: its out= costs an extra copy)
+    filtered = torch.empty((images, chunk, hp, wp), dtype=spectrum.dtype, device=g.device)
+    parts = torch.empty((images, chunk, h, w, 2), device=g.device)
+    energy = torch.empty((images, chunk, h, w), device=g.device)
+    out = torch.empty((b, n, GIST_GRID, GIST_GRID), device=g.device)
+    for i in range(0, b, images):
+        m = min(images, b - i)
+        for f in range(0, n, chunk):
+            k = min(chunk, n - f)
+            torch.mul(spectrum[i:i + m], bank[f:f + k], out=filtered[:m, :k])
+            response = torch.fft.ifft2(filtered[:m, :k])
+            # |z| as sqrt(re^2 + im^2): complex abs goes through a slow scalar hypot
+            z = torch.view_as_real(response[..., p:p + h, p:p + w])
+            sq = torch.mul(z, z, out=parts[:m, :k])
+            e = torch.add(sq[..., 0], sq[..., 1], out=energy[:m, :k]).sqrt_()
+            out[i:i + m, f:f + k] = (rows @ e @ cols).transpose(-1, -2)  # column-major, as MATLAB reshapes
+    return out.flatten(1)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import emo
 from emo.features import HANDCRAFTED_DIMS
-from emo.features.color import COLOR_TERMS, color_features, color_name_shares, rgb_to_hsv
+from emo.features.color import COLOR_TERMS, color_features, color_name_lut, color_name_shares, rgb_to_hsv
 
 
 def _batch(*images: Image.Image) -> torch.Tensor:
@@ -70,3 +73,42 @@ def test_batch_rows_are_independent():
     both = color_features(_batch(a, b))
     torch.testing.assert_close(both[1], color_features(_batch(b))[0])
     assert torch.isfinite(both).all()
+
+
+def _reference_color(px: np.ndarray) -> np.ndarray:
+    """The 22 colour features of ``(N, 3)`` float32 RGB pixels in [0, 1], one pixel at a time.
+
+    HSV in float32 as the definition computes it (colorsys, in float64, can put a pixel that sits
+    exactly on a bin edge such as S = 2/3 into the next bin).
+    """
+    f32, hsv = np.float32, []
+    for r, g, b in px:
+        v, c = max(r, g, b), max(r, g, b) - min(r, g, b)
+        s = c / v if v > 0 else f32(0)
+        if c == 0:
+            h = f32(0)
+        else:
+            sector = (g - b) / c if r == v else (b - r) / c + f32(2) if g == v else (r - g) / c + f32(4)
+            h = f32(np.remainder(sector, f32(6)) / f32(6))
+        hsv.append((h, s, v))
+    hsv = np.array(hsv, dtype=np.float32)
+    hist = np.zeros(72)
+    for h, s, v in hsv:
+        hist[9 * min(int(h * f32(8)), 7) + 3 * min(int(s * f32(3)), 2) + min(int(v * f32(3)), 2)] += 1
+    q = np.minimum((px * f32(32)).astype(int), 31)
+    terms = color_name_lut().numpy()[q[:, 0] + 32 * q[:, 1] + 1024 * q[:, 2]]
+    names = np.bincount(terms, minlength=len(COLOR_TERMS)) / len(px)
+    mean = hsv.astype(np.float64).mean(0)
+    v, s = mean[2], mean[1]
+    pad = [0.69 * v + 0.22 * s, -0.31 * v + 0.60 * s, -0.76 * v + 0.32 * s]
+    return np.concatenate((px.mean(0), mean, [hist.argmax(), hist.max() / len(px)], names, pad))
+
+
+def test_photo_matches_pixel_by_pixel_reference():
+    path = Path(emo.__file__).parent / "data" / "samples" / "coffee.jpg"
+    im = Image.open(path).convert("RGB").resize((48, 32))
+    batch = torch.from_numpy(np.array(im)[None]).permute(0, 3, 1, 2)  # uint8, channels_last as decoded
+    got = color_features(batch.float() / 255.0)[0].double().numpy()
+    want = _reference_color(np.asarray(im, dtype=np.float32).reshape(-1, 3) / np.float32(255))
+    assert len(set(want[8:19].round(6))) > 3  # several colour names present: the test sees the counting
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
 
+import emo
 from emo.features import HANDCRAFTED_DIMS
 from emo.features.texture import LBP_BINS, gist, lbp_codes, lbp_histogram, to_gray
 
@@ -102,3 +105,72 @@ def test_gist_dims_deterministic_finite():
     assert torch.equal(a, b) and torch.isfinite(a).all()
     torch.testing.assert_close(a[1], gist(to_gray(rgb[1:]))[0])
     assert torch.count_nonzero(gist(torch.full((1, 1, 256, 256), 0.4))) == 0  # a flat picture has no texture
+
+
+def _reference_gist(img: np.ndarray) -> np.ndarray:
+    """GIST of one ``(H, W)`` grey image in [0, 1], written out plainly in float64 numpy.
+
+    The same formula as :func:`emo.features.texture.gist` (LMgist: prefilter, symmetric padding,
+    complex FFTs, 32 Gabor filters, 4 x 4 cell means), one filter and one cell at a time.
+    """
+    h, w = img.shape
+    img = img - img.min()
+    img = 255.0 * img / max(img.max(), 1e-8)
+    x = np.pad(np.log(img + 1.0), 5, mode="symmetric")
+    n = max(x.shape) + max(x.shape) % 2
+    x = np.pad(x, ((0, n - x.shape[0]), (0, n - x.shape[1])), mode="symmetric")
+    f = np.fft.fftfreq(n, 1.0 / n)
+    gauss = np.exp(-(f[None, :] ** 2 + f[:, None] ** 2) / (4.0 / np.sqrt(np.log(2))) ** 2)
+    out = x - np.fft.ifft2(np.fft.fft2(x) * gauss).real
+    out = out / (0.2 + np.sqrt(np.abs(np.fft.ifft2(np.fft.fft2(out * out) * gauss))))
+    x = np.pad(out[5:5 + h, 5:5 + w], 32, mode="symmetric")
+    hp, wp = x.shape
+    fy, fx = np.fft.fftfreq(hp, 1.0 / hp)[:, None], np.fft.fftfreq(wp, 1.0 / wp)[None, :]
+    fr, theta = np.sqrt(fx**2 + fy**2) / max(hp, wp), np.arctan2(fy, fx)
+    spectrum = np.fft.fft2(x)
+    rows = [(i * h // 4, -(-(i + 1) * h // 4)) for i in range(4)]
+    cols = [(i * w // 4, -(-(i + 1) * w // 4)) for i in range(4)]
+    desc = []
+    for s in range(4):
+        for o in range(8):
+            tr = np.mod(theta + np.pi * o / 8 + np.pi, 2 * np.pi) - np.pi
+            gabor = np.exp(-3.5 * (fr / (0.3 / 1.85**s) - 1) ** 2 - 2 * np.pi * tr**2)
+            energy = np.abs(np.fft.ifft2(spectrum * gabor))[32:32 + h, 32:32 + w]
+            desc += [energy[r0:r1, c0:c1].mean() for c0, c1 in cols for r0, r1 in rows]
+    return np.array(desc)
+
+
+def _sample_gray(name: str, size: tuple[int, int]) -> np.ndarray:
+    path = Path(emo.__file__).parent / "data" / "samples" / name
+    return np.asarray(Image.open(path).convert("L").resize(size, Image.BILINEAR), dtype=np.float32) / 255.0
+
+
+def test_gist_matches_plain_reference_on_photos():
+    names = ("cat.jpg", "hubble.jpg")
+    imgs = np.stack([_sample_gray(n, (256, 256)) for n in names])
+    got = gist(torch.from_numpy(imgs)).double().numpy()
+    want = np.stack([_reference_gist(im.astype(np.float64)) for im in imgs])
+    assert np.abs(want).max() > 0.05  # real texture, not a degenerate all-zero case
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-6)
+
+
+@pytest.mark.parametrize("chunk, images", [(1, None), (3, 2)])
+def test_gist_non_square_any_step_matches_reference(chunk, images):
+    img = _sample_gray("rocket.jpg", (150, 97))  # odd, non-square: squaring and uneven cells
+    batch = torch.from_numpy(np.stack((img, img[::-1, ::-1].copy())))
+    got = gist(batch, chunk=chunk, images=images).double().numpy()
+    want = [_reference_gist(im.astype(np.float64)) for im in batch.numpy()]
+    np.testing.assert_allclose(got, np.stack(want), rtol=1e-4, atol=2e-6)
+
+
+def test_lbp_photo_matches_plain_count():
+    img = _sample_gray("coffee.jpg", (61, 47))
+    c = img[1:-1, 1:-1]
+    h, w = img.shape
+    ring = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
+    code = sum((img[1 + dy:h - 1 + dy, 1 + dx:w - 1 + dx] >= c).astype(int) << p for p, (dy, dx) in enumerate(ring))
+    transitions = [sum(a != b for a, b in zip(s, s[1:] + s[0])) for s in (format(k, "08b") for k in range(256))]
+    bins = np.array([_uniform_rank(k) if transitions[k] <= 2 else 58 for k in code.ravel()])
+    want = np.bincount(bins, minlength=LBP_BINS) / bins.size
+    assert np.count_nonzero(want) > 20
+    np.testing.assert_allclose(lbp_histogram(torch.from_numpy(img)[None])[0].numpy(), want, atol=1e-7)
