@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_IMAGES = REPO.parent / "shared" / "data" / "emotion6" / "images"
 RESULTS = REPO / "bench" / "RESULTS.md"
 SECTION = "## Throughput"
 
@@ -279,7 +278,7 @@ def write_section(text: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="Folder of images (walked).")
+    ap.add_argument("--images", type=Path, required=True, help="Folder of images (walked), e.g. a data set's images/.")
     ap.add_argument("--limit", type=int, default=0, help="Use only the first N images (quick runs).")
     ap.add_argument("--network", default="mobilenet_v2")
     ap.add_argument("--batch-size", type=int, default=32)
