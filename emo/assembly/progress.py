@@ -33,6 +33,7 @@ class Progress:
         self._phase_start = time.perf_counter()
         self.done = 0
         self.total: int | None = None
+        self.description = "emo"
 
     def __enter__(self) -> Progress:
         self.start()
@@ -51,7 +52,8 @@ class Progress:
         self._bar = Bar(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=True,
                         console=Console(stderr=True))
-        self._task = self._bar.add_task("emo", total=None, info="")
+        # A phase set before the bar started (the run's total, counted first) shows from the start.
+        self._task = self._bar.add_task(self.description, total=self.total, completed=self.done, info="")
         self._bar.start()
 
     def stop(self) -> None:
@@ -64,7 +66,7 @@ class Progress:
 
     def phase(self, description: str, total: int | None = None, done: int = 0) -> None:
         """Start a phase: its name, and its own count of ``total`` units (None: unknown)."""
-        self.total, self.done, self._first = total, done, None
+        self.total, self.done, self._first, self.description = total, done, None, description
         self._phase_start = time.perf_counter()
         if self._bar is not None:
             self._bar.update(self._task, description=description, total=total, completed=done, info="")

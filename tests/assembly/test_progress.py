@@ -45,3 +45,11 @@ def test_a_disabled_progress_prints_plain_lines_and_survives_a_dead_stderr(monke
     monkeypatch.setattr(P.sys, "stderr", None)
     P.say("nor this")
     assert not P.stderr_is_terminal()
+
+
+def test_a_phase_set_before_the_bar_starts_shows_its_total(monkeypatch):
+    p = P.Progress(True)
+    p.phase("emo classify", total=1568)
+    with p:
+        task = p._bar.tasks[0]
+        assert task.total == 1568 and task.description == "emo classify"
