@@ -70,10 +70,13 @@ def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     t, p = np.asarray(truth, dtype=np.float64), np.asarray(pred, dtype=np.float64)
     if len(t) == 0:
         return {"n": 0, "mse": None, "rmse": None, "pearson_r": None}
-    mse = float(((p - t) ** 2).mean())
-    st, sp = t.std(), p.std()
-    r = float(((t - t.mean()) * (p - p.mean())).mean() / (st * sp)) if st > 0 and sp > 0 else None
-    return {"n": int(len(t)), "mse": mse, "rmse": math.sqrt(mse), "pearson_r": r}
+    with np.errstate(over="ignore", invalid="ignore"):  # numbers so large their squares overflow
+        mse = float(((p - t) ** 2).mean())
+        st, sp = t.std(), p.std()
+        r = float(((t - t.mean()) * (p - p.mean())).mean() / (st * sp)) if st > 0 and sp > 0 else None
+    finite = [v if v is not None and math.isfinite(v) else None for v in (mse, r)]
+    mse, r = finite
+    return {"n": int(len(t)), "mse": mse, "rmse": math.sqrt(mse) if mse is not None else None, "pearson_r": r}
 
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
@@ -99,7 +102,7 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15)
 
 def _truth_sentiment(rec: Mapping[str, Any]) -> str | None:
     v = rec.get("valence")
-    if isinstance(v, (int, float)):
+    if _number(v):
         return sentiment_of_valence(float(v))
     label = rec.get("label")
     return POLARITY.get(label) if isinstance(label, str) else None
@@ -112,13 +115,20 @@ def _pred_sentiment(rec: Mapping[str, Any], pred_label: str | None) -> str | Non
     return POLARITY.get(pred_label) if pred_label else None
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _numbers(m: Any) -> dict[str, float]:
+    """The entries of a ``{class: probability}`` mapping that are finite numbers (others are dropped)."""
+    return {k: float(v) for k, v in m.items() if isinstance(k, str) and _number(v)} if isinstance(m, Mapping) else {}
+
+
 def _truth_label(rec: Mapping[str, Any]) -> str | None:
     if isinstance(rec.get("label"), str):
         return rec["label"]
-    d = rec.get("distribution")
-    if isinstance(d, Mapping) and d:
-        return max(d, key=lambda k: d[k])
-    return None
+    d = _numbers(rec.get("distribution"))
+    return max(d, key=lambda k: d[k]) if d else None
 
 
 def _scored(records: Iterable[Mapping[str, Any]], counts: dict[str, int], key: str,
@@ -167,15 +177,15 @@ def score_classify(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     labels: list[str] = []
     uncertain = 0
     for rec, emo, truth in _scored(records, counts, KEY_EMOTION, _is_emotion, _truth_label):
-        probs = emo.get("probs") if isinstance(emo.get("probs"), Mapping) else {}
+        probs = _numbers(emo.get("probs"))
         pred = _predicted_label(emo)
         uncertain += bool(emo.get("uncertain"))
         for name in list(probs) + [truth, pred]:
             if name not in labels:
                 labels.append(name)
         pairs.append((truth, pred))
-        if isinstance(rec.get("distribution"), Mapping) and probs:
-            dists.append((rec["distribution"], probs))
+        if _numbers(rec.get("distribution")) and probs:
+            dists.append((_numbers(rec["distribution"]), probs))
         st, sp = _truth_sentiment(rec), _pred_sentiment(rec, pred)
         if st is not None and sp is not None:
             sent_t.append(st), sent_p.append(sp)
@@ -197,7 +207,7 @@ def score_classify(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 def _truth_va(rec: Mapping[str, Any]) -> tuple[Any, Any] | None:
     """``(valence, arousal)`` truth, None when neither is a number."""
     v, a = rec.get("valence"), rec.get("arousal")
-    return None if not isinstance(v, (int, float)) and not isinstance(a, (int, float)) else (v, a)
+    return None if not _number(v) and not _number(a) else (v, a)
 
 
 def score_va(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -205,9 +215,9 @@ def score_va(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     counts = _new_counts()
     tv, pv, ta, pa = [], [], [], []
     for rec, va, (v, a) in _scored(records, counts, KEY_VA, lambda p: isinstance(p, Mapping), _truth_va):
-        if isinstance(v, (int, float)) and isinstance(va.get("valence"), (int, float)):
+        if _number(v) and _number(va.get("valence")):
             tv.append(v), pv.append(va["valence"])
-        if isinstance(a, (int, float)) and isinstance(va.get("arousal"), (int, float)):
+        if _number(a) and _number(va.get("arousal")):
             ta.append(a), pa.append(va["arousal"])
     return {"counts": counts, "valence": regression_metrics(np.array(tv), np.array(pv)),
             "arousal": regression_metrics(np.array(ta), np.array(pa))}
@@ -220,6 +230,17 @@ def resolve_path(path: str, root: str | Path | None = None) -> str:
     if not p.is_absolute():
         p = Path(os.path.expanduser(str(root))) / p if root is not None else p
     return os.path.realpath(p)
+
+
+def _resolved(path: Any, root: str | Path | None) -> str | None:
+    """:func:`resolve_path` of a string path, None for anything that cannot name a file (a NUL
+    byte, a name the system refuses)."""
+    if not isinstance(path, str):
+        return None
+    try:
+        return resolve_path(path, root)
+    except (ValueError, OSError):
+        return None
 
 
 @dataclass
@@ -263,10 +284,10 @@ def join_truth(records: Iterable[dict[str, Any]], truth: Iterable[Mapping[str, A
     table: dict[str, Mapping[str, Any]] = {}
     for t in truth:
         c.truth += 1
-        if not isinstance(t.get(KEY_PATH), str):
+        key = _resolved(t.get(KEY_PATH), root)
+        if key is None:
             c.truth_without_path += 1
             continue
-        key = resolve_path(t[KEY_PATH], root)
         c.duplicate_truth += key in table
         table[key] = t
         c.example_truth = c.example_truth or t[KEY_PATH]
@@ -277,8 +298,8 @@ def join_truth(records: Iterable[dict[str, Any]], truth: Iterable[Mapping[str, A
         c.predictions += 1
         if isinstance(path, str):
             for base in dict.fromkeys((root, None)):
-                key = resolve_path(path, base)
-                if key in table:
+                key = _resolved(path, base)
+                if key is not None and key in table:
                     t = table[key]
                     used.add(key)
                     break

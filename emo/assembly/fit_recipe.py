@@ -80,7 +80,8 @@ def fit(opts: dict[str, Any]) -> int:
     region head (its own layer file), every other task a head file."""
     from emo.tasks import REGIONS, get_task
 
-    _make_parent(opts["output"])  # before any work: a folder that cannot hold the head fails now
+    # Before any work: a place that cannot hold the head fails now, and a link is followed once.
+    opts["output"] = _check_output(opts["output"], opts["records"])
     if get_task(opts["task"]) is REGIONS:
         return _fit_regions(opts)
     return _fit_head(opts)
@@ -102,18 +103,59 @@ def _fit_regions(opts: dict[str, Any]) -> int:
     layer, counts = fit_region_head(records, settings, opts["root"], seed=opts["seed"], on_error=on_error)
     layer.header["data"]["bad_lines"] = bad
     out: Path = opts["output"]
-    _make_parent(out)
+    mode = _old_mode(out)
     try:
         layer.save(out)
     except OSError as e:
         from emo.errors import OutputError
 
         raise OutputError(f"-o {out}: cannot write the region head: {e.strerror or e}") from None
+    _keep_mode(out, mode)
     if not opts["quiet"]:
         _say(f"emo fit: wrote {out} (region head: {counts['records']} images, {counts['positives']} positive "
              f"and {counts['negatives']} negative anchors, training accuracy "
              f"{layer.header['metrics']['train_accuracy']:.3f})")
     return 0
+
+
+def _check_output(out: Path, sources: tuple[str, ...]) -> Path:
+    """Where the head goes: ``out``, or the regular file a link there names. A folder, a device, a
+    FIFO or one of the record files being read is refused (exit 2) before any work is done."""
+    import stat
+
+    from emo.errors import UsageError
+
+    target = Path(os.path.realpath(out))
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except (OSError, ValueError) as e:
+        raise UsageError(f"-o {out}: {getattr(e, 'strerror', None) or e}") from None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"-o {out}: not a regular file (a head file is written whole, then put in place)")
+    for src in sources:
+        if src != "-" and os.path.realpath(src) == str(target):
+            raise UsageError(f"-o {out}: is one of the record files being read")
+    _make_parent(target)
+    return target
+
+
+def _keep_mode(out: Path, mode: int | None) -> None:
+    """A head that replaced a file keeps that file's permissions (a 0600 file stays 0600)."""
+    if mode is not None:
+        for p in (out, out.with_name(out.name + ".json")):
+            try:
+                os.chmod(p, mode)
+            except OSError:
+                pass
+
+
+def _old_mode(out: Path) -> int | None:
+    try:
+        return os.stat(out).st_mode & 0o7777
+    except OSError:
+        return None
 
 
 def _make_parent(out: Path) -> None:
@@ -330,13 +372,14 @@ def _write(opts, head, cfg, labels, label_prob, groups, counts, metrics, say) ->
         },
         "metrics": metrics,
     })
-    _make_parent(out)
+    mode = _old_mode(out)
     try:
         save_head(head, out)
     except OSError as e:
         from emo.errors import OutputError
 
         raise OutputError(f"-o {out}: cannot write the head: {e.strerror or e}") from None
+    _keep_mode(out, mode)
     if not opts["quiet"]:
         _print_metrics(metrics)
         say(f"wrote {out} ({', '.join(groups)} -> {', '.join(head.labels)})")

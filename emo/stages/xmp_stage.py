@@ -7,13 +7,29 @@ cannot be merged marks only its own record with a ``sidecar_error``; the batch g
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from emo.config import KEY_EMOTION, KEY_PATH, KEY_SENTIMENT, KEY_XMP
 from emo.io.decode import View
-from emo.io.records import Item
+from emo.io.records import IMAGE_EXTENSIONS, Item
 from emo.io.xmp import SidecarError, write_sidecar
 
+
+
+def _not_a_picture(path: Path | None) -> str:
+    """Why no sidecar may go beside ``path`` ("" when one may): a sidecar is written only beside
+    an existing picture file, so a record naming any other file cannot make emo write there."""
+    if path is None:
+        return "no picture path to put a sidecar beside"
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return f"{path.suffix or 'no extension'} is not a picture's extension"
+    try:
+        if not path.is_file():
+            return "no such picture file"
+    except (OSError, ValueError):
+        return "no such picture file"
+    return ""
 
 
 def _label(value: Any) -> str | None:
@@ -33,14 +49,18 @@ class XmpStage:
 
     def run(self, items: list[Item]) -> None:
         for item in items:
-            if item.path is None:
-                item.fail("sidecar_error", f"{item.label}: no picture path to put a sidecar beside")
+            why = _not_a_picture(item.path)
+            if why:
+                item.fail("sidecar_error", f"{item.label}: {why}; no sidecar written")
                 continue
             try:
                 written = write_sidecar(item.path, _label(item.record.get(KEY_EMOTION)),
                                         _label(item.record.get(KEY_SENTIMENT)))
             except SidecarError as e:
                 item.fail("sidecar_error", str(e))
+                continue
+            except RecursionError:  # a sidecar nested deeper than any real one
+                item.fail("sidecar_error", f"{item.label}: its sidecar is nested too deeply to merge; left untouched")
                 continue
             name = item.record.get(KEY_PATH)
             item.record[KEY_XMP] = f"{name}.xmp" if isinstance(name, str) else str(written)

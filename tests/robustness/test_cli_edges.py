@@ -87,3 +87,25 @@ def test_an_unexpected_failure_is_one_line_not_a_traceback(monkeypatch, tmp_path
     monkeypatch.setenv("EMO_DEBUG", "1")
     with pytest.raises(ImportError):
         emo(["features", "--set", "color", str(tmp_path / "a.png")])
+
+
+def test_fit_output_is_never_a_device_a_fifo_or_its_own_input(tiny_backbone, tmp_path):
+    import os
+
+    data = _write(tmp_path, _feature_records(12))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    base = ["fit", "--labels", "joy,sadness,fear", *FAST, str(data), "-o"]
+    for target in (str(fifo), "/dev/null", str(data)):
+        _one_line(emo(base + [target]), 2)
+    assert fifo.exists() and not fifo.is_file() and os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    assert data.read_bytes().startswith(b"{")  # the records are still there
+    # A 0600 head stays 0600; a link to a head is followed, not replaced.
+    head = tmp_path / "h.head"
+    head.write_bytes(b"old")
+    os.chmod(head, 0o600)
+    link = tmp_path / "link.head"
+    link.symlink_to(head)
+    run = emo(base + [str(link)])
+    assert run.code == 0, run.err
+    assert link.is_symlink() and os.stat(head).st_mode & 0o777 == 0o600 and head.read_bytes() != b"old"

@@ -45,3 +45,24 @@ def test_a_record_without_a_picture_path_gets_an_error(tmp_path):
     it = Item(0, {"emotion": {"label": "joy", "p": 0.5, "probs": {}}})
     XmpStage().run([it])
     assert it.error.kind == "sidecar_error" and list(tmp_path.iterdir()) == []
+
+
+def test_no_sidecar_beside_a_file_that_is_not_a_picture_or_does_not_exist(tmp_path):
+    text = tmp_path / "hostname"
+    text.write_text("box\n")
+    missing = tmp_path / "x0.jpg"
+    items = [_item(0, text, "joy"), _item(1, missing, "joy")]
+    XmpStage().run(items)
+    assert [it.error.kind for it in items] == ["sidecar_error", "sidecar_error"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hostname"]
+
+
+def test_a_sidecar_nested_too_deeply_is_left_alone(tmp_path):
+    pic = tmp_path / "a.jpg"
+    Image.new("RGB", (8, 8)).save(pic)
+    deep = "<x:xmpmeta xmlns:x='adobe:ns:meta/'>" + "<a>" * 20000 + "</a>" * 20000 + "</x:xmpmeta>"
+    side = tmp_path / "a.jpg.xmp"
+    side.write_text(deep)
+    it = _item(0, pic, "joy")
+    XmpStage().run([it])
+    assert it.error.kind == "sidecar_error" and side.read_text() == deep
