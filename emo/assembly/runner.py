@@ -45,7 +45,7 @@ def _stdout_writer():
     """A writer on stdout's file descriptor, or on its binary stream when it has none (tests)."""
     from emo.io.writer import JsonlWriter
 
-    if sys.stdout is None:  # emo was started with stdout closed
+    if sys.stdout is None or getattr(sys.stdout, "emo_closed", False):  # emo was started with stdout closed
         raise UsageError("stdout is closed: give -o FILE for the records")
     try:
         fd = sys.stdout.fileno()

@@ -60,6 +60,8 @@ def run_score(opts: dict[str, Any]) -> int:
     """``emo score`` with the command line's options; the exit code."""
     from emo.metrics import JoinCounts, why_nothing_scored
 
+    if opts["fmt"] == "table" and opts.get("output") is not None:
+        raise UsageError("-o writes the JSON result; --format table is for a terminal (redirect it instead)")
     join = JoinCounts() if opts["truth"] is not None else None
     result = score(opts["predictions"], opts["task"], opts["truth"], opts["root"], join)
     if opts["fmt"] == "table":

@@ -70,9 +70,10 @@ def main() -> None:
     import os
     import warnings
 
-    from emo.cli.exits import exit_now, guard_stderr, guarded
+    from emo.cli.exits import exit_now, guard_stderr, guard_stdout, guarded
 
     guard_stderr()
+    guard_stdout()
     if not os.environ.get("PYTHONWARNINGS"):  # libraries' warnings are for developers, not for emo's users
         warnings.simplefilter("ignore")
     exit_now(guarded(cli))

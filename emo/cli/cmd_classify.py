@@ -6,12 +6,12 @@ from typing import Any
 
 import click
 
-from emo.cli.options import complete_heads, head_option, input_options, pass_opts, run_options
+from emo.cli.options import heads_completer, head_option, input_options, pass_opts, run_options
 
 
 @click.command()
-@head_option("emotion6")
-@click.option("--sentiment-head", default=None, shell_complete=complete_heads,
+@head_option("emotion6", "classify")
+@click.option("--sentiment-head", default=None, shell_complete=heads_completer("classify", ("none",)),
               help="Head for sentiment when the emotion head's classes lack a polarity (Emotion6's surprise, "
                    "neutral) [default: sentiment]; 'none' leaves sentiment out.")
 @click.option("--top-k", type=click.IntRange(0), default=None,

@@ -9,7 +9,8 @@ import click
 import orjson
 
 from emo import config
-from emo.cli.options import backbone_option, cache_options, complete_backbones, engine_options
+from emo.cli.options import (backbone_option, cache_options, complete_backbones, engine_options,
+                             stdout_is_terminal)
 
 
 def _size(n: int) -> str:
@@ -110,7 +111,7 @@ def list_engines(ctx: click.Context, as_json: bool = False, cache_dir: str | Non
     import sys
 
     # A pipe gets the full table, not one cut to 80 columns.
-    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(t)
+    Console(soft_wrap=True, width=None if stdout_is_terminal() else 200).print(t)
     total = sum(r["size"] for r in rows)
     click.echo(f"{len(rows)} engine(s), {_size(total)} in {cache.root}", err=True)
     return 0
@@ -232,7 +233,11 @@ def clear(ctx: click.Context, days: float | None, dry_run: bool, yes: bool, cach
         return 0
     if doomed and not yes:
         if sys.stdin is not None and sys.stdin.isatty():
-            if not click.confirm(f"remove {len(doomed)} engine(s), {_size(total)} from {cache.root}?", err=True):
+            try:
+                yes = click.confirm(f"remove {len(doomed)} engine(s), {_size(total)} from {cache.root}?", err=True)
+            except click.exceptions.Abort:  # end of input at the question: a no
+                yes = False
+            if not yes:
                 click.echo("emo: nothing removed", err=True)
                 return 0
         elif days is None:

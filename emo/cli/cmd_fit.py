@@ -36,8 +36,8 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
         out = tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:
         raise click.BadParameter("give layer sizes like 3000,1000,500 (or 'none' for a linear head)") from None
-    if any(v < 1 for v in out):
-        raise click.BadParameter("layer sizes must be positive")
+    if any(v < 1 or v > 1 << 16 for v in out):
+        raise click.BadParameter("layer sizes must be between 1 and 65536")
     return out
 
 
@@ -52,7 +52,7 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 @click.option("--regions", "with_regions", is_flag=True,
               help="classify: also read the K best emotional regions' local features (X = [X_global, "
                    "X_local 1..K], Rao et al. eq. 5), found as emo regions does; use with emo classify --regions.")
-@click.option("--regions-k", type=click.IntRange(1), default=10, show_default=True,
+@click.option("--regions-k", type=click.IntRange(1, 1000), default=10, show_default=True,
               help="K, the number of regions --regions reads (zero-padded with a mask when fewer are found).")
 @click.option("--labels", "label_spec", default="emotion6", show_default=True, shell_complete=_complete_label_sets,
               help="Label set: mikels8, emotion6, five, sentiment, or a,b,c (classify).")
@@ -72,7 +72,7 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
               help="Dropout after each hidden layer.")
 @click.option("--input-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Dropout on the standardised input features.")
-@click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over the data [default: 60; 5 with --finetune].")
+@click.option("--epochs", type=click.IntRange(1, 100_000), default=None, help="Passes over the data [default: 60; 5 with --finetune].")
 @click.option("--lr", type=float, default=None,
               help="Peak learning rate [default: 5e-4; 1e-4 for the backbone with --finetune, 10x for its new layer].")
 @click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True,
@@ -84,14 +84,14 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
               help="sgd with --lr 1e-4 --batch-size 1000 --schedule constant is Kim et al.'s setting (momentum 0.9).")
 @click.option("--schedule", type=click.Choice(["onecycle", "constant"]), default="onecycle", show_default=True,
               help="onecycle: warm up then anneal the learning rate; constant: keep it.")
-@click.option("--members", type=click.IntRange(1), default=1, show_default=True,
+@click.option("--members", type=click.IntRange(1, 1000), default=1, show_default=True,
               help="Train this many networks (seeds seed, seed+1, ...) and average them.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same data, options and seed: the same head.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True, help="Same data, options and seed: the same head.")
 @click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Hold out this share (stratified) for validation metrics and early stopping.")
-@click.option("--patience", type=click.IntRange(0), default=10, show_default=True,
+@click.option("--patience", type=click.IntRange(0, 100_000), default=10, show_default=True,
               help="With --val-split: stop after this many epochs without a better validation loss (0: never).")
-@click.option("--folds", type=click.IntRange(2), default=None,
+@click.option("--folds", type=click.IntRange(2, 1000), default=None,
               help="K-fold cross-validation first: prints each metric's mean and spread, stores them in the header; "
                    "the head is then trained on all records.")
 @click.option("--finetune", is_flag=True,
@@ -104,7 +104,7 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 @decode_options
 @cache_options
 @backbone_option
-@click.option("--threads", type=click.IntRange(0), default=0, show_default=True, help="Torch threads while training (0: torch's default).")
+@click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True, help="Torch threads while training (0: torch's default).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Per-epoch metrics on stderr.")
 @pass_opts

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from emo.cli.options import cache_options
+from emo.cli.options import cache_options, stdout_is_terminal
 
 
 def _complete_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -77,8 +77,8 @@ def models(ctx: click.Context, as_json: bool, cache_dir: str | None, weights_dir
     import sys
 
     # Piped output is not cut to 80 columns: each network stays on one line for grep and awk.
-    Console(width=None if sys.stdout.isatty() else 10_000).print(t)
-    Console(width=None if sys.stdout.isatty() else 10_000).print(heads_table())
+    Console(width=None if stdout_is_terminal() else 10_000).print(t)
+    Console(width=None if stdout_is_terminal() else 10_000).print(heads_table())
     return 0
 
 

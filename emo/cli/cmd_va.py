@@ -10,7 +10,7 @@ from emo.cli.options import head_option, input_options, pass_opts, run_options
 
 
 @click.command()
-@head_option("va")
+@head_option("va", "va")
 @input_options
 @run_options
 @pass_opts

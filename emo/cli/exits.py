@@ -55,6 +55,32 @@ class _PeopleStream:
         return getattr(self._stream, name)
 
 
+class ClosedStdout:
+    """Stands for a stdout emo was started without: writing data to it is an error (exit 2), not
+    output silently lost; commands that write to ``-o FILE`` never touch it."""
+
+    emo_closed = True
+    encoding, errors = "utf-8", "strict"
+
+    def write(self, text: str) -> int:
+        raise OSError(9, "stdout is closed")
+
+    def fileno(self) -> int:
+        raise OSError(9, "stdout is closed")
+
+    def flush(self) -> None:
+        return None
+
+    def isatty(self) -> bool:
+        return False
+
+
+def guard_stdout() -> None:
+    """Give a closed stdout a stand-in that fails loudly when data is written to it."""
+    if sys.stdout is None or _fd_closed(1):
+        sys.stdout = ClosedStdout()  # type: ignore[assignment]
+
+
 def guard_stderr() -> None:
     """Make every later write to stderr safe: a closed stderr swallows lines, a failing one too."""
     if sys.stderr is None or _fd_closed(2):
@@ -132,6 +158,9 @@ def guarded(command: click.Command, args: Sequence[str] | None = None) -> int:
     except (BrokenPipeError, PipeClosed):
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except OSError as e:  # a full disk or a closed stream under stdout: the output is not whole
+        click.echo(f"emo: error: cannot write: {e.strerror or e}", err=True)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         click.echo("emo: interrupted", err=True)
         return EXIT_SIGINT

@@ -39,13 +39,18 @@ def complete_backbones(ctx: click.Context, param: click.Parameter, incomplete: s
     return [n for n in names("backbone") if n.startswith(incomplete)]
 
 
-def complete_heads(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[click.shell_completion.CompletionItem]:
-    """Shipped head names, then head files."""
-    from click.shell_completion import CompletionItem
+def heads_completer(task: str, extra: tuple[str, ...] = ()) -> Callable[..., list[Any]]:
+    """Completion for a head option: the shipped heads of ``task``, then ``extra`` words, then files."""
 
-    from emo.heads import names
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
 
-    return [CompletionItem(n) for n in names() if n.startswith(incomplete)] + [CompletionItem(incomplete, type="file")]
+        from emo.heads import SHIPPED
+
+        words = [n for n, e in sorted(SHIPPED.items()) if e.task == task] + list(extra)
+        return [CompletionItem(n) for n in words if n.startswith(incomplete)] + [CompletionItem(incomplete, type="file")]
+
+    return complete
 
 
 def complete_devices(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -120,9 +125,19 @@ def run_options(f: F) -> F:
     return engine_options()(decode_options(cache_options(backbone_option(f))))
 
 
-def head_option(default_name: str) -> F:
-    return click.option("--head", default=None, shell_complete=complete_heads,
+def head_option(default_name: str, task: str) -> F:
+    return click.option("--head", default=None, shell_complete=heads_completer(task),
                         help=f"Head: a shipped name (see emo models) or a file from emo fit [default: {default_name}; env EMO_HEAD].")
+
+
+def stdout_is_terminal() -> bool:
+    """Whether a person reads stdout (tables are then cut to the screen), False when it is closed."""
+    import sys
+
+    try:
+        return sys.stdout is not None and sys.stdout.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def pass_opts(f: F) -> F:

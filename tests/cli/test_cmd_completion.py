@@ -45,3 +45,10 @@ def test_path_options_complete_paths(args, option):
 ])
 def test_choices_complete(args, incomplete, expect):
     assert expect in [c.value for c in _complete(args, incomplete)]
+
+
+def test_head_options_offer_heads_of_their_task():
+    va = [c.value for c in _complete(["va", "--head"], "") if c.type == "plain"]
+    assert va == ["va"]
+    sent = [c.value for c in _complete(["classify", "--sentiment-head"], "") if c.type == "plain"]
+    assert "none" in sent and "va" not in sent and "sentiment" in sent

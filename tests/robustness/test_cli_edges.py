@@ -3,6 +3,8 @@ the wrong task. Each is one line on stderr and its documented exit code, never a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 
@@ -109,3 +111,23 @@ def test_fit_output_is_never_a_device_a_fifo_or_its_own_input(tiny_backbone, tmp
     run = emo(base + [str(link)])
     assert run.code == 0, run.err
     assert link.is_symlink() and os.stat(head).st_mode & 0o777 == 0o600 and head.read_bytes() != b"old"
+
+
+def test_closed_or_full_stdout_is_one_line_for_every_command(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    for args in (["models"], ["models", "--json"], ["completion", "bash"]):
+        for kw in ({"preexec_fn": lambda: os.close(1)}, {"stdout": open("/dev/full", "wb")}):
+            run = subprocess.run([sys.executable, "-m", "emo", *args], stderr=subprocess.PIPE, env=env, timeout=60, **kw)
+            err = run.stderr.decode()
+            assert run.returncode == 2 and err.count("\n") == 1 and "Traceback" not in err, (args, err)
+
+
+def test_score_table_with_an_output_file_is_a_usage_error(tmp_path):
+    p = tmp_path / "p.jsonl"
+    p.write_text('{"path": "a", "label": "joy", "emotion": {"label": "joy", "probs": {"joy": 1.0}}}\n')
+    _one_line(emo(["score", "--format", "table", "-o", str(tmp_path / "s.json"), str(p)]), 2)
+    assert not (tmp_path / "s.json").exists()
