@@ -25,7 +25,10 @@ NS_X = "adobe:ns:meta/"
 NS_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 NS_DC = "http://purl.org/dc/elements/1.1/"
 NS_LR = "http://ns.adobe.com/lightroom/1.0/"
-PREFIXES = {"x": NS_X, "rdf": NS_RDF, "dc": NS_DC, "lr": NS_LR}
+# emo's own property: the dc:subject leaves emo added (not those the user had), so a re-run removes
+# only its own; photo libraries ignore namespaces they do not know.
+NS_EMO = "https://emo.invalid/xmp/1.0/"
+PREFIXES = {"x": NS_X, "rdf": NS_RDF, "dc": NS_DC, "lr": NS_LR, "emo": NS_EMO}
 ROOTS = ("emotion", "sentiment")  # the keyword trees emo owns
 SEP = "|"  # Lightroom's hierarchy separator, also read by darktable and digiKam
 MAX_SIDECAR_BYTES = 16 << 20  # a sidecar larger than this is not one a photo library wrote
@@ -153,21 +156,26 @@ def _set_items(bag: ET.Element, values: Iterable[str]) -> None:
 def merge_keywords(tree: ET.ElementTree, new: Sequence[str]) -> None:
     """Replace emo's keywords in ``tree`` by ``new`` (hierarchical, ``emotion|joy``); keep the rest.
 
-    A leaf in ``dc:subject`` is dropped with its emo hierarchy unless another kept hierarchical
-    keyword ends in the same leaf.
+    A leaf in ``dc:subject`` is dropped with its emo hierarchy only if emo added it (``emo:subjects``
+    lists those) and no kept hierarchical keyword ends in the same leaf: a flat keyword the user
+    had before emo, such as ``positive``, stays.
     """
     root = tree.getroot()
     rdf = root if root.tag == _q(NS_RDF, "RDF") else root.find(_q(NS_RDF, "RDF"))
     assert rdf is not None
     subj = _bag(rdf, NS_DC, "subject")
     hier = _bag(rdf, NS_LR, "hierarchicalSubject")
+    own = _bag(rdf, NS_EMO, "subjects")
+    added_before = set(_items(own))
     old_h = _items(hier)
     kept_h = [k for k in old_h if not _is_ours(k)]
     kept_leaves = {k.split(SEP)[-1] for k in kept_h}
-    dropped_leaves = {k.split(SEP)[-1] for k in old_h if _is_ours(k)} - kept_leaves
+    dropped_leaves = ({k.split(SEP)[-1] for k in old_h if _is_ours(k)} - kept_leaves) & added_before
     kept_s = [s for s in _items(subj) if s not in dropped_leaves]
+    added = [leaf for leaf in dict.fromkeys(k.split(SEP)[-1] for k in new) if leaf not in kept_s]
     _set_items(hier, kept_h + [k for k in new if k not in kept_h])
-    _set_items(subj, kept_s + [leaf for leaf in (k.split(SEP)[-1] for k in new) if leaf not in kept_s])
+    _set_items(subj, kept_s + added)
+    _set_items(own, sorted((added_before - dropped_leaves) | set(added)))
 
 
 def _serialise(tree: ET.ElementTree, prefixes: Sequence[tuple[str, str]], wrapper: str) -> bytes:

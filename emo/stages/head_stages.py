@@ -126,6 +126,8 @@ class ClassifyStage(_HeadStage):
                 sent = _decision(best, p_best, self.sentiment_min_prob)
                 sent["p_positive"] = round(p, 6)
                 item.record[KEY_SENTIMENT] = sent
+            else:  # a sentiment the input carried is not this run's: it must not pass as one
+                item.record.pop(KEY_SENTIMENT, None)
 
 
 def _decision(best: str, p: float, min_prob: float) -> dict[str, Any]:

@@ -156,3 +156,26 @@ def test_a_symlinked_sidecar_and_a_folder_are_left_alone(photo, tmp_path):
 def test_a_folder_that_does_not_exist_is_an_error_not_a_crash(tmp_path):
     with pytest.raises(SidecarError, match="cannot write"):
         write_sidecar(tmp_path / "gone" / "photo.jpg", "joy", "positive")
+
+
+def test_a_rerun_keeps_the_users_own_flat_keywords_that_match_emos_leaves(tmp_path):
+    from emo.io.xmp import read_keywords, sidecar_path, write_sidecar
+
+    pic = tmp_path / "coffee.jpg"
+    pic.write_bytes(b"not read")
+    side = sidecar_path(pic)
+    side.write_text(
+        "<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'>"
+        "<rdf:Description rdf:about='' xmlns:dc='http://purl.org/dc/elements/1.1/'><dc:subject><rdf:Bag>"
+        "<rdf:li>neutral</rdf:li><rdf:li>positive</rdf:li></rdf:Bag></dc:subject></rdf:Description>"
+        "</rdf:RDF></x:xmpmeta>")
+    write_sidecar(pic, "neutral", "positive")
+    hier, subj = read_keywords(side)
+    assert hier == ["emotion|neutral", "sentiment|positive"] and subj == ["neutral", "positive"]
+    write_sidecar(pic, None, None)  # a re-run where nothing is certain any more
+    hier, subj = read_keywords(side)
+    assert hier == [] and subj == ["neutral", "positive"]  # the user's own keywords stay
+    write_sidecar(pic, "joy", None)
+    write_sidecar(pic, "fear", None)
+    hier, subj = read_keywords(side)
+    assert hier == ["emotion|fear"] and subj == ["neutral", "positive", "fear"]  # emo's joy is gone

@@ -154,3 +154,11 @@ def test_calibrated_false_gives_the_probabilities_as_trained():
     for i in range(len(items)):
         assert [raw[i].record["emotion"]["probs"][c] for c in E6] == pytest.approx(p_trained[i], abs=1e-5)
         assert items[i].record["emotion"]["p"] > raw[i].record["emotion"]["p"]  # T < 1 sharpens
+
+
+def test_a_sentiment_the_input_carried_does_not_pass_as_this_runs():
+    items = _items()
+    for it in items:
+        it.record["sentiment"] = {"label": "positive", "p_positive": 0.9}  # from an earlier run
+    ClassifyStage(_head(E6), None).run(items)  # Emotion6 alone has no polarity for every class
+    assert all("sentiment" not in it.record and "emotion" in it.record for it in items)
