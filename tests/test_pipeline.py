@@ -257,8 +257,9 @@ def test_look_ahead_is_bounded(tmp_path, batch_size, count_decodes):
         ahead.append(pulled - done)
         decoded_ahead.append(len(count_decodes) - done)
     assert done == n
-    # Pixels: at most `lookahead` batches are decoded ahead of the one being written, and no more.
-    assert max(decoded_ahead) == lookahead * batch_size, decoded_ahead
+    # Pixels: at most `lookahead` batches are decoded ahead of the one being written (decodes run
+    # on threads, so fewer may have started when a batch is written, never more).
+    assert max(decoded_ahead) <= lookahead * batch_size, decoded_ahead
     # Inputs (records without pixels) are read ahead into a bounded queue, so a pause is noticed.
     assert max(ahead) <= lookahead * batch_size + 64
     assert pulled == n
