@@ -82,15 +82,3 @@ def fit_binary(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 200)
 
     _lbfgs([w, b], loss_fn, steps)
     return _fold(w.detach(), b.detach(), mu, sd)
-
-
-def stratified_folds(labels: Sequence[str], k: int = 5, seed: int = 0) -> np.ndarray:
-    """Fold number (0..k-1) of each example: shuffled with ``seed`` within each label, dealt round-robin."""
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    fold = np.zeros(len(labels), dtype=np.int64)
-    for lab in sorted(set(labels.tolist())):
-        idx = np.flatnonzero(labels == lab)
-        rng.shuffle(idx)
-        fold[idx] = np.arange(len(idx)) % k
-    return fold

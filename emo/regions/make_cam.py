@@ -13,18 +13,19 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import orjson
 import torch
 
 from emo.regions.layers import SHIPPED_CAM, LinearLayer
-from emo.regions.layer_fit import LAMBDA, fit_softmax, stratified_folds
+from emo.io.jsonl import read_records
+from emo.regions.layer_fit import LAMBDA, fit_softmax
+from emo.train import kfold
 
 L2 = 300.0  # chosen by 5-fold accuracy on Emotion6 among 0.1 .. 1000
 
 
 def load(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Features ``(N, C)``, label ids ``(N,)``, distributions ``(N, E)`` and the label names."""
-    recs = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    recs, _ = read_records((str(path),))
     names = list(recs[0]["distribution"])
     x = np.array([r["features"]["deep"] for r in recs], dtype=np.float32)
     d = np.array([[r["distribution"][n] for n in names] for r in recs], dtype=np.float32)
@@ -34,7 +35,7 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
 
 def cross_validate(x: np.ndarray, y: np.ndarray, d: np.ndarray, l2: float, k: int = 5) -> float:
     """Mean top-1 accuracy over ``k`` stratified folds."""
-    folds = stratified_folds(y.tolist(), k)
+    folds = kfold(len(y), k, 0, np.asarray(y))
     acc = []
     for f in range(k):
         tr, te = folds != f, folds == f
