@@ -72,8 +72,11 @@ def _weights_file(entry: NetworkEntry, settings: Settings, weights: Path | None)
     return resolve(entry.weights, settings, explicit=weights)
 
 
+# torchvision's ImageNet-1k names, in its order, shipped as a file: importing torchvision for them
+# would pull in torch._dynamo, a second of every emo features start-up.
+IMAGENET_CLASSES = Path(__file__).resolve().parents[1] / "data" / "imagenet1k_classes.txt"
+
+
 def imagenet_labels() -> list[str]:
     """The 1000 ImageNet-1k class names in torchvision's order."""
-    from torchvision.models._meta import _IMAGENET_CATEGORIES
-
-    return list(_IMAGENET_CATEGORIES)
+    return IMAGENET_CLASSES.read_text(encoding="utf-8").splitlines()

@@ -130,6 +130,9 @@ def test_imagenet_label_count():
     labels = imagenet_labels()
     assert len(labels) == 1000 and len(set(labels)) == 1000
     assert labels[281] == "tabby" and labels[285] == "Egyptian cat"
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    assert labels == list(_IMAGENET_CATEGORIES)  # the shipped file is torchvision's list, in its order
     for e in REGISTRY.values():
         if e.labels == "imagenet1k":
             assert e.num_classes == len(labels)
