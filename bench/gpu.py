@@ -805,7 +805,7 @@ def _decode_md(w, sp, e2e, L) -> None:
     for i, n in enumerate(workers):
         L.append(f"| {n} | " + " | ".join(f"{w['rates'][k][i]['img_s']:.0f}" for k in kinds) + " |")
     if ceiling:
-        L.append(f"| engine ceiling (e2e engine) | " + " | ".join(f"{ceiling:.0f}" for _ in kinds) + " |")
+        L.append("| engine ceiling (e2e engine) | " + " | ".join(f"{ceiling:.0f}" for _ in kinds) + " |")
     L.append("")
 
 

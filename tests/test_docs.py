@@ -177,7 +177,6 @@ def test_relative_links_resolve(page):
             continue  # a web address or mailto
         path, _, anchor = target.partition("#")
         dest = (page.parent / path).resolve() if path else page
-        rel = dest.relative_to(REPO).as_posix() if dest.is_relative_to(REPO) else str(dest)
         assert dest.exists(), f"{page.name}: link to {target} leads nowhere"
         if anchor and dest.suffix == ".md":
             assert anchor in _anchors(dest), f"{page.name}: {target}: no heading makes #{anchor}"

@@ -68,9 +68,10 @@ def options_from(cls: type, given: Mapping[str, Any]) -> Any:
     return cls(**{k: v for k, v in given.items() if k in names and v is not None})
 
 
-def settings_from(given: Mapping[str, Any]) -> config.Settings:
-    """Settings: defaults, then EMO_* variables, then the values in ``given`` that are not ``None``."""
-    s = config.from_env()
+def settings_from(given: Mapping[str, Any], base: config.Settings | None = None) -> config.Settings:
+    """Settings: ``base`` (default: defaults, then EMO_* variables), then the values in ``given``
+    that are not ``None``."""
+    s = config.from_env() if base is None else base
     names = {f.name for f in fields(config.Settings)}
     return config.validate(replace(s, **{k: v for k, v in given.items() if k in names and v is not None}))
 

@@ -13,12 +13,17 @@ import time
 from typing import Any
 
 
-def stderr_is_terminal() -> bool:
-    """Whether a person watches stderr (progress is for people, never for pipes or files)."""
+def is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal; False for a pipe, a file, or a stream that is closed or gone."""
     try:
-        return sys.stderr is not None and sys.stderr.isatty()
+        return stream is not None and bool(stream.isatty())
     except (AttributeError, ValueError, OSError):
         return False
+
+
+def stderr_is_terminal() -> bool:
+    """Whether a person watches stderr (progress is for people, never for pipes or files)."""
+    return is_terminal(sys.stderr)
 
 
 class Progress:

@@ -18,7 +18,7 @@ from typing import Any
 
 from emo import config
 from emo.assembly.filters import BuildContext, filter_stages, get_filter
-from emo.assembly.progress import Progress, say, stderr_is_terminal
+from emo.assembly.progress import Progress, is_terminal, say, stderr_is_terminal
 from emo.errors import EXIT_OK, EXIT_SOME_FAILED, PipeClosed, UsageError
 
 
@@ -41,7 +41,7 @@ class FailFast(Exception):
     """The first bad input was written and --fail-fast asks to stop there."""
 
 
-def _stdout_writer():
+def stdout_writer():
     """A writer on stdout's file descriptor, or on its binary stream when it has none (tests)."""
     from emo.io.writer import JsonlWriter
 
@@ -110,11 +110,11 @@ def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptio
     verbose_say: Callable[[str], None] | None = say if run.verbose else None
     stages = filter_stages(name, options, settings, BuildContext(root=run.root, say=verbose_say))
     stdin = _stdin(run)
-    if stdin is not None and not run.null and _isatty(sys.stdin):
+    if stdin is not None and not run.null and is_terminal(sys.stdin):
         say("emo: reading paths from the terminal; end with Ctrl-D (emo --help for usage)")
     items = read_inputs(run.paths, stdin, null=run.null, recursive=run.recursive, root=run.root)
     out = OutputFile(out_path, run.resume) if out_path is not None else None
-    writer = out.open() if out is not None else _stdout_writer()
+    writer = out.open() if out is not None else stdout_writer()
     if out is not None and out.done:
         items = skip_done(items, out.done)
     progress = Progress(not run.quiet and stderr_is_terminal())
@@ -195,32 +195,25 @@ class _compile_phase:
             self.progress.note("emo")
 
 
-def _isatty(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
+def _split(name: str, values: dict[str, Any]) -> tuple[Any, config.Settings, RunOptions]:
+    """A command's values as filter ``name``'s options, the run's settings and its run options."""
+    from emo.assembly.filters import options_from, settings_from
+
+    run = options_from(RunOptions, {**values, "paths": tuple(values.get("paths") or ())})
+    return options_from(get_filter(name).options, values), settings_from(values), run
 
 
 def run_command(name: str, given: dict[str, Any]) -> int:
     """Split a command line's values into a filter's options, settings and run options, and run it."""
-    from emo.assembly.filters import options_from, settings_from
-
-    options = options_from(get_filter(name).options, given)
-    settings = settings_from(given)
-    run = options_from(RunOptions, {**given, "paths": tuple(given.get("paths") or ())})
-    return run_filter(name, options, settings, run)
+    return run_filter(name, *_split(name, given))
 
 
 def stages_for_flags(name: str, argv: Sequence[str], **given: Any) -> tuple[list[Any], config.Settings, RunOptions]:
     """The stages, settings and run options of ``emo NAME ARGV`` (flags only, no paths), as
     :class:`emo.Predictor` builds them."""
-    from emo.assembly.filters import options_from, parse_flags, settings_from
+    from emo.assembly.filters import parse_flags
 
     values = {**parse_flags(name, argv, RunOptions), **{k: v for k, v in given.items() if v is not None}}
-    f = get_filter(name)
-    options = options_from(f.options, values)
-    settings = settings_from(values)
-    run = options_from(RunOptions, values)
+    options, settings, run = _split(name, values)
     stages = filter_stages(name, options, settings, BuildContext(root=run.root, say=say if run.verbose else None))
     return stages, settings, run

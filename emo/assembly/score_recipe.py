@@ -9,7 +9,6 @@ stderr and does not exit 0.
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,11 +77,11 @@ def run_score(opts: dict[str, Any]) -> int:
 
 def _write(result: dict[str, Any], output: Path | None) -> None:
     """The result as one JSON line on stdout, or in ``output`` (replaced only once it is written)."""
-    from emo.assembly.runner import _stdout_writer
+    from emo.assembly.runner import stdout_writer
     from emo.io.output import OutputFile
 
     if output is None or str(output) == "-":
-        _stdout_writer().write([result])
+        stdout_writer().write([result])
         return
     out = OutputFile(output)
     writer = out.open()

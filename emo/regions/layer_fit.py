@@ -8,8 +8,6 @@ emotion distribution, lambda = 0.4 (section 5.4.4).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 

@@ -3,7 +3,6 @@ engine's, and progress that never goes back."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
