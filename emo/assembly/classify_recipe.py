@@ -63,7 +63,7 @@ def build(o: ClassifyOptions, settings: config.Settings, ctx: BuildContext) -> l
         ClassifyStage(head, sent, o.top_k, min_prob=o.min_prob, sentiment_min_prob=o.sentiment_min_prob,
                       calibrated=not o.raw_probs)]
     if o.with_regions or "regions" in head.groups:
-        from emo.stages.regions_stage import regions_for_head
+        from emo.assembly.regions_recipe import regions_for_head
 
         stages.insert(0, regions_for_head(head, settings, ctx.verbose))
     if o.xmp:

@@ -28,7 +28,7 @@ def collect_features(records: list[dict[str, Any]], groups: tuple[str, ...], set
 
     stages = feature_stages([GroupsOnly(groups)], settings, _say if verbose else None)
     if "regions" in groups:
-        from emo.stages.regions_stage import region_stage
+        from emo.assembly.regions_recipe import region_stage
 
         stages.insert(0, region_stage(settings, top_k=regions_k, emit=False, local=True, verbose=verbose))
     items = (item_from_record(i, dict(r), root) for i, r in enumerate(records))

@@ -8,7 +8,7 @@ from typing import Any
 
 from emo import config
 from emo.assembly.filters import BuildContext, Filter, flag
-from emo.errors import UsageError
+from emo.errors import ModelError, UsageError
 
 PROPOSALS = ("cam", "rcnn")
 
@@ -38,11 +38,71 @@ class RegionsOptions:
 
 def build(o: RegionsOptions, settings: config.Settings, ctx: BuildContext) -> list[Any]:
     """The region stage for these options."""
-    from emo.stages.regions_stage import region_stage
-
     return [region_stage(settings, proposals=o.proposals, top_k=o.top_k, iou=o.iou, size=o.size,
                          detector_size=o.detector_size, cam_file=o.cam_file, region_head=o.region_head,
                          draw_dir=o.draw_dir, draw_k=o.draw_k, root=ctx.root, verbose=ctx.verbose)]
+
+
+def region_stage(settings: config.Settings, *, proposals: str = "cam", top_k: int = 10, iou: float = 0.5,
+                 size: int = 320, detector_size: int = 800, cam_file: Path | None = None,
+                 region_head: Path | None = None, emit: bool = True, local: bool = False,
+                 draw_dir: Path | None = None, draw_k: int = 3, root: Path | None = None,
+                 verbose: bool = False) -> Any:
+    """The regions stage (:func:`emo.stages.regions_stage.region_stage`), built on its first batch.
+
+    What the user named is checked now, before any input is read: the backbone, the CAM layer
+    and region head files, the ``--draw`` folder. torch and the engine load with the first batch,
+    so the decode processes start first and decode while they load.
+    """
+    from emo.config import KEY_REGIONS
+    from emo.io.decode import View
+    from emo.models.registry import get
+    from emo.regions.layers import SHIPPED_CAM, read_layer
+    from emo.stages.head_stages import LazyStage
+
+    entry = get(settings.backbone)
+    if not entry.stages:
+        raise ModelError(f"{entry.name}: the registry names no stages, so it has no feature map for regions")
+    channels = entry.stages[-1][1]
+    _, _, header = read_layer(cam_file or SHIPPED_CAM, "cam", channels)
+    if header.get("backbone") not in (None, entry.name):
+        raise ModelError(f"the CAM layer was trained on {header.get('backbone')}, not {entry.name} (--backbone)")
+    if region_head:
+        read_layer(region_head, "region_head", 2 * channels)
+    if draw_dir is not None:
+        try:
+            draw_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"--draw {draw_dir}: cannot make the folder ({e.strerror or e})") from None
+
+    def stage() -> Any:
+        from emo.stages import regions_stage
+
+        return regions_stage.region_stage(
+            settings, proposals=proposals, top_k=top_k, iou=iou, size=size, detector_size=detector_size,
+            cam_file=cam_file, region_head=region_head, emit=emit, local=local, draw_dir=draw_dir,
+            draw_k=draw_k, root=root, verbose=verbose)
+
+    views = (View(size, mode="fit"),) + ((View(detector_size, mode="fit"),) if proposals == "rcnn" else ())
+    group = "regions"  # the feature group a regions head reads (X_local)
+    if local:
+        return LazyStage(stage, views, (group,))
+    return LazyStage(stage, views, (), wants=lambda item: KEY_REGIONS not in item.record)
+
+
+def regions_for_head(head: Any, settings: config.Settings, verbose: bool = False) -> Any:
+    """The region stage a classify head trained with ``--regions`` needs (its K from the head's dims)."""
+    from emo.models.registry import get
+
+    if "regions" not in head.groups:
+        raise UsageError(f"head {head.name} reads {', '.join(head.groups)}, not regions; train one with "
+                         "emo fit --task classify --regions")
+    channels = get(settings.backbone).stages[-1][1]
+    k, rest = divmod(head.dims["regions"], channels + 1)
+    if rest or k < 1:
+        raise UsageError(f"head {head.name}: {head.dims['regions']} region features do not fit {settings.backbone} "
+                         f"({channels} per region + 1 mask)")
+    return region_stage(settings, top_k=k, emit=True, local=True, verbose=verbose)
 
 
 FILTER = Filter("regions", RegionsOptions, build)

@@ -15,11 +15,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 
 from emo.errors import ModelError
+
+if TYPE_CHECKING:  # reading and checking a layer file needs no torch: a run checks it before torch loads
+    import torch
 
 SHIPPED_CAM = Path(__file__).with_name("cam_emotion6.safetensors")
 
@@ -46,6 +49,8 @@ class LinearLayer:
 
     def cam(self, fmap: torch.Tensor) -> torch.Tensor:
         """Class activation maps: ``(B, C, h, w)`` -> ``(B, E, h, w)``, CAM_c = W_c . F + b_c."""
+        import torch
+
         return torch.einsum("ec,bchw->behw", self.weight, fmap.float()) + self.bias[None, :, None, None]
 
     def save(self, path: Path) -> None:
@@ -56,13 +61,13 @@ class LinearLayer:
         save_file(tensors, str(path), metadata={"emo": json.dumps(self.header, sort_keys=True)})
 
 
-def load_layer(path: Path, kind: str, in_dim: int | None = None) -> LinearLayer:
-    """Read a layer file written by :meth:`LinearLayer.save`, checking its kind and input size."""
-    from safetensors import SafetensorError
-    from safetensors.torch import safe_open
+def read_layer(path: Path, kind: str, in_dim: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Read and check a layer file written by :meth:`LinearLayer.save` without torch:
+    ``(weight (E, C), bias (E,), header)`` as float32 arrays, or :class:`ModelError`."""
+    from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
             weight, bias = f.get_tensor("weight"), f.get_tensor("bias")
     except (OSError, SafetensorError, KeyError, ValueError, TypeError) as e:
@@ -76,18 +81,27 @@ def load_layer(path: Path, kind: str, in_dim: int | None = None) -> LinearLayer:
         raise ModelError(f"{path}: broken layer header ({problem})")
     if header.get("kind") != kind:
         raise ModelError(f"{path}: is a {header.get('kind') or 'unknown'} layer, not a {kind} layer")
-    if not (weight.is_floating_point() and bias.is_floating_point()):
+    if weight.dtype.kind != "f" or bias.dtype.kind != "f":
         raise ModelError(f"{path}: weight and bias must be floating point")
     if weight.ndim != 2 or bias.shape != (weight.shape[0],):
         raise ModelError(f"{path}: weight {tuple(weight.shape)} and bias {tuple(bias.shape)} do not fit")
     if in_dim is not None and weight.shape[1] != in_dim:
         raise ModelError(f"{path}: takes {weight.shape[1]} features, the backbone gives {in_dim}")
-    if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+    weight, bias = weight.astype(np.float32), bias.astype(np.float32)
+    if not (np.isfinite(weight).all() and np.isfinite(bias).all()):  # float64 beyond float32's range too
         raise ModelError(f"{path}: weight or bias holds values that are not finite")
     labels = header.get("labels")
     if labels is not None and len(labels) != weight.shape[0]:
         raise ModelError(f"{path}: {len(labels)} labels for {weight.shape[0]} outputs")
-    return LinearLayer(weight.float(), bias.float(), header)
+    return weight, bias, header
+
+
+def load_layer(path: Path, kind: str, in_dim: int | None = None) -> LinearLayer:
+    """Read a layer file written by :meth:`LinearLayer.save`, checking its kind and input size."""
+    import torch
+
+    weight, bias, header = read_layer(path, kind, in_dim)
+    return LinearLayer(torch.from_numpy(weight), torch.from_numpy(bias), header)
 
 
 def _no_constants(name: str) -> Any:

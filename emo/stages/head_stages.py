@@ -156,17 +156,21 @@ class LazyStage:
     """A stage built on first use, so a run whose records all carry their features never loads
     the network. ``views`` and ``groups`` are known up front (from the registry)."""
 
-    def __init__(self, build: Callable[[], Any], views: tuple[View, ...], groups: Sequence[str]) -> None:
+    def __init__(self, build: Callable[[], Any], views: tuple[View, ...], groups: Sequence[str],
+                 wants: Callable[[Item], bool] | None = None) -> None:
         self._build = build
         self._stage: Any = None
         self.views = views
         self.groups = tuple(groups)
+        self._wants = wants  # for a stage whose output is not a feature group (regions)
 
     @property
     def built(self) -> bool:
         return self._stage is not None
 
     def wants(self, item: Item) -> bool:
+        if self._wants is not None:
+            return self._wants(item)
         return any(g not in item.features for g in self.groups)
 
     def build(self) -> Any:

@@ -52,6 +52,7 @@ class Pace:
         self.every = every
         self.seen: dict[str, deque[float]] = {w: deque(maxlen=3) for w in self.WAYS}
         self.calls = 0
+        self.warm = False  # an engine's first call sets it up (seconds): timing it would condemn its way
 
     def way(self) -> str:
         """The way to run the next batch."""
@@ -63,6 +64,9 @@ class Pace:
         return min(self.WAYS, key=lambda w: statistics.median(self.seen[w]))
 
     def record(self, way: str, seconds_per_image: float) -> None:
+        if not self.warm:
+            self.warm = True
+            return
         self.seen[way].append(seconds_per_image)
         self.calls += 1
 
@@ -251,19 +255,3 @@ def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: floa
             raise UsageError(f"--draw {draw_dir}: cannot make the folder ({e.strerror or e})") from None
     return RegionStage(engine, finder, detector=det, detector_view=detector_size, emit=emit, local=local,
                        draw_dir=draw_dir, draw_k=draw_k, root=root, max_pixels=settings.max_pixels)
-
-
-def regions_for_head(head, settings, verbose: bool = False) -> RegionStage:
-    """The region stage a classify head trained with ``--regions`` needs (its K from the head's dims)."""
-    from emo.errors import UsageError
-    from emo.models.registry import get
-
-    if "regions" not in head.groups:
-        raise UsageError(f"head {head.name} reads {', '.join(head.groups)}, not regions; train one with "
-                         "emo fit --task classify --regions")
-    channels = get(settings.backbone).stages[-1][1]
-    k, rest = divmod(head.dims["regions"], channels + 1)
-    if rest or k < 1:
-        raise UsageError(f"head {head.name}: {head.dims['regions']} region features do not fit {settings.backbone} "
-                         f"({channels} per region + 1 mask)")
-    return region_stage(settings, top_k=k, emit=True, local=True, verbose=verbose)

@@ -10,7 +10,8 @@ from emo.assembly.classify_recipe import ClassifyOptions
 from emo.assembly.features_recipe import FeaturesOptions
 from emo.assembly.filters import FILTER_MODULES, filter_stages, get_filter, options_from, parse_flags, settings_from
 from emo.assembly.regions_recipe import RegionsOptions
-from emo.errors import UsageError
+from emo.errors import ModelError, UsageError
+from emo.io.records import Item
 
 
 def test_every_filter_names_its_own_options():
@@ -89,5 +90,18 @@ def test_region_options_reach_the_stage(tmp_path: Path, tiny_backbone):
     pytest.importorskip("torch")
     stages = filter_stages("regions", RegionsOptions(top_k=2, iou=0.3, size=96),
                            settings_from({"backbone": "mobilenet_v2", "device": "cpu", "backend": "eager"}))
-    (stage,) = stages
+    (lazy,) = stages
+    assert not lazy.built and lazy.views[0].size == 96  # torch and the engine load with the first batch
+    assert lazy.wants(Item(0, {"path": "a.jpg"})) and not lazy.wants(Item(1, {"path": "b.jpg", "regions": []}))
+    stage = lazy.build()
+    assert stage.views == lazy.views
     assert stage.finder.top_k == 2 and stage.finder.iou == 0.3
+
+
+def test_region_files_are_checked_before_any_input_is_read(tmp_path: Path):
+    junk = tmp_path / "cam.safetensors"
+    junk.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    with pytest.raises(ModelError, match="not a regions layer file"):
+        filter_stages("regions", RegionsOptions(cam_file=junk), settings_from({}))
+    with pytest.raises(ModelError, match="not a regions layer file"):
+        filter_stages("regions", RegionsOptions(cam_file=tmp_path / "missing"), settings_from({}))

@@ -158,7 +158,7 @@ def test_a_head_with_float64_tensors_is_refused(tmp_path):
 
 def test_loading_heads_and_building_stages_imports_no_torch():
     """A command's decode workers are forked before torch loads, so reading heads and building the
-    classify, va and features stages must not load it; networks come with the first batch."""
+    classify, va, features and regions stages must not load it; networks come with the first batch."""
     import subprocess
     import sys
 
@@ -169,7 +169,7 @@ from dataclasses import replace
 from emo.assembly.runner import stages_for_flags
 from emo.models.head_file import load_head
 for argv in (["classify"], ["va"], ["classify", "--head", "emotion6_linear", "--sentiment-head", "none"],
-             ["features"], ["features", "--set", "object,deep"]):
+             ["features"], ["features", "--set", "object,deep"], ["regions"], ["regions", "--proposals", "rcnn"]):
     stages_for_flags(argv[0], argv[1:])
 h = load_head("va")
 assert "torch" not in sys.modules, "torch was imported"

@@ -149,6 +149,8 @@ def test_pace_tries_both_ways_takes_the_faster_and_looks_again():
     from emo.stages.regions_stage import Pace
 
     pace = Pace(every=6)
+    pace.record(pace.way(), 9.0)  # the engine's first call sets it up: not a measure of its way
+    assert not any(pace.seen.values())
     seen = []
     for _ in range(14):
         way = pace.way()
@@ -158,6 +160,7 @@ def test_pace_tries_both_ways_takes_the_faster_and_looks_again():
     assert seen[2:6] == ["one"] * 4  # then the faster
     assert seen[6:8] == ["all", "one"] and seen[8:12] == ["one"] * 4  # and both again every 6 calls
     pace = Pace(every=6)
+    pace.warm = True
     for _ in range(3):
         for way, t in (("all", 0.01), ("one", 0.04)):
             pace.record(way, t)
@@ -168,6 +171,6 @@ def test_feature_maps_are_the_same_bits_in_chunks_on_either_way(cam_file):
     stage = region_stage(_settings(), cam_file=cam_file)
     batch = torch.randint(0, 256, (5, 3, 320, 320), dtype=torch.uint8)
     whole = stage.engine(batch)[0]
-    for _ in range(3):  # all threads, one thread, then the faster
+    for _ in range(4):  # the first call (not timed), all threads, one thread, then the faster
         assert torch.equal(stage.feature_maps(batch), whole)
     assert all(len(v) >= 1 for v in stage.pace.seen.values())
