@@ -53,7 +53,7 @@ class Item:
     def fail(self, kind: str, message: str) -> None:
         """Mark this input bad; its record gets ``error`` and later stages skip it."""
         # A message may quote a name that is not UTF-8, which JSON cannot hold as it is.
-        self.error = InputError(kind, printable(message))
+        self.error = InputError(kind, shown(message))
         self.record[KEY_ERROR] = self.error.as_dict()
         self.views.clear()
 
@@ -63,9 +63,13 @@ class Item:
 
     @property
     def label(self) -> str:
-        """How this input is named in messages."""
-        p = self.record.get(KEY_PATH)
-        return p if isinstance(p, str) else f"<input {self.index + 1}>"
+        """How this input is named in messages: its exact name, bytes that are not UTF-8 as
+        ``\\xNN``, so two names that read alike in ``path`` are told apart on stderr too."""
+        name = record_name(self.record)
+        if name is None:
+            p = self.record.get(KEY_PATH)
+            return p if isinstance(p, str) else f"<input {self.index + 1}>"
+        return shown(name)
 
 
 def _resolve(path: str, root: Path | None) -> Path:
@@ -117,6 +121,15 @@ def printable(name: str) -> str:
         return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     except UnicodeEncodeError:  # a surrogate no file name holds (a Python caller's string)
         return name.encode("utf-8", "replace").decode("utf-8")
+
+
+def shown(text: str) -> str:
+    """``text`` for people (messages, stderr): bytes of a file name that are not UTF-8 (surrogate
+    escapes) are written ``\\xNN``, so names that :func:`printable` makes alike stay apart."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name holds (a Python caller's string)
+        return printable(text)
 
 
 def name_fields(name: str) -> dict[str, str]:

@@ -131,11 +131,13 @@ def test_path_bytes_given_twice_is_a_bad_record():
     assert item.error.kind == "bad_record" and '"path_bytes" more than once' in item.error.message
 
 
-def test_a_message_quoting_a_name_that_is_not_utf8_is_still_json():
-    item = Item(0, {"path": "a\ufffd.jpg"})
+def test_a_message_quoting_a_name_that_is_not_utf8_is_still_json_and_tells_names_apart():
+    item = Item(0, name_fields("a\udcff.jpg"))
     item.fail("read_error", "drawing not written to a\udcff.jpg.jpg: no space")
     written = orjson.loads(orjson.dumps(item.record))
-    assert written["error"]["message"] == "drawing not written to a\ufffd.jpg.jpg: no space"
+    assert written["error"]["message"] == "drawing not written to a\\xff.jpg.jpg: no space"
+    assert item.label == "a\\xff.jpg" and Item(1, name_fields("a\udcfe.jpg")).label == "a\\xfe.jpg"
+    assert Item(2, {"path": "a.jpg", "path_bytes": "%%%"}).label == "a.jpg"
 
 
 def test_split_cuts_a_piece_past_the_limit_without_gathering_it():

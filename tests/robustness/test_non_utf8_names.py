@@ -47,6 +47,18 @@ def test_two_pictures_whose_names_read_alike_give_two_records(tiny, tmp_path):
         assert a["features"]["object"] != b["features"]["object"], how  # each record is its own picture
 
 
+def test_bad_pictures_whose_names_read_alike_are_told_apart_on_stderr(tiny, tmp_path):
+    pics = alike_images(tmp_path)
+    for p in pics:
+        p.write_bytes(b"not a picture")
+    run = emo(TINY, _lines(pics))
+    _strict_json(run.out)
+    assert [r["error"]["kind"] for r in run.records] == ["not_an_image"] * 2
+    said = [ln for ln in run.err.splitlines() if ": not_an_image: " in ln]
+    assert [ln.split(": not_an_image: ")[0] for ln in said] == [f"emo: {tmp_path}/caf\\xff.png",
+                                                               f"emo: {tmp_path}/caf\\xfe.png"]
+
+
 def test_a_features_record_fed_to_classify_opens_its_own_file(tiny, tmp_path):
     head = str(tmp_path / "h.head")
     data = _write(tmp_path, _feature_records(30))

@@ -87,5 +87,5 @@ def test_a_sidecar_error_on_a_name_that_is_not_utf8_is_still_a_written_record(tm
     it = item_from_record(0, {**name_fields(str(pic)), "emotion": {"label": "joy", "p": 0.9, "probs": {}}}, None)
     XmpStage().run([it])
     out = orjson.loads(dumps(it.record))
-    assert out["error"]["kind"] == "sidecar_error" and "\ufffd" in out["error"]["message"]
+    assert out["error"]["kind"] == "sidecar_error" and "caf\\xff.png" in out["error"]["message"]
     assert out["emotion"]["label"] == "joy"
