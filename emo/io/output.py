@@ -11,9 +11,9 @@ collected: an input given three times is done three times, and FILE's records ar
 inputs in order (``a, b, a, c`` after a run killed after the first ``a`` goes on with ``b, a,
 c``). A record matches its input by the exact name of its file (``path_bytes`` where a name is
 not UTF-8, else ``path``; :func:`emo.io.records.record_name`) and content hash ``sha256`` where
-the input gives one; a record without a path matches an input whose every field it holds unchanged. A partial
-last line (a kill mid-write, a full disk) is cut off and that input is done again, so FILE never
-holds a line twice or half a line. FILE must be emo output: a file holding any line that is not
+the input gives one; a record without a path matches an input whose every field it holds
+unchanged. A partial last line (a kill mid-write, a full disk) is cut off and that input is done
+again, so FILE never holds a line twice or half a line. FILE must be emo output: a file holding any line that is not
 an emo record is refused and left untouched. A resumed FILE is locked for the run: a second
 ``--resume`` run on it is refused at once rather than writing every record a second time.
 """
