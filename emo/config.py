@@ -15,6 +15,8 @@ from emo.errors import ConfigError
 
 # JSONL keys each subcommand adds; truth fields (label, distribution, valence, arousal) never clash.
 KEY_PATH = "path"
+# A name that is not UTF-8 is shown readably in "path" (U+FFFD) and exactly here: base64 of its bytes.
+KEY_PATH_BYTES = "path_bytes"
 KEY_ERROR = "error"
 KEY_FEATURES = "features"
 KEY_REGIONS = "regions"

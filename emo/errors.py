@@ -75,7 +75,7 @@ class InputError(Exception):
 # The ``error.kind`` values a record can carry, defined once.
 ERROR_KINDS = (
     "bad_line",  # stdin line that is not valid UTF-8 or not valid JSON
-    "bad_record",  # JSON that is not an object, lacks a string "path", repeats it, or nests too deep
+    "bad_record",  # JSON not an object, no string "path", a key repeated, nested too deep, a bad "path_bytes"
     "bad_path",  # a path the system refuses to look up: too long, a NUL byte, a symlink loop
     "not_found",  # no such file
     "is_directory",  # a directory given without -r

@@ -249,7 +249,8 @@ class JoinCounts:
 
     ``predictions``: records read; ``matched``: those that found a truth record; ``no_truth``: those whose path is in
     no truth record; ``no_prediction``: truth records no prediction named; ``truth_without_path``:
-    truth records without a string ``path``; ``duplicate_truth``: truth records whose resolved path
+    truth records that name no file (no string ``path``, an invalid ``path_bytes``, a line that is
+    not a record); ``duplicate_truth``: truth records whose resolved path
     an earlier one had (the last one wins). The ``example_*`` paths show how the sides were spelt.
     """
 
@@ -269,7 +270,10 @@ class JoinCounts:
 
 def join_truth(records: Iterable[dict[str, Any]], truth: Iterable[Mapping[str, Any]], root: str | Path | None = None,
                counts: JoinCounts | None = None) -> Iterator[dict[str, Any]]:
-    """Copy the truth fields of ``truth`` records onto ``records`` with the same resolved ``path``.
+    """Copy the truth fields of ``truth`` records onto ``records`` that name the same file.
+
+    Both sides name their file exactly (:func:`emo.io.records.record_name`: ``path_bytes`` for a
+    name that is not UTF-8, else ``path``), so names that read alike are told apart.
 
     Truth paths are resolved against ``root`` (default the current folder), as the filters
     resolve inputs given with ``--root``. A prediction's path is absolute (``emo classify -r``) or
@@ -278,22 +282,24 @@ def join_truth(records: Iterable[dict[str, Any]], truth: Iterable[Mapping[str, A
     any truth it had, so it counts as no truth. ``counts`` (filled once the iterator is exhausted)
     says how many met.
     """
-    from emo.config import KEY_PATH, TRUTH_KEYS
+    from emo.config import TRUTH_KEYS
+    from emo.io.records import printable, record_name
 
     c = counts if counts is not None else JoinCounts()
     table: dict[str, Mapping[str, Any]] = {}
     for t in truth:
         c.truth += 1
-        key = _resolved(t.get(KEY_PATH), root)
+        name = record_name(t)
+        key = _resolved(name, root)
         if key is None:
             c.truth_without_path += 1
             continue
         c.duplicate_truth += key in table
         table[key] = t
-        c.example_truth = c.example_truth or t[KEY_PATH]
+        c.example_truth = c.example_truth or printable(name)
     used: set[str] = set()
     for rec in records:
-        path = rec.get(KEY_PATH)
+        path = record_name(rec)
         t = None
         c.predictions += 1
         if isinstance(path, str):
@@ -307,7 +313,7 @@ def join_truth(records: Iterable[dict[str, Any]], truth: Iterable[Mapping[str, A
             c.matched += 1
         elif isinstance(path, str):
             c.no_truth += 1
-            c.example_prediction = c.example_prediction or path
+            c.example_prediction = c.example_prediction or printable(path)
         rec = {k: v for k, v in rec.items() if k not in TRUTH_KEYS}
         if t is not None:
             rec.update({k: t[k] for k in TRUTH_KEYS if k in t})

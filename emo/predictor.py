@@ -17,12 +17,12 @@ raises :class:`emo.errors.EmoError` from the constructor.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from os import PathLike
+from os import PathLike, fsdecode
 from pathlib import Path
 from typing import Any
 
-from emo.config import KEY_PATH
-from emo.io.records import Item, item_from_record
+from emo.config import KEY_PATH, KEY_PATH_BYTES
+from emo.io.records import Item, item_from_record, name_fields
 
 IMAGE_COLUMN = "image"  # a column batch with this column carries pixels (Ray's read_images)
 
@@ -65,9 +65,13 @@ class Predictor:
 
     def _item(self, index: int, row: Any) -> Item:
         if isinstance(row, (str, PathLike)):
-            row = {KEY_PATH: str(row)}
+            row = {KEY_PATH: fsdecode(row)}
         if isinstance(row, Mapping):
             record = {k: _plain(v) for k, v in row.items() if k != IMAGE_COLUMN}
+            path = record.get(KEY_PATH)
+            if isinstance(path, str) and record.get(KEY_PATH_BYTES) is None:
+                # A name from os.listdir may not be UTF-8: the record names it as the CLI would.
+                record.update(name_fields(path))
             if IMAGE_COLUMN not in row:
                 return item_from_record(index, record, self.root)
             return self._from_pixels(Item(index, record), row[IMAGE_COLUMN])

@@ -3,6 +3,7 @@ and caches kept in tmp_path through EMO_* variables."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -38,6 +39,25 @@ def make_image(path: Path, size=(64, 48), color=(200, 30, 30), mode="RGB", fmt=N
         img = img.convert(mode)
     img.save(path, format=fmt, **save)
     return path
+
+
+def alike_images(folder: Path, colors=((220, 20, 20), (20, 40, 220))) -> list[Path]:
+    """Real images, one per colour, whose names are not UTF-8 and read alike: ``caf\\xff.png``,
+    ``caf\\xfe.png``... both shown as ``caf\ufffd.png``. Skips on a file system that refuses them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, color in enumerate(colors):
+        path = Path(os.fsdecode(os.fsencode(folder) + b"/caf" + bytes([0xFF - i]) + b".png"))
+        try:
+            make_image(path, color=color)
+        except UnicodeError:
+            pytest.skip("this system cannot spell names that are not UTF-8")
+        except OSError as e:
+            if e.errno in (errno.EILSEQ, errno.EINVAL):  # how file systems that insist on UTF-8 refuse
+                pytest.skip("this file system refuses names that are not UTF-8")
+            raise
+        out.append(path)
+    return out
 
 
 @pytest.fixture

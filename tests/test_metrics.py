@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from emo.io.records import name_fields
+
 from emo.metrics import (JoinCounts, classification_metrics, distribution_metrics, expected_calibration_error,
                          join_truth, regression_metrics, why_nothing_scored,
                          score_classify, score_va)
@@ -87,6 +89,18 @@ def test_join_truth_replaces_truth_by_path():
     out = list(join_truth(preds, [{"path": "a", "label": "joy", "valence": 7}]))
     assert out[0]["label"] == "joy" and out[0]["valence"] == 7
     assert "label" not in out[1]
+
+
+def test_join_tells_apart_names_that_read_alike():
+    a, b = name_fields("/p/caf\udcff.jpg"), name_fields("/p/caf\udcfe.jpg")
+    truth = [{**a, "label": "joy"}, {**b, "label": "fear"}, {"path": a["path"], "label": "anger"}]
+    counts = JoinCounts()
+    out = list(join_truth([{**b, "emotion": {"label": "fear"}}, {**a, "emotion": {"label": "joy"}}], truth,
+                          counts=counts))
+    assert [r["label"] for r in out] == ["fear", "joy"]
+    assert counts.matched == 2 and counts.duplicate_truth == 0 and counts.no_prediction == 1
+    hostile = list(join_truth([{**a, "emotion": {}}], [{**a, "path_bytes": "%%%", "label": "joy"}], counts=counts))
+    assert "label" not in hostile[0] and counts.truth_without_path == 1
 
 
 def test_ece_by_hand():

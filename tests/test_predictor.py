@@ -12,7 +12,7 @@ from PIL import Image
 
 import emo
 from emo.errors import UsageError
-from tests.conftest import make_image
+from tests.conftest import alike_images, make_image
 from tests.robustness.conftest import TINY, assert_same_records, emo as run_emo
 
 
@@ -34,6 +34,15 @@ def test_records_equal_the_command_lines(tiny_backbone, predictor, tmp_path):
     got = predictor(paths)
     assert [r.get("error", {}).get("kind") for r in got] == [None, None, "not_found", None, None, None]
     assert_same_records(_lines(got), cli.out)
+
+
+def test_names_that_are_not_utf8_are_named_as_the_command_line_names_them(predictor, tmp_path):
+    pics = alike_images(tmp_path)
+    cli = run_emo(TINY + [str(p) for p in pics])
+    got = predictor([pics[0], {"path": str(pics[1]), "label": "joy"}])
+    assert got[1].pop("label") == "joy"
+    assert_same_records(_lines(got), cli.out)
+    assert [r["path_bytes"] for r in got] == [r["path_bytes"] for r in cli.records]
 
 
 def test_loads_once_and_keeps_input_fields(predictor, tmp_path):

@@ -3,13 +3,16 @@
 The metrics are :mod:`emo.metrics`; this module decides what is scored (``--task``), joins truth
 from another file (``--truth``, paths resolved against ``--root``), writes the result (JSON on
 stdout or ``-o FILE``, or tables) and the exit code: a run that could score nothing says why on
-stderr and does not exit 0.
+stderr and does not exit 0. Lines of either file that are not JSON objects are counted (as
+errors, or as truth without a path) and named on stderr: the first few of each file with their
+line numbers, then how many more.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +21,65 @@ from emo.errors import EXIT_OK, EXIT_SOME_FAILED, UsageError
 from emo.tasks import HEAD_TASKS, get_task
 
 
-def _records(sources: Sequence[str]) -> Iterator[dict[str, Any]]:
+# Lines that are not JSON objects named one by one, per file; past these they are only counted.
+SHOWN_BAD_LINES = 3
+_PREVIEW_CHARS = 80
+
+
+@dataclass
+class BadLines:
+    """The lines of one file that are not JSON objects: the first :data:`SHOWN_BAD_LINES` as
+    ``(line number, start of the line)``, and how many there are. ``side`` is "predictions" or
+    "truth", which decides what such a line counts as."""
+
+    source: str
+    side: str
+    first: list[tuple[int, str]] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, n: int, line: bytes) -> None:
+        """Note line ``n`` (its bytes, without the newline)."""
+        self.count += 1
+        if len(self.first) < SHOWN_BAD_LINES:
+            text = line[: _PREVIEW_CHARS * 4].decode("utf-8", "replace")
+            # Control characters in a junk line must not steer the terminal that shows it.
+            shown = "".join(c if c.isprintable() else "?" for c in text[:_PREVIEW_CHARS])
+            self.first.append((n, shown + ("…" if len(line) > len(shown.encode()) else "")))
+
+    def messages(self) -> list[str]:
+        """What ``emo score`` says about them on stderr, one line each."""
+        name = "stdin" if self.source == "-" else self.source
+        out = [f"emo score: {name}:{n}: not a JSON object: {text}" for n, text in self.first]
+        rest = self.count - len(self.first)
+        one, many = (("an error", "errors") if self.side == "predictions"
+                     else ("a truth record without a path", "truth records without a path"))
+        if rest:
+            more = "1 more line is not a JSON object" if rest == 1 else f"{rest} more lines are not JSON objects"
+            out.append(f"emo score: {name}: {more}; all {self.count} count as {many}")
+        elif self.count == 1:
+            out.append(f"emo score: {name}: that line counts as {one}")
+        else:
+            out.append(f"emo score: {name}: those {self.count} lines count as {many}")
+        return out
+
+
+def _records(sources: Sequence[str], side: str = "predictions",
+             bad: list[BadLines] | None = None) -> Iterator[dict[str, Any]]:
+    """The records of ``sources``; a line that is not a record is noted in ``bad`` (one
+    :class:`BadLines` per file that has any) and still counts, as an error record."""
     from emo.io.jsonl import iter_jsonl
 
-    for src, n, obj in iter_jsonl(sources):
-        # A line that is not a record still counts, as an error.
+    per_file: dict[str, BadLines] = {}
+
+    def note(src: str, n: int, line: bytes) -> None:
+        if bad is None:
+            return
+        if src not in per_file:
+            per_file[src] = BadLines(src, side)
+            bad.append(per_file[src])
+        per_file[src].add(n, line)
+
+    for src, n, obj in iter_jsonl(sources, on_bad=note):
         yield obj if obj is not None else {"error": {"kind": "bad_line", "message": f"{src}:{n}"}}
 
 
@@ -32,18 +89,19 @@ def _scorer(task: str):
 
 
 def score(predictions: Sequence[str], task: str = "auto", truth: Path | None = None,
-          root: Path | None = None, join: Any = None) -> dict[str, Any]:
+          root: Path | None = None, join: Any = None, bad: list[BadLines] | None = None) -> dict[str, Any]:
     """Scores of the records in ``predictions`` ('-': stdin) per task: ``{task: result}``.
 
     ``task`` "auto" scores every task whose predictions the records carry. With ``truth``, truth
     fields come from that file's records, joined on paths resolved against ``root``; ``join`` (a
-    :class:`emo.metrics.JoinCounts`) is told how the two sides met.
+    :class:`emo.metrics.JoinCounts`) is told how the two sides met. ``bad`` is given a
+    :class:`BadLines` for each file that holds lines that are not JSON objects.
     """
     from emo.metrics import join_truth
 
-    records = list(_records(predictions))
+    records = list(_records(predictions, "predictions", bad))
     if truth is not None:
-        records = list(join_truth(records, _records((str(truth),)), root, join))
+        records = list(join_truth(records, _records((str(truth),), "truth", bad), root, join))
     tasks = HEAD_TASKS if task == "auto" else (task,)
     result: dict[str, Any] = {}
     for name in tasks:
@@ -62,7 +120,15 @@ def run_score(opts: dict[str, Any]) -> int:
     if opts["fmt"] == "table" and opts.get("output") is not None:
         raise UsageError("-o writes the JSON result; --format table is for a terminal (redirect it instead)")
     join = JoinCounts() if opts["truth"] is not None else None
-    result = score(opts["predictions"], opts["task"], opts["truth"], opts["root"], join)
+    bad: list[BadLines] = []
+    try:
+        result = score(opts["predictions"], opts["task"], opts["truth"], opts["root"], join, bad)
+    finally:
+        # Said even when nothing could be scored: junk lines are often why.
+        if not opts["quiet"]:
+            for lines in bad:
+                for line in lines.messages():
+                    say(line)
     if opts["fmt"] == "table":
         _table(result)
     else:

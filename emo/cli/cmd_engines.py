@@ -224,7 +224,7 @@ def clear(ctx: click.Context, days: float | None, dry_run: bool, yes: bool, cach
     cache = _cache(settings)
     age = None if days is None else days * 86400
     doomed, leftovers = cache.plan_clear(age)
-    total = sum(e.meta.get("size", 0) or 0 for e in doomed)
+    total = sum(e.size for e in doomed)
     if dry_run:
         for p in [e.path for e in doomed] + leftovers:
             click.echo(str(p))
@@ -243,6 +243,6 @@ def clear(ctx: click.Context, days: float | None, dry_run: bool, yes: bool, cach
         elif days is None:
             raise UsageError(f"would remove every engine ({len(doomed)}) in {cache.root}: add --yes, or see --dry-run")
     removed = cache.clear(age)
-    total = sum(e.meta.get("size", 0) or 0 for e in removed)
+    total = sum(e.size for e in removed)
     click.echo(f"removed {len(removed)} engine(s), {_size(total)} from {cache.root}", err=True)
     return 0

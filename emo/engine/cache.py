@@ -116,20 +116,14 @@ class CorruptEntry(Exception):
 
 @dataclass(frozen=True)
 class Entry:
-    """One cached engine as found on disk (what ``emo engines list`` shows)."""
+    """One cached engine as found on disk (what ``emo engines list`` shows): a regular file by the
+    cache's own name, with its sidecar. ``size`` is the engine file's bytes when it was found."""
 
     key: str
     path: Path  # the engine file
     sidecar: Path
     meta: dict[str, Any]
-
-    @property
-    def size(self) -> int:
-        """Bytes of the engine file (0 when it is missing)."""
-        try:
-            return self.path.stat().st_size
-        except OSError:
-            return 0
+    size: int = 0
 
     @property
     def created(self) -> float:
@@ -143,7 +137,7 @@ class Entry:
     def last_used(self) -> float:
         """Last load (epoch seconds): each load touches the engine file's mtime."""
         try:
-            return self.path.stat().st_mtime
+            return os.lstat(self.path).st_mtime
         except OSError:
             return self.created
 
@@ -293,10 +287,13 @@ class EngineCache:
             raise ModelError(f"cannot build the {what} in {self.root}: {e.strerror or e}") from None
 
     def entries(self) -> Iterator[Entry]:
-        """Every entry by the cache's own names (a sidecar ``<key>.json``), sorted by key.
+        """Every engine by the cache's own names (a sidecar ``<key>.json`` and a regular file
+        ``<key>.pt2`` or ``<key>.ep``), sorted by key.
 
         A sidecar whose fields are nonsense gives an entry with empty ``meta`` and the engine
-        file found by its own name; nothing outside the folder is ever named.
+        file found by its own name; nothing outside the folder is ever named. A sidecar whose
+        engine is missing, a folder or a link is no engine (``plan_clear`` counts it as a
+        leftover of the cache's own; the folder or link stays).
         """
         for sc in self._own_files():
             if not sc.name.endswith(SIDECAR) or sc.name.startswith("."):
@@ -308,9 +305,13 @@ class EngineCache:
                 meta = None
             if sidecar_problem(key, meta):
                 meta = {}
-            name = meta.get("file") or next((f"{key}.{x}" for x in ENGINE_EXTS if _lexists(self.root / f"{key}.{x}")),
-                                            f"{key}.{ENGINE_EXTS[0]}")
-            yield Entry(key=key, path=self.root / name, sidecar=sc, meta=meta)
+            names = [meta["file"]] if meta.get("file") else [f"{key}.{x}" for x in ENGINE_EXTS]
+            for name in names:
+                # The cache writes engines as regular files only: a folder or link there is not one.
+                st = _lstat(self.root / name)
+                if st is not None and stat.S_ISREG(st.st_mode):
+                    yield Entry(key=key, path=self.root / name, sidecar=sc, meta=meta, size=st.st_size)
+                    break
 
     def _own_files(self) -> list[Path]:
         """The folder's files by the cache's own names, sorted; folders and other names left out."""
@@ -358,12 +359,16 @@ class EngineCache:
         return gone
 
 
-def _lexists(p: Path) -> bool:
+def _lstat(p: Path) -> os.stat_result | None:
+    """``os.lstat(p)``, None on any error (a link is not followed)."""
     try:
-        os.lstat(p)
+        return os.lstat(p)
     except (OSError, ValueError):
-        return False
-    return True
+        return None
+
+
+def _lexists(p: Path) -> bool:
+    return _lstat(p) is not None
 
 
 def _is_regular(p: Path, follow: bool = True) -> bool:

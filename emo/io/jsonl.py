@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from emo.errors import UsageError
@@ -24,12 +24,14 @@ def _open(src: str):
         raise UsageError(f"cannot read {src}: {e.strerror or e}") from None
 
 
-def iter_jsonl(sources: Sequence[str]) -> Iterator[tuple[str, int, dict[str, Any] | None]]:
+def iter_jsonl(sources: Sequence[str], on_bad: Callable[[str, int, bytes], None] | None = None
+               ) -> Iterator[tuple[str, int, dict[str, Any] | None]]:
     """``(source, line number, object or None)`` for each non-blank line of JSONL files ('-': stdin).
 
-    A line that is not a JSON object yields ``None`` (the caller counts it); a UTF-8 byte order
-    mark before the first line is ignored. Every file is opened before the first is read, so a
-    missing one fails the run before any work is done.
+    A line that is not a JSON object yields ``None`` (the caller counts it) and, first, is given
+    to ``on_bad(source, line number, line)`` so the caller can say which it was; a UTF-8 byte
+    order mark before the first line is ignored. Every file is opened before the first is read,
+    so a missing one fails the run before any work is done.
     """
     import orjson
 
@@ -47,7 +49,11 @@ def iter_jsonl(sources: Sequence[str]) -> Iterator[tuple[str, int, dict[str, Any
                         obj = orjson.loads(line)
                     except orjson.JSONDecodeError:
                         obj = None
-                    yield src, n, obj if isinstance(obj, dict) else None
+                    if not isinstance(obj, dict):
+                        obj = None
+                        if on_bad is not None:
+                            on_bad(src, n, line)
+                    yield src, n, obj
             except OSError as e:  # a folder given as a file, an I/O error mid-file
                 raise UsageError(f"cannot read {src}: {e.strerror or e}") from None
     finally:

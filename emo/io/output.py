@@ -9,10 +9,11 @@ With ``resume`` records are appended to FILE as each batch finishes, so a run th
 keeps its work, and the next run skips the inputs FILE already holds. Inputs are counted, not
 collected: an input given three times is done three times, and FILE's records are matched to
 inputs in order (``a, b, a, c`` after a run killed after the first ``a`` goes on with ``b, a,
-c``). A record matches its input by ``path`` (and content hash ``sha256`` where the input gives
-one); a record without a path matches an input whose every field it holds unchanged. A partial
-last line (a kill mid-write, a full disk) is cut off and that input is done again, so FILE never
-holds a line twice or half a line. FILE must be emo output: a file holding any line that is not
+c``). A record matches its input by the exact name of its file (``path_bytes`` where a name is
+not UTF-8, else ``path``; :func:`emo.io.records.record_name`) and content hash ``sha256`` where
+the input gives one; a record without a path matches an input whose every field it holds
+unchanged. A partial last line (a kill mid-write, a full disk) is cut off and that input is done
+again, so FILE never holds a line twice or half a line. FILE must be emo output: a file holding any line that is not
 an emo record is refused and left untouched. A resumed FILE is locked for the run: a second
 ``--resume`` run on it is refused at once rather than writing every record a second time.
 """
@@ -32,9 +33,9 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from emo.config import KEY_EMOTION, KEY_ERROR, KEY_FEATURES, KEY_PATH, KEY_REGIONS, KEY_SENTIMENT, KEY_VA
+from emo.config import KEY_EMOTION, KEY_ERROR, KEY_FEATURES, KEY_REGIONS, KEY_SENTIMENT, KEY_VA
 from emo.errors import OutputError
-from emo.io.records import Item
+from emo.io.records import Item, record_name
 from emo.io.writer import JsonlWriter
 
 # An input may carry its content hash under this key; --resume then matches path and hash.
@@ -45,15 +46,16 @@ _EMO_KEYS = (KEY_ERROR, KEY_FEATURES, KEY_EMOTION, KEY_SENTIMENT, KEY_VA, KEY_RE
 
 
 def record_key(record: dict[str, Any]) -> Hashable:
-    """What identifies an input across runs: its path (and hash), else the whole input record.
+    """What identifies an input across runs: its file's exact name (and hash), else the whole
+    input record.
 
-    Records without a string path (bad lines, features alone) are matched by :class:`Done`
-    field by field; this key is only their exact form.
+    Records that name no file (bad lines, features alone, an invalid ``path_bytes``) are matched
+    by :class:`Done` field by field; this key is only their exact form.
     """
-    path = record.get(KEY_PATH)
-    if isinstance(path, str):
+    name = record_name(record)
+    if name is not None:
         digest = record.get(KEY_HASH)
-        return (path, digest if isinstance(digest, str) else None)
+        return (name, digest if isinstance(digest, str) else None)
     rest = {k: v for k, v in record.items() if k != KEY_ERROR}
     return orjson.dumps(rest, option=orjson.OPT_SORT_KEYS)
 
@@ -99,7 +101,7 @@ class Done:
     def add(self, record: dict[str, Any]) -> None:
         """Count one record read from the file."""
         self.count += 1
-        if isinstance(record.get(KEY_PATH), str):
+        if record_name(record) is not None:
             self.by_key[record_key(record)] += 1
             return
         leaves = _leaves(record)
@@ -110,7 +112,7 @@ class Done:
 
     def take(self, record: dict[str, Any]) -> bool:
         """Whether an input record is done; if so, the record that holds it is taken out."""
-        if isinstance(record.get(KEY_PATH), str):
+        if record_name(record) is not None:
             key = record_key(record)
             if self.by_key[key] > 0:
                 self.by_key[key] -= 1

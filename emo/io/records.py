@@ -4,20 +4,26 @@ Input forms (docs/architecture.md, "The contract"): paths as arguments (folders 
 lines where a line starting with ``{`` is a JSON object with at least ``"path"`` and any other
 line is a path; ``-0`` reads NUL-separated paths. A line that cannot be read becomes an
 :class:`Item` with its error set, so the output keeps one line per input, in order.
+
+A file name that is not UTF-8 is written in ``"path"`` readably (U+FFFD for the bytes that are
+not) and exactly in ``"path_bytes"`` (base64 of its bytes); a record carrying ``"path_bytes"``
+opens exactly that file. :func:`record_name` is the one reading of which file a record names.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
-from emo.config import KEY_ERROR, KEY_FEATURES, KEY_PATH
+from emo.config import KEY_ERROR, KEY_FEATURES, KEY_PATH, KEY_PATH_BYTES
 from emo.errors import InputError, UsageError, os_error_kind, os_error_message
 
 # Extensions taken when a folder is walked with -r; explicit paths are tried whatever their name.
@@ -46,7 +52,8 @@ class Item:
 
     def fail(self, kind: str, message: str) -> None:
         """Mark this input bad; its record gets ``error`` and later stages skip it."""
-        self.error = InputError(kind, message)
+        # A message may quote a name that is not UTF-8, which JSON cannot hold as it is.
+        self.error = InputError(kind, shown(message))
         self.record[KEY_ERROR] = self.error.as_dict()
         self.views.clear()
 
@@ -56,9 +63,13 @@ class Item:
 
     @property
     def label(self) -> str:
-        """How this input is named in messages."""
-        p = self.record.get(KEY_PATH)
-        return p if isinstance(p, str) else f"<input {self.index + 1}>"
+        """How this input is named in messages: its exact name, bytes that are not UTF-8 as
+        ``\\xNN``, so two names that read alike in ``path`` are told apart on stderr too."""
+        name = record_name(self.record)
+        if name is None:
+            p = self.record.get(KEY_PATH)
+            return p if isinstance(p, str) else f"<input {self.index + 1}>"
+        return shown(name)
 
 
 def _resolve(path: str, root: Path | None) -> Path:
@@ -99,9 +110,77 @@ MAX_JSON_DEPTH = 200
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
-def _printable(path: str) -> str:
-    """A path for the record: bytes that are not UTF-8 (surrogate escapes) become U+FFFD."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+# Longest base64 text of a name of MAX_PATH_BYTES bytes: longer text is refused before decoding.
+_MAX_PATH_B64 = 4 * ((MAX_PATH_BYTES + 2) // 3)
+
+
+def printable(name: str) -> str:
+    """``name`` as valid UTF-8 text for records and messages: bytes of a file name that are not
+    UTF-8 (Python's surrogate escapes) become U+FFFD, so two such names may read alike."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate no file name holds (a Python caller's string)
+        return name.encode("utf-8", "replace").decode("utf-8")
+
+
+def shown(text: str) -> str:
+    """``text`` for people (messages, stderr): bytes of a file name that are not UTF-8 (surrogate
+    escapes) are written ``\\xNN``, so names that :func:`printable` makes alike stay apart."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file name holds (a Python caller's string)
+        return printable(text)
+
+
+def name_fields(name: str) -> dict[str, str]:
+    """The record fields that name the file ``name`` (as Python spells file names, surrogate
+    escapes for bytes that are not UTF-8): ``path``, readable, and for a name that is not UTF-8
+    also ``path_bytes``, the base64 (standard alphabet) of its exact bytes."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            raw = name.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return {KEY_PATH: printable(name)}  # not a name the system could hold either
+        return {KEY_PATH: printable(name), KEY_PATH_BYTES: base64.b64encode(raw).decode("ascii")}
+    return {KEY_PATH: name}
+
+
+def name_from_path_bytes(value: Any) -> str:
+    """The file name a ``path_bytes`` value holds, as Python spells file names (surrogate escapes
+    for bytes that are not UTF-8); raises ``ValueError`` saying why it holds none."""
+    if not isinstance(value, str):
+        raise ValueError("is not a string")
+    if len(value) > _MAX_PATH_B64:
+        raise ValueError(f"names more than {MAX_PATH_BYTES} bytes, too long for a path")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not base64 (standard alphabet, padded)") from None
+    # One spelling per name, so records that name the same file carry the same text.
+    if base64.b64encode(raw).decode("ascii") != value:
+        raise ValueError("is not base64 (standard alphabet, padded)")
+    if not raw:
+        raise ValueError("is empty")
+    if b"\0" in raw:
+        raise ValueError("holds a NUL byte, which no file name can")
+    if len(raw) > MAX_PATH_BYTES:
+        raise ValueError(f"names more than {MAX_PATH_BYTES} bytes, too long for a path")
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def record_name(record: Mapping[str, Any]) -> str | None:
+    """The exact name of the file a record names, as Python spells file names: its ``path_bytes``
+    when it carries one (null counts as none), else its string ``path``. None when it names no
+    file, or its ``path_bytes`` is invalid (such an input is a ``bad_record``)."""
+    if record.get(KEY_PATH_BYTES) is not None:
+        try:
+            return name_from_path_bytes(record[KEY_PATH_BYTES])
+        except ValueError:
+            return None
+    path = record.get(KEY_PATH)
+    return path if isinstance(path, str) else None
 
 
 def _preview(raw: bytes, limit: int = 80) -> str:
@@ -129,15 +208,15 @@ def _too_deep(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
-def _repeats_path(raw: bytes) -> bool:
-    """Whether the top-level object names ``"path"`` twice (JSON keeps the last one silently)."""
+def _repeats_path(raw: bytes, key: str = KEY_PATH) -> bool:
+    """Whether the top-level object names ``key`` twice (JSON keeps the last one silently)."""
     import json
 
     seen = 0
 
     def pairs(kv: list[tuple[str, Any]]) -> dict[str, Any]:
         nonlocal seen
-        seen = max(seen, sum(1 for k, _ in kv if k == KEY_PATH))
+        seen = max(seen, sum(1 for k, _ in kv if k == key))
         return dict(kv)
 
     try:
@@ -161,8 +240,9 @@ def item_from_line(index: int, raw: bytes, root: Path | None) -> Item:
             return _bad(index, "bad_record", f"line {index + 1} is not a JSON object")
         if stripped.count(b"{") + stripped.count(b"[") > MAX_JSON_DEPTH and _too_deep(obj):
             return _bad(index, "bad_record", f"line {index + 1} nests JSON deeper than {MAX_JSON_DEPTH} levels")
-        if stripped.count(b'"path"') > 1 and _repeats_path(stripped):
-            return _bad(index, "bad_record", f'line {index + 1} gives "path" more than once')
+        for key in (KEY_PATH, KEY_PATH_BYTES):
+            if stripped.count(b'"%s"' % key.encode()) > 1 and _repeats_path(stripped, key):
+                return _bad(index, "bad_record", f'line {index + 1} gives "{key}" more than once')
         return item_from_record(index, obj, root)
     if len(raw) > MAX_PATH_BYTES:
         return _bad(index, "bad_line", f"line {index + 1} is {len(raw)} bytes, too long for a path: {_preview(raw)}")
@@ -179,7 +259,7 @@ def item_from_line(index: int, raw: bytes, root: Path | None) -> Item:
     except UnicodeDecodeError:
         p = _resolve(text, root)
         if _exists(p):
-            return Item(index, {KEY_PATH: _printable(text)}, path=p)
+            return Item(index, name_fields(text), path=p)
         return _bad(index, "bad_line", f"line {index + 1} is not valid UTF-8: {_preview(raw)}")
     return Item(index, {KEY_PATH: text}, path=_resolve(text, root))
 
@@ -191,6 +271,15 @@ def item_from_record(index: int, obj: dict[str, Any], root: Path | None) -> Item
     feats = obj.get(KEY_FEATURES)
     if isinstance(feats, dict):
         item.features.update({k: v for k, v in feats.items() if isinstance(v, list)})
+    if obj.get(KEY_PATH_BYTES) is not None:  # the exact name wins over the readable one
+        try:
+            name = name_from_path_bytes(obj[KEY_PATH_BYTES])
+        except ValueError as e:
+            item.fail("bad_record", f'record {index + 1}: "{KEY_PATH_BYTES}" {e}')
+            return item
+        obj.setdefault(KEY_PATH, printable(name))
+        item.path = _resolve(name, root)
+        return item
     path = obj.get(KEY_PATH)
     if path is None:
         if item.features:
@@ -277,7 +366,7 @@ def _walk_items(folder: Path, index: int) -> Iterator[Item]:
         while errors:
             yield _folder_error(index, *errors.pop(0))
             index += 1
-        yield Item(index, {KEY_PATH: _printable(str(f))}, path=f)
+        yield Item(index, name_fields(str(f)), path=f)
         index += 1
     for folder_path, e in errors:
         yield _folder_error(index, folder_path, e)
@@ -285,25 +374,25 @@ def _walk_items(folder: Path, index: int) -> Iterator[Item]:
 
 
 def _folder_error(index: int, folder: Path, e: OSError) -> Item:
-    item = Item(index, {KEY_PATH: _printable(str(folder))}, path=folder)
+    item = Item(index, name_fields(str(folder)), path=folder)
     item.fail(os_error_kind(e), f"cannot list folder: {os_error_message(e)}")
     return item
 
 
-def _path_item(index: int, text: str, shown: str, root: Path | None, recursive: bool) -> Iterator[Item]:
+def _path_item(index: int, text: str, root: Path | None, recursive: bool) -> Iterator[Item]:
     """The item(s) of one path: a folder's images with ``-r``, else the path itself."""
     p = _resolve(text, root)
     if recursive:
         is_dir, err = _dir_or_error(p)
         if err is not None:
-            item = Item(index, {KEY_PATH: shown}, path=p)
+            item = Item(index, name_fields(text), path=p)
             item.fail(err.kind, err.message)
             yield item
             return
         if is_dir:
             yield from _walk_items(p, index)
             return
-    yield Item(index, {KEY_PATH: shown}, path=p)
+    yield Item(index, name_fields(text), path=p)
 
 
 def read_inputs(
@@ -323,7 +412,7 @@ def read_inputs(
     args = list(args)
     if args:
         for arg in args:
-            for item in _path_item(index, arg, _printable(arg), root, recursive):
+            for item in _path_item(index, arg, root, recursive):
                 yield item
                 index = item.index + 1
         return
@@ -352,7 +441,7 @@ def read_inputs(
                 index += 1
                 continue
             text = raw.decode("utf-8", errors="surrogateescape")
-            items: Iterable[Item] = _path_item(index, text, _printable(text), root, recursive)
+            items: Iterable[Item] = _path_item(index, text, root, recursive)
         else:
             item = item_from_line(index, raw, root)
             if recursive and item.ok and item.path is not None:

@@ -14,7 +14,8 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from emo.config import KEY_EMOTION, KEY_ERROR, KEY_FEATURES, KEY_PATH, KEY_REGIONS, KEY_SENTIMENT, KEY_VA
+from emo.config import (KEY_EMOTION, KEY_ERROR, KEY_FEATURES, KEY_PATH, KEY_PATH_BYTES, KEY_REGIONS, KEY_SENTIMENT,
+                        KEY_VA)
 from emo.errors import OutputError
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
@@ -72,8 +73,8 @@ def _unwritable(record: dict[str, Any], kind: str, message: str) -> dict[str, An
     try:
         orjson.dumps(keep, option=_OPTS, default=_default)
     except (TypeError, orjson.JSONEncodeError):
-        path = record.get(KEY_PATH)
-        keep = {KEY_PATH: path} if isinstance(path, str) else {}
+        # The fields that name the file stay, so the error record still says which input it is.
+        keep = {k: record[k] for k in (KEY_PATH, KEY_PATH_BYTES) if isinstance(record.get(k), str)}
     return {**keep, KEY_ERROR: {"kind": kind, "message": message}}
 
 

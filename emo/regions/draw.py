@@ -35,6 +35,7 @@ MIN_CANVAS = 320  # a thin strip still gets a canvas wide and high enough for it
 PAD = 2  # pixels between a caption's text and the edge of its label
 SEP = "__"  # stands for "/" in drawing names
 NAME_BYTES = 200  # longer names are cut (file systems allow 255 bytes)
+_CONTINUATION = bytes(range(0x80, 0xC0))  # UTF-8 bytes that never start a character
 
 
 @dataclass(frozen=True)
@@ -285,8 +286,9 @@ def drawing_name(path: Path, root: Path) -> str:
     if len(raw) <= NAME_BYTES:
         return name
     digest = hashlib.sha256(raw).hexdigest()[:12]
-    tail = raw[-(NAME_BYTES - len(digest) - len(SEP)):].decode("utf-8", "ignore")  # cut on a character
-    return f"{digest}{SEP}{tail}"
+    tail = raw[-(NAME_BYTES - len(digest) - len(SEP)):].lstrip(_CONTINUATION)  # cut on a character
+    # Bytes that are not UTF-8 stay as they are (surrogate escapes), as in a short name.
+    return f"{digest}{SEP}{tail.decode('utf-8', 'surrogateescape')}"
 
 
 class DrawingNames:

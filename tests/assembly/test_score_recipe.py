@@ -57,3 +57,43 @@ def test_odd_values_in_predictions_are_counted_not_raised(tmp_path):
     assert r.code in (0, 1) and "Traceback" not in r.err, r.err
     res = orjson.loads(r.out)
     assert res["classify"]["counts"]["records"] == 5
+
+
+def test_lines_that_are_not_records_are_named_with_their_line_numbers(tmp_path):
+    truth = tmp_path / "t.jsonl"
+    junk = [b'{"path": "b.jpg", "label": joy}', b"[1]", b"NaN", b"\x1b[31mred", b"x" * 300]
+    truth.write_bytes(orjson.dumps({"path": "a.jpg", "label": "joy"}) + b"\n"
+                      + b"".join(j + b"\n" for j in junk))
+    preds = tmp_path / "p.jsonl"
+    preds.write_bytes(orjson.dumps(_pred("a.jpg", "joy")) + b"\n\nnot json\n")
+    r = emo(["score", "--truth", str(truth), "--root", str(tmp_path), str(preds)])
+    assert r.code == 0, r.err
+    assert r.err.splitlines() == [
+        f"emo score: {preds}:3: not a JSON object: not json",
+        f"emo score: {preds}: that line counts as an error",
+        f'emo score: {truth}:2: not a JSON object: {{"path": "b.jpg", "label": joy}}',
+        f"emo score: {truth}:3: not a JSON object: [1]",
+        f"emo score: {truth}:4: not a JSON object: NaN",
+        f"emo score: {truth}: 2 more lines are not JSON objects; all 5 count as truth records without a path",
+    ]
+    res = orjson.loads(r.out)
+    assert res["classify"]["counts"]["errors"] == 1 and res["join"]["truth_without_path"] == 5
+    assert emo(["score", "-q", "--truth", str(truth), "--root", str(tmp_path), str(preds)]).err == ""
+
+
+def test_a_junk_line_is_shown_cut_and_without_control_characters(tmp_path):
+    preds = tmp_path / "p.jsonl"
+    preds.write_bytes(orjson.dumps(_pred("a.jpg", "joy") | {"label": "joy"}) + b"\n\x1b[2Jgone\n" + b"y" * 5000 + b"\n")
+    r = emo(["score", str(preds)])
+    assert r.code == 0, r.err
+    lines = r.err.splitlines()
+    assert lines[0] == f"emo score: {preds}:2: not a JSON object: ?[2Jgone" and "\x1b" not in r.err
+    assert lines[1] == f"emo score: {preds}:3: not a JSON object: {'y' * 80}…"
+    assert lines[2] == f"emo score: {preds}: those 2 lines count as errors"
+
+
+def test_junk_lines_are_named_even_when_nothing_can_be_scored():
+    r = emo(["score"], b"junk\n")
+    assert r.code == 2 and "Traceback" not in r.err
+    assert r.err.splitlines()[:2] == ["emo score: stdin:1: not a JSON object: junk",
+                                      "emo score: stdin: that line counts as an error"]

@@ -12,7 +12,7 @@ import pytest
 
 from emo.errors import OutputError
 from emo.io.output import Done, OutputFile, read_done, record_key, skip_done
-from emo.io.records import Item
+from emo.io.records import Item, name_fields
 
 
 def test_file_appears_only_when_the_run_ends(tmp_path):
@@ -86,6 +86,23 @@ def test_skip_matches_path_and_hash_where_given():
         Item(3, {"path": "c.jpg"}),
     ]
     assert [it.index for it in skip_done(items, done)] == [2, 3]
+
+
+def test_names_that_read_alike_are_matched_by_their_exact_bytes():
+    a = name_fields("caf\udcff.jpg")
+    b = name_fields("caf\udcfe.jpg")
+    assert a["path"] == b["path"] and record_key(a) != record_key(b)
+    done = _done({**a, "features": {}})
+    items = [Item(0, dict(b)), Item(1, dict(a)), Item(2, {"path": a["path"]})]
+    assert [it.index for it in skip_done(items, done)] == [0, 2]  # only the one done is skipped
+
+
+def test_a_record_with_a_bad_path_bytes_matches_as_a_whole():
+    item = Item(0, {"path": "a.jpg", "path_bytes": "not base64"})
+    item.fail("bad_record", '"path_bytes" is not base64')
+    done = _done(orjson.loads(orjson.dumps(item.record)))
+    again = [Item(0, {"path": "a.jpg", "path_bytes": "not base64"}), Item(1, {"path": "a.jpg"})]
+    assert [it.index for it in skip_done(again, done)] == [1]
 
 
 def test_bad_line_records_match_across_runs():

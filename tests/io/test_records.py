@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import os
+from pathlib import Path
 
+import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emo.io.records import _split, read_inputs
+from emo.io.records import Item, _split, name_fields, name_from_path_bytes, read_inputs, record_name
 
 
 def _read(data: bytes, **kw):
@@ -51,9 +56,88 @@ def test_null_separated_paths_keep_newlines_and_spaces():
     assert [it.record["path"] for it in items] == ["a b.jpg", "two\nlines.jpg"]
 
 
-def test_non_utf8_argument_is_written_as_replacement_characters():
+def test_non_utf8_argument_is_written_readably_and_exactly():
     (item,) = read_inputs(["caf\udce9.jpg"], None)
-    assert item.record["path"] == "caf\ufffd.jpg" and str(item.path) == "caf\udce9.jpg"
+    assert item.record == {"path": "caf\ufffd.jpg", "path_bytes": base64.b64encode(b"caf\xe9.jpg").decode()}
+    assert str(item.path) == "caf\udce9.jpg"
+
+
+def test_names_that_read_alike_keep_their_own_bytes_in_every_input_form(tmp_path):
+    names = [os.fsencode(tmp_path) + b"/caf" + bad + b".png" for bad in (b"\xff", b"\xfe")]
+    try:
+        for raw in names:
+            Path(os.fsdecode(raw)).write_bytes(b"x")
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    forms = {
+        "args": list(read_inputs([os.fsdecode(n) for n in names], None)),
+        "lines": _read(b"".join(n + b"\n" for n in names)),
+        "null": _read(b"".join(n + b"\0" for n in names), null=True),
+        "walk": list(read_inputs([str(tmp_path)], None, recursive=True)),
+    }
+    for form, items in forms.items():
+        got = sorted(base64.b64decode(it.record["path_bytes"]) for it in items)
+        assert got == sorted(names), form
+        assert {it.record["path"] for it in items} == {str(tmp_path) + "/caf\ufffd.png"}, form
+        assert sorted(os.fsencode(it.path) for it in items) == sorted(names), form
+        assert [record_name(it.record) for it in items] == [str(it.path) for it in items], form
+
+
+def test_utf8_names_get_no_exact_twin():
+    assert name_fields("café.jpg") == {"path": "café.jpg"}
+    (item,) = _read("café.jpg\n".encode())
+    assert item.record == {"path": "café.jpg"}
+
+
+def test_path_bytes_wins_over_path_and_fills_a_missing_path(tmp_path):
+    raw = os.fsencode(tmp_path) + b"/caf\xff.png"
+    b64 = base64.b64encode(raw).decode()
+    line = orjson.dumps({"path": "somewhere/else.png", "path_bytes": b64, "label": "joy"})
+    (item,) = _read(line + b"\n")
+    assert item.ok and os.fsencode(item.path) == raw and item.record["path"] == "somewhere/else.png"
+    (item,) = _read(orjson.dumps({"path_bytes": b64}) + b"\n")
+    assert item.ok and item.record["path"] == str(tmp_path) + "/caf\ufffd.png"
+    rel = base64.b64encode(b"sub/caf\xff.png").decode()
+    (item,) = _read(orjson.dumps({"path_bytes": rel}) + b"\n", root=tmp_path)
+    assert os.fsencode(item.path) == os.fsencode(tmp_path) + b"/sub/caf\xff.png"  # --root applies as to path
+
+
+def test_a_null_path_bytes_is_no_path_bytes():
+    # jq's {path, path_bytes} writes null for a name that needs none.
+    (item,) = _read(b'{"path": "a.jpg", "path_bytes": null}\n')
+    assert item.ok and str(item.path) == "a.jpg"
+    assert record_name({"path": "a.jpg", "path_bytes": None}) == "a.jpg"
+
+
+@pytest.mark.parametrize("value, why", [
+    (5, "not a string"), (["YQ=="], "not a string"), ("not base64!", "not base64"), ("YQ", "not base64"),
+    ("Yf==", "not base64"), ("YQ==\n", "not base64"), ("-_8=", "not base64"), ("", "empty"),
+    (base64.b64encode(b"a\0b").decode(), "NUL"), (base64.b64encode(b"x" * 4097).decode(), "too long"),
+    ("QUFB" * 100_000, "too long"),
+])
+def test_a_hostile_path_bytes_is_that_records_bad_record(value, why):
+    lines = b'{"path": "a.jpg"}\n' + orjson.dumps({"path": "b.jpg", "path_bytes": value}) + b'\n{"path": "c.jpg"}\n'
+    items = _read(lines)
+    assert [it.ok for it in items] == [True, False, True]
+    assert items[1].error.kind == "bad_record"
+    assert why in items[1].error.message and "path_bytes" in items[1].error.message
+    assert items[1].path is None and record_name(items[1].record) is None
+    with pytest.raises(ValueError, match=why):
+        name_from_path_bytes(value)
+
+
+def test_path_bytes_given_twice_is_a_bad_record():
+    (item,) = _read(b'{"path": "a.jpg", "path_bytes": "YQ==", "path_bytes": "Yg=="}\n')
+    assert item.error.kind == "bad_record" and '"path_bytes" more than once' in item.error.message
+
+
+def test_a_message_quoting_a_name_that_is_not_utf8_is_still_json_and_tells_names_apart():
+    item = Item(0, name_fields("a\udcff.jpg"))
+    item.fail("read_error", "drawing not written to a\udcff.jpg.jpg: no space")
+    written = orjson.loads(orjson.dumps(item.record))
+    assert written["error"]["message"] == "drawing not written to a\\xff.jpg.jpg: no space"
+    assert item.label == "a\\xff.jpg" and Item(1, name_fields("a\udcfe.jpg")).label == "a\\xfe.jpg"
+    assert Item(2, {"path": "a.jpg", "path_bytes": "%%%"}).label == "a.jpg"
 
 
 def test_split_cuts_a_piece_past_the_limit_without_gathering_it():

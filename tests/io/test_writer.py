@@ -22,6 +22,13 @@ def test_dumps_writes_numpy_as_numbers_on_one_line():
     assert orjson.loads(line) == {"path": "a.jpg", "v": [0.5, 0.25], "n": 3}
 
 
+def test_an_unwritable_record_keeps_the_fields_that_name_its_file():
+    rec = {"path": "caf\ufffd.jpg", "path_bytes": "Y2Fm/y5qcGc=", "note": object()}
+    out = orjson.loads(dumps(rec))
+    assert out["path"] == rec["path"] and out["path_bytes"] == rec["path_bytes"]
+    assert out["error"]["kind"] == "bad_record" and "note" not in out
+
+
 def test_stream_target_gets_whole_batches():
     buf = io.BytesIO()
     w = JsonlWriter(buf)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import random
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from emo.io.records import item_from_record, name_fields
 from emo.regions.draw import NAME_BYTES, DrawingNames, Rect, draw_regions, drawing_name, layout
+from tests.conftest import alike_images
 
 SIZES = [(1, 1), (3, 2), (20000, 20), (20, 20000), (400, 300), (300, 400), (4000, 3000), (640, 10)]
 
@@ -115,6 +118,25 @@ def test_long_names_fit_a_file_system_and_stay_apart(tmp_path):
     (tmp_path / n1).write_bytes(b"")  # the file system takes it
     wide = drawing_name(root / ("é" * 120 + ".jpg"), root)  # 2-byte characters are never cut in half
     assert len(wide.encode()) <= NAME_BYTES and wide.endswith("éé.jpg.jpg") and "\ufffd" not in wide
+
+
+def test_drawings_of_names_that_read_alike_are_named_by_their_exact_bytes(tmp_path):
+    pics = alike_images(tmp_path / "in")
+    # As records fed back from another command name them: by path_bytes.
+    items = [item_from_record(i, name_fields(str(p)), None) for i, p in enumerate(pics)]
+    names = DrawingNames(tmp_path)
+    drawn = [names(it.path, it.index) for it in items]
+    assert [os.fsencode(n) for n in drawn] == [b"in__caf\xff.png.jpg", b"in__caf\xfe.png.jpg"]
+    for it, name in zip(items, drawn):
+        draw_regions(it.path, [{"box": [2, 2, 30, 20], "score": 0.9, "label": "joy"}], tmp_path / "out" / name)
+    assert sorted(os.listdir(os.fsencode(tmp_path / "out"))) == [b"in__caf\xfe.png.jpg", b"in__caf\xff.png.jpg"]
+
+
+def test_a_long_name_that_is_not_utf8_keeps_its_bytes_when_cut(tmp_path):
+    src = Path(os.fsdecode(os.fsencode(tmp_path) + b"/" + "é".encode() * 120 + b"\xff.png"))
+    raw = os.fsencode(drawing_name(src, tmp_path))
+    assert len(raw) <= NAME_BYTES and raw.endswith("é".encode() + b"\xff.png.jpg")
+    assert not raw.split(b"__", 1)[1].startswith(b"\xa9")  # never half a character
 
 
 def test_names_given_twice_in_a_run_get_the_input_number(tmp_path):

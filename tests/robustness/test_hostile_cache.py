@@ -104,8 +104,50 @@ def test_list_never_reports_a_file_outside(tmp_path, cache_dir):
     victim = tmp_path / "victim"
     victim.write_bytes(b"x" * 12345)
     _forged_sidecar(cache_dir, "a" * 32, str(victim))
-    (entry,) = EngineCache(cache_dir).entries()
-    assert entry.path.parent == cache_dir and entry.size == 0 and entry.meta == {}
+    cache = EngineCache(cache_dir)
+    assert list(cache.entries()) == []  # its own engine file is missing: no engine
+    assert cache.plan_clear() == ([], [cache_dir / ("a" * 32 + ".json")])  # the sidecar is a leftover
+
+
+@pytest.mark.parametrize("planted", ["folder", "link", "missing"])
+def test_only_a_regular_file_by_its_own_name_is_an_engine(tmp_path, cache_dir, planted):
+    cache = EngineCache(cache_dir)
+    cache.get(FIELDS, "pt2", _build(), _read)
+    engine = cache_dir / f"{KEY}.pt2"
+    engine.unlink()
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 100_000)
+    if planted == "folder":
+        engine.mkdir()
+        (engine / "inside").write_bytes(b"x" * 5000)
+    elif planted == "link":
+        engine.symlink_to(big)
+    assert list(cache.entries()) == []
+    assert cache.plan_clear() == ([], [cache_dir / f"{KEY}.json"])  # the orphaned sidecar is ours to remove
+    assert emo(["engines", "list", "--json"]).out == b""
+    listed = emo(["engines", "list"])
+    assert listed.code == 0 and "no engines" in listed.err
+    cleared = emo(["engines", "clear", "--yes"])
+    assert_clean(cleared)
+    assert cleared.code == 0 and "removed 0 engine(s), 0 B" in cleared.err
+    left = sorted(p.name for p in cache_dir.iterdir())
+    assert left == sorted([f"{KEY}.lock"] + ([engine.name] if planted != "missing" else []))
+    assert big.read_bytes() == b"x" * 100_000
+    if planted == "folder":
+        assert (engine / "inside").exists()  # a folder is never emptied or removed
+
+
+def test_sizes_are_the_engine_files_own_not_what_a_sidecar_claims(cache_dir):
+    cache = EngineCache(cache_dir)
+    cache.get(FIELDS, "pt2", _build(b"twelve bytes"), _read)
+    sidecar = cache_dir / f"{KEY}.json"
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "size": 10 << 30}))
+    (entry,) = cache.entries()
+    assert entry.size == 12
+    row = orjson.loads(emo(["engines", "list", "--json"]).out)
+    assert row["size"] == 12
+    cleared = emo(["engines", "clear", "--yes"])
+    assert cleared.code == 0 and "removed 1 engine(s), 12 B" in cleared.err, cleared.err
 
 
 @pytest.mark.parametrize("change", [
@@ -224,9 +266,7 @@ def test_engines_clear_and_list_on_a_hostile_folder(tmp_path, cache_dir):
     (cache_dir / "y.json").mkdir()
     listed = emo(["engines", "list", "--json"])
     assert_clean(listed)
-    assert listed.code == 0
-    rows = [orjson.loads(ln) for ln in listed.out.splitlines()]
-    assert [r["size"] for r in rows] == [0] and Path(rows[0]["path"]).parent == cache_dir
+    assert listed.code == 0 and listed.out == b""  # a sidecar without its engine file is no engine
     cleared = emo(["engines", "clear", "--yes"])
     assert_clean(cleared)
     assert cleared.code == 0 and victim.read_bytes() == b"victim"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import orjson
 from PIL import Image
 
-from emo.io.records import Item
+from emo.io.records import Item, item_from_record, name_fields
+from emo.io.writer import dumps
 from emo.io.xmp import read_keywords, sidecar_path
 from emo.stages.xmp_stage import XmpStage
+from tests.conftest import alike_images
 
 
 def _item(i, path, emotion, sentiment=None):
@@ -66,3 +69,23 @@ def test_a_sidecar_nested_too_deeply_is_left_alone(tmp_path):
     it = _item(0, pic, "joy")
     XmpStage().run([it])
     assert it.error.kind == "sidecar_error" and side.read_text() == deep
+
+
+def test_pictures_whose_names_read_alike_each_get_their_own_sidecar(tmp_path):
+    pics = alike_images(tmp_path)
+    items = [item_from_record(i, {**name_fields(str(p)), "emotion": {"label": label, "p": 0.9, "probs": {}}}, None)
+             for i, (p, label) in enumerate(zip(pics, ["joy", "fear"]))]
+    XmpStage().run(items)
+    assert all(it.ok for it in items)
+    assert [read_keywords(sidecar_path(p))[1] for p in pics] == [["joy"], ["fear"]]
+    assert items[0].record["xmp"] == items[1].record["xmp"] == str(tmp_path) + "/caf\ufffd.png.xmp"
+
+
+def test_a_sidecar_error_on_a_name_that_is_not_utf8_is_still_a_written_record(tmp_path):
+    (pic,) = alike_images(tmp_path, colors=((9, 9, 9),))
+    sidecar_path(pic).symlink_to(tmp_path / "elsewhere")
+    it = item_from_record(0, {**name_fields(str(pic)), "emotion": {"label": "joy", "p": 0.9, "probs": {}}}, None)
+    XmpStage().run([it])
+    out = orjson.loads(dumps(it.record))
+    assert out["error"]["kind"] == "sidecar_error" and "caf\\xff.png" in out["error"]["message"]
+    assert out["emotion"]["label"] == "joy"
