@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -225,8 +226,9 @@ def gist(gray: torch.Tensor, chunk: int = 4, images: int | None = None) -> torch
     images = max(1, min(images or (1 if g.device.type == "cpu" else b), b))
     # buffers reused across steps (the FFT itself allocates: its out= costs an extra copy)
     filtered = torch.empty((images, chunk, hp, wp), dtype=spectrum.dtype, device=g.device)
-    parts = torch.empty((images, chunk, h, w, 2), device=g.device)
     energy = torch.empty((images, chunk, h, w), device=g.device)
+    on_cpu = g.device.type == "cpu"
+    parts = None if on_cpu else torch.empty((images, chunk, h, w, 2), device=g.device)
     out = torch.empty((b, n, GIST_GRID, GIST_GRID), device=g.device)
     for i in range(0, b, images):
         m = min(images, b - i)
@@ -234,9 +236,12 @@ def gist(gray: torch.Tensor, chunk: int = 4, images: int | None = None) -> torch
             k = min(chunk, n - f)
             torch.mul(spectrum[i:i + m], bank[f:f + k], out=filtered[:m, :k])
             response = torch.fft.ifft2(filtered[:m, :k])
-            # |z| as sqrt(re^2 + im^2): complex abs goes through a slow scalar hypot
-            z = torch.view_as_real(response[..., p:p + h, p:p + w])
-            sq = torch.mul(z, z, out=parts[:m, :k])
-            e = torch.add(sq[..., 0], sq[..., 1], out=energy[:m, :k]).sqrt_()
+            e = energy[:m, :k]
+            if on_cpu:  # numpy's complex abs is vectorised; torch's goes through a scalar hypot
+                np.abs(response.numpy()[..., p:p + h, p:p + w], out=e.numpy())
+            else:
+                z = torch.view_as_real(response[..., p:p + h, p:p + w])
+                sq = torch.mul(z, z, out=parts[:m, :k])
+                torch.add(sq[..., 0], sq[..., 1], out=e).sqrt_()
             out[i:i + m, f:f + k] = (rows @ e @ cols).transpose(-1, -2)  # column-major, as MATLAB reshapes
     return out.flatten(1)
