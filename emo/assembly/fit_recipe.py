@@ -57,21 +57,26 @@ def collect_features(records: list[dict[str, Any]], groups: tuple[str, ...], set
 
 def _portable(path: str, root: Path | None) -> str:
     """A data file's name as a header may record it: relative to ``root`` when inside it, else its
-    own name; never an absolute folder of the machine that trained the head."""
+    own name; never an absolute folder of the machine that trained the head. Bytes of a name that
+    are not UTF-8 read as U+FFFD, so the header stays JSON that any parser takes."""
+    from emo.io.records import printable
+
     p = Path(path)
     if root is not None:
         try:
-            return str(p.resolve().relative_to(root.resolve()))
+            return printable(str(p.resolve().relative_to(root.resolve())))
         except (ValueError, OSError):
             pass
-    return p.name if p.is_absolute() or ".." in p.parts else str(p)
+    return printable(p.name if p.is_absolute() or ".." in p.parts else str(p))
 
 
 def _command_line(root: Path | None) -> str:
     """The command that trained the head, with any absolute path shortened as :func:`_portable` does."""
     import shlex
 
-    args = [_portable(a, root) if os.path.isabs(a) else a for a in sys.argv[1:]]
+    from emo.io.records import printable
+
+    args = [_portable(a, root) if os.path.isabs(a) else printable(a) for a in sys.argv[1:]]
     return " ".join(["emo", *(shlex.quote(a) for a in args)])
 
 

@@ -3,6 +3,8 @@ engine's, and progress that never goes back."""
 
 from __future__ import annotations
 
+import os
+import sys
 
 import pytest
 
@@ -34,6 +36,19 @@ def test_portable_names_outside_the_root_keep_only_the_file_name(tmp_path):
     assert fit_recipe._portable(str(tmp_path / "t.jsonl"), tmp_path / "elsewhere") == "t.jsonl"
     assert fit_recipe._portable("../up/t.jsonl", None) == "t.jsonl"
     assert fit_recipe._portable("rel/t.jsonl", None) == "rel/t.jsonl"
+
+
+def test_names_that_are_not_utf8_stay_json_any_parser_takes(tmp_path, monkeypatch):
+    import json
+
+    odd = os.fsdecode(b"caf\xff.jsonl")
+    name = fit_recipe._portable(str(tmp_path / odd), tmp_path)
+    assert name == "caf\ufffd.jsonl"
+    monkeypatch.setattr(sys, "argv", ["emo", "fit", odd, "-o", str(tmp_path / odd)])
+    line = fit_recipe._command_line(tmp_path)
+    assert "\ufffd" in line and "\udcff" not in line
+    json.dumps({"command": line, "path": name}).encode("ascii").decode("utf-8")
+    assert "\\ud" not in json.dumps({"command": line, "path": name})  # no lone surrogate escapes
 
 
 def test_fit_batch_size_is_the_training_batch_not_the_engines(monkeypatch, tiny_backbone, tmp_path):
