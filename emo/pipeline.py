@@ -180,8 +180,9 @@ def open_decoder(settings: Settings, views: Sequence[View]) -> _ThreadDecoder | 
     if views and (mode == "process" or (mode == "auto" and can_fork_before_torch())):
         try:
             balancer = balancer_for(settings.workers, settings.batch_size)  # None: --workers fixes it
+            # Asked for by name, processes mean isolation: the main process never decodes.
             return ProcessDecoder(views, settings.max_pixels, process_workers(settings.workers), balancer=balancer,
-                                  max_bytes=settings.max_bytes)
+                                  max_bytes=settings.max_bytes, isolate=mode == "process")
         except OSError as e:  # no fork, no shared memory: threads still work
             sys.stderr.write(f"emo: decode processes unavailable ({e}); decoding on threads\n")
     return _ThreadDecoder(decode_workers(settings), settings.max_pixels, settings.max_bytes)

@@ -481,3 +481,16 @@ def test_input_that_pauses_gets_its_records_before_the_next_line(tmp_path, decod
         got_first.set()
     assert [it.index for it in out] == [0, 1]
     assert resumed_after_first == [True]  # the first record was out while the input was paused
+
+
+@pytest.mark.parametrize("mode, isolated", [("process", True), ("auto", False)])
+def test_decoder_process_by_name_never_decodes_in_the_main_process(mode, isolated):
+    from emo.io.procpool import ProcessDecoder, can_fork_before_torch
+
+    if mode == "auto" and not can_fork_before_torch():
+        pytest.skip("torch is loaded in this process: auto decodes on threads")
+    dec = pipeline.open_decoder(replace(DEFAULTS, decoder=mode), (VIEW,))
+    try:
+        assert isinstance(dec, ProcessDecoder) and dec.isolate is isolated
+    finally:
+        dec.close()

@@ -101,7 +101,8 @@ decode_options = _stack([
               "per core; N fixes the number [default: 0; env EMO_WORKERS]."),
     _opt("--decoder", type=click.Choice(config.DECODERS), default=None,
          help="Decode in worker processes (forked before torch loads, so they start at once) or threads; "
-              "auto: processes where fork is safe [default: auto; env EMO_DECODER]."),
+              "auto: processes where fork is safe, and the main process decodes too while it would wait; "
+              "process: only worker processes, so a decoder crash costs one record [default: auto; env EMO_DECODER]."),
     _opt("--max-pixels", type=click.IntRange(0), default=None,
          help=f"Refuse images with more pixels (decompression bombs); 0 = no limit [default: {D.max_pixels}; env EMO_MAX_PIXELS]."),
     _opt("--max-bytes", type=click.IntRange(0), default=None,

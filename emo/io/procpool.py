@@ -211,12 +211,15 @@ class ProcessDecoder:
 
     ``submit(path, views)`` returns an object with ``result()`` (a :class:`Decoded` or the
     :class:`InputError` for a bad file). Results must be taken in submission order. With a
-    ``balancer``, ``workers`` are forked but only as many as its plan says are fed.
+    ``balancer``, ``workers`` are forked but only as many as its plan says are fed. ``isolate``:
+    this process never decodes an image a worker could take (it waits for one instead), so a
+    decoder crash costs one record however the plan is set.
     """
 
     def __init__(self, views: Sequence[View], max_pixels: int, workers: int = 1, slots: int = 0,
-                 balancer: Balancer | None = None, max_bytes: int | None = None) -> None:
+                 balancer: Balancer | None = None, max_bytes: int | None = None, isolate: bool = False) -> None:
         self.layout = _Layout(views)
+        self.isolate = isolate
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes  # None: decode's default (EMO_MAX_BYTES or 512 MiB)
         self.slots = slots or max(2, min(MAX_SLOTS, RING_BYTES // self.layout.slot_bytes))
@@ -406,6 +409,19 @@ class ProcessDecoder:
         self._inline_cpu += cpu
         self.decoded_here += 1
 
+    def _until_taken(self, seq: int) -> float:
+        """Wait until a worker takes ``seq``, the oldest queued image (or, with every worker
+        gone, a thread does); returns the seconds waited."""
+        t0 = time.perf_counter()
+        while self._backlog and self._backlog[0] == seq:
+            if not self.alive:
+                self._pump()  # no worker left: the queue goes to threads
+                break
+            self._poller.poll(100)  # a worker's notice (or its end) makes room
+            self._poll()
+            self._pump()
+        return time.perf_counter() - t0
+
     def _notice(self, k: int, raw: bytes) -> None:
         for (done,) in _SEQ.iter_unpack(raw):
             self._done.add(done)
@@ -431,11 +447,14 @@ class ProcessDecoder:
         waited, cpu_s = 0.0, None
         try:
             if self._backlog and self._backlog[0] == seq:  # no worker has it: decoding it here is quickest
-                self._decode_here(self._backlog.popleft())
+                if self.isolate:
+                    waited += self._until_taken(seq)
+                else:
+                    self._decode_here(self._backlog.popleft())
             if seq not in self._done and seq in self._owner:
                 self._poll()
                 self._pump()
-                helps = self.balancer is not None and self.balancer.plan.helps
+                helps = not self.isolate and self.balancer is not None and self.balancer.plan.helps
                 while seq not in self._done and seq in self._owner:
                     if helps and self._backlog:  # the engine waits anyway: decode the next queued image
                         self._decode_here(self._backlog.popleft())

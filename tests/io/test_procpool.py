@@ -340,6 +340,35 @@ def test_a_plan_feeds_only_its_workers_and_the_main_process_decodes_the_rest(tmp
     assert len(steady.seen) == 24 and all(c is not None and c >= 0 for c in steady.seen)
 
 
+def test_isolated_the_main_process_never_decodes_and_waits_for_a_worker(tmp_path):
+    """The same plan as above, isolated (``--decoder process``): every image goes to a worker,
+    so a decoder crash can cost one record only; same pixels, same order."""
+    from emo.io.balance import Plan
+
+    paths = _images(tmp_path, 24)
+    steady = _Steady(Plan(workers=1, depth=2, helps=True, measured=True))
+    with ProcessDecoder((CROP,), 0, workers=3, balancer=steady, isolate=True) as dec:
+        handles = [dec.submit(p, (CROP,)) for p in paths]
+        got = [h.result() for h in handles]
+        assert dec.decoded_here == 0 and not dec._fallback
+    for p, g in zip(paths, got):
+        _same(g, _expected(p, (CROP,)))
+
+
+def test_isolated_with_every_worker_gone_threads_finish_the_run(tmp_path):
+    paths = _images(tmp_path, 6)
+    with ProcessDecoder((CROP,), 0, workers=1, isolate=True) as dec:
+        for pid in dec.pids:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        got = [dec.submit(p, (CROP,)).result() for p in paths]
+    failed = [g for g in got if isinstance(g, InputError)]
+    assert len(got) == 6 and len(failed) <= 1  # at most the image a worker held when it died
+    for p, g in zip(paths, got):
+        if not isinstance(g, InputError):
+            _same(g, _expected(p, (CROP,)))
+
+
 def test_a_bigger_plan_spreads_the_tasks(tmp_path):
     from emo.io.balance import Plan
 
