@@ -87,6 +87,13 @@ class Engine:
         np.stack(views, out=out.numpy())
         return out.permute(0, 3, 1, 2)
 
+    @property
+    def lock_free(self) -> bool:
+        """Whether a call releases Python's lock, so calls from two threads run at once
+        (:mod:`emo.engine.aoti_direct`, once its first call has checked it)."""
+        probe = getattr(self.fn, "direct", None)
+        return bool(probe is not None and probe())
+
     def __call__(self, x: "torch.Tensor") -> tuple["torch.Tensor", ...]:
         """``(B, 3, S, S) uint8`` -> the network's outputs, each ``(B, ...)`` float32 on the CPU."""
         import torch

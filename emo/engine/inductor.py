@@ -13,8 +13,11 @@ import logging
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from emo.engine import aoti_direct
 
 if TYPE_CHECKING:
     import torch
@@ -103,17 +106,30 @@ def load(path: Path, device: "torch.device") -> Any:
     index = device.index if device.type == "cuda" and device.index is not None else -1
     loader_cls = getattr(getattr(torch._C, "_aoti", None), "AOTIModelPackageLoader", None)
     if loader_cls is not None:
-        with _extraction_dir():
+        with _extraction_dir() as into:
             loader = loader_cls(str(path), "model", False, 1, index)
+            direct = _direct(path, into) if device.type == "cpu" else None
 
         def fn(x: torch.Tensor):
             # The package was compiled for the contiguous layout export saw.
             return loader.boxed_run([x.contiguous()])
 
-        return fn
+        return fn if direct is None else aoti_direct.checked(direct, fn)
     with _quiet_build(), _extraction_dir():
         runner = torch._inductor.aoti_load_package(str(path), device_index=index)
     return lambda x: runner(x.contiguous())
+
+
+def _direct(path: Path, into: str) -> Any:
+    """The package's model library, unpacked into ``into`` and called without Python's lock
+    (:mod:`emo.engine.aoti_direct`), or None where that is not certain to be the same engine."""
+    try:
+        member = aoti_direct.model_library(path)
+        if member is None:
+            return None
+        return aoti_direct.DirectEngine(aoti_direct.extract_library(path, member, into))
+    except (aoti_direct.DirectError, OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
 
 
 # The loader unpacks its package into a temporary folder that only its C++ destructor removes,

@@ -11,6 +11,7 @@ from emo.config import KEY_FEATURES
 from emo.features import HANDCRAFTED_DIMS, HANDCRAFTED_SIZE
 from emo.io.decode import View
 from emo.io.records import Item
+from emo.stages.worker_threads import one_intra_op_thread
 
 if TYPE_CHECKING:  # torch loads with the first batch, not with this module (see emo.io.procpool)
     import torch
@@ -26,14 +27,6 @@ def _compute(rgb: torch.Tensor, rows: dict[str, list[int]]) -> dict[str, np.ndar
     fns = {"color": lambda r: color_features(rgb[r]), "lbp": lambda r: lbp_histogram(gray[r]),
            "gist": lambda r: gist(gray[r])}
     return {g: fns[g](r).float().cpu().numpy() for g, r in rows.items() if r}
-
-
-def _one_intra_op_thread() -> None:
-    import torch
-
-    # torch keeps this per thread once the thread has run an op; the main thread keeps its own
-    torch.set_num_threads(1)
-    torch.ones(2).add_(1)
 
 
 class HandcraftedStage:
@@ -74,7 +67,7 @@ class HandcraftedStage:
             results = [_compute(*tasks[0])]
         else:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads, "emo-features", initializer=_one_intra_op_thread)
+                self._pool = ThreadPoolExecutor(self.threads, "emo-features", initializer=one_intra_op_thread)
             results = list(self._pool.map(lambda t: _compute(*t), tasks))
         for s, (_, rows), out in zip(slices, tasks, results):
             for g, values in out.items():

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections import deque
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from emo.regions.layers import LinearLayer
 from emo.regions.local import pad_regions
 from emo.regions.rcnn import Detector
 from emo.stages.backbone_stage import to_batch
+from emo.stages.worker_threads import one_intra_op_thread
 
 GROUP = "regions"
 
@@ -124,6 +127,8 @@ class RegionStage:
         self.draw_dir = draw_dir
         self.draw_k = draw_k
         self.pace = Pace()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
         self.max_pixels = max_pixels
         self.names = DrawingNames(root if root is not None else Path.cwd())
         self.views = (self.view,) + ((self.det_view,) if self.det_view is not None else ())
@@ -134,6 +139,8 @@ class RegionStage:
         n = batch.shape[0]
         if self.engine.device.type != "cpu" or n == 0:
             return self.engine(batch)[0]
+        if threading.current_thread().name.startswith("emo-regions"):  # a share of the batch: one core already
+            return torch.cat([self.engine(batch[i : i + CPU_CHUNK])[0] for i in range(0, n, CPU_CHUNK)])
         way = self.pace.way()
         start = time.perf_counter()
         with one_thread() if way == "one" else contextlib.nullcontext():
@@ -158,7 +165,31 @@ class RegionStage:
         dets = self.detector(pics)
         return [(to_original(d.boxes, it.size, side), d.scores, d.labels) for d, it in zip(dets, items)]
 
+    def _shares(self, items: list[Item]) -> int:
+        """Threads to share this batch among: each runs the engine and finds the regions of its
+        pictures on one core. Only where engine calls run at once (a lock-free CPU engine)."""
+        if (self.engine.device.type != "cpu" or self.detector is not None or not self.engine.lock_free
+                or self.draw_dir is not None):
+            return 1
+        return max(1, min(torch.get_num_threads(), len(items) // (2 * CPU_CHUNK)))
+
     def run(self, items: list[Item]) -> None:
+        threads = self._shares(items)
+        if threads < 2:
+            self._run_part(items)
+            return
+        if self._pool is None or self._pool_size != threads:
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._pool = ThreadPoolExecutor(threads, "emo-regions", initializer=one_intra_op_thread)
+            self._pool_size = threads
+        # Whole pictures per thread, in CPU_CHUNK pairs: the same engine calls as one thread makes.
+        step = -(-len(items) // threads)
+        step += step % CPU_CHUNK
+        parts = [items[i : i + step] for i in range(0, len(items), step)]
+        list(self._pool.map(self._run_part, parts))
+
+    def _run_part(self, items: list[Item]) -> None:
         fmaps = self.feature_maps(to_batch(items, self.view))
         sizes = [it.size for it in items]
         given: list | None = None

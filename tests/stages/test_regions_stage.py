@@ -174,3 +174,20 @@ def test_feature_maps_are_the_same_bits_in_chunks_on_either_way(cam_file):
     for _ in range(4):  # the first call (not timed), all threads, one thread, then the faster
         assert torch.equal(stage.feature_maps(batch), whole)
     assert all(len(v) >= 1 for v in stage.pace.seen.values())
+
+
+def test_a_batch_shared_among_threads_gives_the_same_regions(cam_file, tmp_path, monkeypatch):
+    """Where engine calls run at once (a lock-free engine), each thread takes whole pictures of the
+    batch on one core: the records are the same, in order, as one thread's."""
+    from emo.engine import Engine
+
+    paths = [_noise(tmp_path / f"{i}.png", (40 + 7 * i, 30 + 5 * i), i) for i in range(13)]
+    records = [{"path": str(p)} for p in paths]
+    settings = replace(_settings(), batch_size=13)
+    one = _run(region_stage(settings, top_k=3, cam_file=cam_file), records, None, settings)
+    monkeypatch.setattr(Engine, "lock_free", property(lambda self: True))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    stage = region_stage(settings, top_k=3, cam_file=cam_file)
+    shared = _run(stage, records, None, settings)
+    assert stage._pool is not None and stage._pool_size == 2  # the batch was shared out
+    assert shared == one

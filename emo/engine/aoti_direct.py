@@ -1,0 +1,149 @@
+"""A compiled CPU engine called through its model library's C interface, without Python's lock.
+
+torch's package loader holds Python's interpreter lock for the whole of an engine call, so
+nothing else in the process runs meanwhile: not a second engine call, not the regions of the
+previous pictures, not the reading of input. A ``ctypes`` call releases the lock. This module
+calls the AOTInductor library of a package directly, where that is exactly the loader's engine:
+
+- a CPU package with one model library that holds its own weights and needs no proxy executor
+  (no ``<library>.json`` beside it, no weights files in the package);
+- its first call is checked against the loader's on the same input, bit for bit, before it is
+  trusted; on any doubt (a missing symbol, an error, a difference) the loader is used.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import torch
+
+_MODEL_DIR = "data/aotinductor/"
+# Engine calls that may run at once (one model instance each, weights shared).
+PARALLEL_CALLS = 2
+
+
+# torch hands tensor handles over as unnamed capsules; these open and make them (under the lock).
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+_capsule = ctypes.pythonapi.PyCapsule_New
+_capsule.restype = ctypes.py_object
+_capsule.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+
+
+class DirectError(Exception):
+    """The library cannot be called directly (the loader is used instead)."""
+
+
+def model_library(package: Path) -> str | None:
+    """The archive name of a package's one model library, or None when it is not a plain CPU
+    package (several libraries, a proxy executor's description, weights kept beside it)."""
+    with zipfile.ZipFile(package) as z:
+        names = z.namelist()
+    libs = [n for n in names if _MODEL_DIR in n and n.endswith(".so")]
+    if len(libs) != 1:
+        return None
+    stem = libs[0][: -len(".so")]
+    if stem + ".json" in names:  # operators torch runs for the library: needs the loader's executor
+        return None
+    if any(("/weights/" in n or n.endswith((".blob", ".bin", ".pt"))) for n in names):
+        return None
+    return libs[0]
+
+
+def extract_library(package: Path, member: str, into: str) -> str:
+    """Copy ``member`` out of ``package`` into the folder ``into`` (private to this process)."""
+    out = os.path.join(into, "model.so")
+    with zipfile.ZipFile(package) as z, z.open(member) as src:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+        with os.fdopen(fd, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+    return out
+
+
+class DirectEngine:
+    """An AOTInductor model library's container, run through ``ctypes`` (the lock released)."""
+
+    def __init__(self, library: str, models: int = PARALLEL_CALLS) -> None:
+        try:
+            lib = ctypes.CDLL(library)
+            create = lib.AOTInductorModelContainerCreateWithDevice
+            self._run = lib.AOTInductorModelContainerRun
+            outputs = lib.AOTInductorModelContainerGetNumOutputs
+            self._delete = lib.AOTInductorModelContainerDelete
+        except (OSError, AttributeError) as e:
+            raise DirectError(f"not a model library: {e}") from None
+        create.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_char_p, ctypes.c_char_p]
+        self._run.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t,
+                              ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p]
+        outputs.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]
+        self._delete.argtypes = [ctypes.c_void_p]
+        for fn in (create, self._run, outputs, self._delete):
+            fn.restype = ctypes.c_int32
+        self._lib = lib
+        handle = ctypes.c_void_p()
+        if create(ctypes.byref(handle), models, b"cpu", None) != 0 or not handle.value:
+            raise DirectError("the library could not make its model container")
+        self._handle = handle
+        n = ctypes.c_size_t()
+        if outputs(handle, ctypes.byref(n)) != 0 or n.value < 1:
+            raise DirectError("the library does not say its outputs")
+        self.outputs = n.value
+
+    def __call__(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        from torch._C._aoti import alloc_tensors_by_stealing_from_void_ptrs, unsafe_alloc_void_ptrs_from_tensors
+
+        # New tensor handles (pointers in capsules): the call takes them over.
+        handles = [_capsule_pointer(c, None) for c in unsafe_alloc_void_ptrs_from_tensors(inputs)]
+        ins = (ctypes.c_void_p * len(handles))(*handles)
+        outs = (ctypes.c_void_p * self.outputs)()
+        if self._run(self._handle, ins, len(handles), outs, self.outputs, None, None) != 0:
+            raise RuntimeError("the compiled engine failed on this batch")
+        return alloc_tensors_by_stealing_from_void_ptrs([_capsule(outs[i], None, None) for i in range(self.outputs)])
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is not None and handle.value:
+            try:
+                self._delete(handle)
+            except Exception:  # at interpreter exit ctypes may be half gone
+                pass
+
+
+def checked(direct: DirectEngine, loader: Callable[[torch.Tensor], Any]) -> Callable[[torch.Tensor], Any]:
+    """The engine call: the first batch runs both ways and must agree bit for bit; then the
+    direct call alone, or the loader's alone if they differed or the direct call failed."""
+    import torch
+
+    state: dict[str, Any] = {"fn": None}
+    lock = threading.Lock()
+
+    def first(x: torch.Tensor) -> Any:
+        want = loader(x)
+        try:
+            got = direct([x])
+            same = len(got) == len(want) and all(
+                g.shape == w.shape and g.dtype == w.dtype and torch.equal(g, w) for g, w in zip(got, want))
+        except Exception:
+            same = False
+        state["fn"] = (lambda t: direct([t.contiguous()])) if same else loader
+        return want
+
+    def call(x: torch.Tensor) -> Any:
+        fn = state["fn"]
+        if fn is None:
+            with lock:
+                if state["fn"] is None:
+                    return first(x)
+                fn = state["fn"]
+        return fn(x)
+
+    call.direct = lambda: state["fn"] is not None and state["fn"] is not loader  # type: ignore[attr-defined]
+    return call

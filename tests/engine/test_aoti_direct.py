@@ -1,0 +1,101 @@
+"""emo.engine.aoti_direct: a compiled CPU engine called without Python's lock, checked bit for bit
+against torch's loader on its first batch, and the loader wherever that is not certain."""
+
+from __future__ import annotations
+
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from emo.config import Settings, from_env
+from emo.engine import Profile, aoti_direct, inductor, load
+
+
+def _engine(tiny_backbone, tiny_cache):
+    from emo.models import create
+
+    model = create("tiny_test", from_env())
+    settings = Settings(device="cpu", backend="inductor", cache_dir=str(tiny_cache))
+    eng = load(model, network_id="tiny_test", weights_sha256=model.weights_sha256, profile=Profile(32, 32),
+               settings=settings)
+    assert eng.backend == "inductor" and eng.path is not None
+    return model, eng
+
+
+def _batch(n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+
+
+def test_the_engine_turns_lock_free_after_a_first_batch_that_agrees(tiny_backbone, tiny_cache):
+    model, eng = _engine(tiny_backbone, tiny_cache)
+    x = _batch(5)
+    first = eng(x)  # (loading may already have made the checking call)
+    assert eng.lock_free
+    again = eng(x)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    with torch.inference_mode():
+        ref = model(x)
+    assert all(torch.allclose(a, r, atol=1e-4, rtol=0) for a, r in zip(again, ref))
+
+
+def test_calls_from_two_threads_at_once_give_each_its_own_answer(tiny_backbone, tiny_cache):
+    _, eng = _engine(tiny_backbone, tiny_cache)
+    eng(_batch(2))
+    batches = [_batch(4, seed) for seed in range(8)]
+    want = [eng(b)[0] for b in batches]
+    got: dict[int, torch.Tensor] = {}
+
+    def work(i: int) -> None:
+        for _ in range(20):
+            got[i] = eng(batches[i])[0]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(torch.equal(got[i], want[i]) for i in range(len(batches)))
+
+
+def test_a_first_batch_that_differs_or_fails_keeps_the_loader():
+    x = _batch(2)
+    want = [torch.ones(2, 3)]
+    calls = []
+
+    def loader(t):
+        calls.append("loader")
+        return want
+
+    for direct in (lambda ins: [torch.zeros(2, 3)], lambda ins: 1 / 0):
+        calls.clear()
+        fn = aoti_direct.checked(direct, loader)
+        assert fn(x) is want and not fn.direct()
+        assert fn(x) is want and calls == ["loader", "loader"]
+
+
+def _zip(path: Path, names: list[str]) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        for n in names:
+            z.writestr(n, b"x")
+    return path
+
+
+@pytest.mark.parametrize("names, plain", [
+    (["p/data/aotinductor/model/a.wrapper.so", "p/data/aotinductor/model/a.wrapper.cpp"], True),
+    (["p/data/aotinductor/model/a.wrapper.so", "p/data/aotinductor/model/a.wrapper.json"], False),  # proxy executor
+    (["p/data/aotinductor/model/a.so", "p/data/aotinductor/model/b.so"], False),
+    (["p/data/aotinductor/model/a.so", "p/data/weights/w0"], False),
+    (["p/data/aotinductor/model/a.cpp"], False),
+])
+def test_only_a_plain_one_library_package_is_called_directly(tmp_path, names, plain):
+    got = aoti_direct.model_library(_zip(tmp_path / "e.pt2", names))
+    assert (got == names[0]) is plain
+
+
+def test_a_library_that_is_not_a_model_falls_back_to_the_loader(tmp_path):
+    pkg = _zip(tmp_path / "e.pt2", ["p/data/aotinductor/model/a.wrapper.so"])  # "x" is no shared object
+    assert inductor._direct(pkg, str(tmp_path)) is None
