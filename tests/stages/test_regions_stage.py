@@ -174,3 +174,35 @@ def test_feature_maps_are_the_same_bits_in_chunks_on_either_way(cam_file):
     for _ in range(4):  # the first call (not timed), all threads, one thread, then the faster
         assert torch.equal(stage.feature_maps(batch), whole)
     assert all(len(v) >= 1 for v in stage.pace.seen.values())
+
+
+@pytest.mark.parametrize("regions", [
+    [{"box": [0, 0, 10, 10], "p_obj": "abc"}],
+    [{"box": [0, 0, 10, 10], "p_obj": None}],
+    [{"box": [0, 0, 10, 10], "p_obj": [1]}],
+    [{"box": [0, 0, 10, 10], "p_obj": 1e308}],
+    [{"box": [0, 0, 10, 10], "p_obj": -0.5}],
+    [{"box": [0, 0, 1e30, 1e30]}],
+    [{"box": [0, 0, 1e308, 1e308]}],
+    [{"box": [-1e30, -1e30, 5, 5]}],
+    [{"box": [True, False, 3, 3]}],
+    [{"box": [0, 0, 10, 10], "label": {"a": 1}}],
+], ids=["p_obj_text", "p_obj_null", "p_obj_list", "p_obj_huge", "p_obj_negative", "box_huge", "box_overflow",
+        "box_huge_negative", "box_booleans", "label_object"])
+def test_regions_a_record_carries_that_emo_never_writes_are_found_afresh(cam_file, tmp_path, regions):
+    """classify --regions reuses a record's boxes; edited ones (a file is anyone's) must neither
+    fail the picture as a model error nor put infinities in its output: its regions are found again."""
+    pic = _noise(tmp_path / "p.png", (64, 48))
+    stage = region_stage(_settings(), top_k=3, cam_file=cam_file, local=True, emit=True)
+    hostile, fresh = _run(stage, [{"path": str(pic), "regions": regions}, {"path": str(pic)}], None)
+    assert "error" not in hostile and "error" not in fresh, hostile
+    assert hostile["regions"] == fresh["regions"]
+    assert all(np.isfinite(g["score"]) and 0 <= g["p_obj"] <= 1 for g in hostile["regions"])
+
+
+def test_regions_as_emo_regions_writes_them_are_reused(cam_file, tmp_path):
+    pic = _noise(tmp_path / "p.png", (64, 48))
+    given = [{"box": [0, 0, 10, 10], "p_obj": 0.25, "label": "joy", "score": 1.0, "p_emo": 0.5}]
+    stage = region_stage(_settings(), top_k=3, cam_file=cam_file, local=True, emit=True)
+    (rec,) = _run(stage, [{"path": str(pic), "regions": given}], None)
+    assert [(g["box"], g["p_obj"]) for g in rec["regions"]] == [([0, 0, 10, 10], 0.25)]
