@@ -118,7 +118,7 @@ def _regular_file(path: Path) -> None:
     try:
         st = os.stat(path)
     except (OSError, ValueError) as e:
-        raise ModelError(f"{path}: cannot read the layer file ({getattr(e, 'strerror', None) or e})") from None
+        raise ModelError(f"{path}: not a regions layer file ({getattr(e, 'strerror', None) or e})") from None
     if not stat.S_ISREG(st.st_mode):
         what = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO, socket or device"
         raise ModelError(f"{path}: not a regions layer file (it is {what}, not a regular file)")
