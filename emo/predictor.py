@@ -5,7 +5,7 @@ same stages (networks, engine, heads) once; each call runs one batch through the
 and returns one record per input, in order, the same records ``emo classify`` writes:
 
     p = emo.Predictor("features", "--set", "object", device="cuda:0")
-    p(["a.jpg", "b.jpg"])                     # paths (decoded on the pipeline's threads)
+    p(["a.jpg", "b.jpg"])                     # paths, str or bytes (decoded on the pipeline's threads)
     p([{"path": "a.jpg", "label": "joy"}])    # records: fields pass through
     p([array_hw3_uint8, pil_image])           # pictures already in memory, taken as upright
     p({"path": np.array([...])})              # a column batch (Ray Data's numpy format)
@@ -64,17 +64,25 @@ class Predictor:
         return [it.record for done in self._pipeline.run(items) for it in done]
 
     def _item(self, index: int, row: Any) -> Item:
-        if isinstance(row, (str, PathLike)):
+        if isinstance(row, (str, bytes, PathLike)):  # bytes: a name from os.listdir(b".")
             row = {KEY_PATH: fsdecode(row)}
         if isinstance(row, Mapping):
             record = {k: _plain(v) for k, v in row.items() if k != IMAGE_COLUMN}
             path = record.get(KEY_PATH)
-            if isinstance(path, str) and record.get(KEY_PATH_BYTES) is None:
-                # A name from os.listdir may not be UTF-8: the record names it as the CLI would.
-                record.update(name_fields(path))
-            if IMAGE_COLUMN not in row:
-                return item_from_record(index, record, self.root)
-            return self._from_pixels(Item(index, record), row[IMAGE_COLUMN])
+            named = isinstance(path, str) and record.get(KEY_PATH_BYTES) is None
+            if IMAGE_COLUMN in row:
+                if named:
+                    record.update(name_fields(path))
+                return self._from_pixels(Item(index, record), row[IMAGE_COLUMN])
+            # The file is the name as given; only then is the record's "path" made readable (a
+            # name from os.listdir may not be UTF-8), so the readable spelling never picks the file.
+            item = item_from_record(index, record, self.root)
+            if named:
+                fields = name_fields(path)
+                record.update(fields)
+                if fields[KEY_PATH] != path and KEY_PATH_BYTES not in fields and item.ok:
+                    item.fail("bad_path", "the name holds a lone surrogate, which no file name can")
+            return item
         return self._from_pixels(Item(index, {}), row)  # an array or a Pillow image
 
     def _from_pixels(self, item: Item, pixels: Any) -> Item:

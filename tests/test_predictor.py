@@ -45,6 +45,26 @@ def test_names_that_are_not_utf8_are_named_as_the_command_line_names_them(predic
     assert [r["path_bytes"] for r in got] == [r["path_bytes"] for r in cli.records]
 
 
+def test_names_given_as_bytes_are_files_like_their_str_spelling(predictor, tmp_path):
+    import os
+
+    pics = alike_images(tmp_path)
+    got = predictor([os.fsencode(pics[0]), os.fsencode(pics[1])])
+    assert [r.get("error") for r in got] == [None, None]
+    assert_same_records(_lines(got), _lines(predictor([str(p) for p in pics])))
+
+
+def test_a_name_no_file_system_can_hold_never_opens_its_readable_spelling(predictor, tmp_path):
+    # "x\ud800.png" reads as "x?.png": that file exists and must not be taken for it.
+    make_image(tmp_path / "x?.png")
+    make_image(tmp_path / "x\ufffd.png")
+    name = str(tmp_path / "x\ud800.png")
+    got = predictor([name, {"path": name, "label": "joy"}, str(tmp_path / "x?.png")])
+    assert [r.get("error", {}).get("kind") for r in got] == ["bad_path", "bad_path", None]
+    assert "features" not in got[0] and "features" not in got[1] and got[1]["label"] == "joy"
+    _lines(got)  # each record can still be written as UTF-8 JSON
+
+
 def test_loads_once_and_keeps_input_fields(predictor, tmp_path):
     stages = predictor.stages
     p = str(make_image(tmp_path / "a.png"))

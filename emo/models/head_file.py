@@ -407,6 +407,10 @@ def _check_shapes(path: Path, arch: dict[str, Any], shapes: dict[str, tuple[int,
                          f"a head carries at most {MAX_BACKBONE_VALUES})")
 
 
+# Types the mask of log-transformed inputs may be stored in (safetensors' names; numpy holds each).
+_MASK_DTYPES = frozenset({"BOOL", "U8", "I8", "U16", "I16", "U32", "I32", "U64", "I64", "F16", "F32", "F64"})
+
+
 def load_head_file(path: str | Path, source: str = "") -> Head:
     """Read a head file written by :func:`save_head`; anything else is a :class:`ModelError`.
 
@@ -427,7 +431,15 @@ def load_head_file(path: str | Path, source: str = "") -> Head:
             # Shapes come from the file's index: nothing is read into memory before they fit.
             shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
             _check_shapes(path, arch, shapes)
+            # Types from the index too, so a tensor numpy cannot hold (bf16, float8) is refused
+            # by name instead of failing inside the reader.
+            dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
+            odd = sorted({d for k, d in dtypes.items() if d != "F32" and (k != "log_mask" or d not in _MASK_DTYPES)})
+            if odd:
+                raise ModelError(f"{path}: broken head file (head tensors must be float32, not {', '.join(odd)})")
             tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except ModelError:
+        raise
     except (SafetensorError, OSError, ValueError, TypeError) as e:
         raise ModelError(f"{path}: not a safetensors head file ({str(e)[:200]})") from None
     try:

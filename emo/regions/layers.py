@@ -13,6 +13,8 @@ The header says what the layer was trained on: ``kind``, ``labels``, ``backbone`
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,13 +66,23 @@ class LinearLayer:
 def read_layer(path: Path, kind: str, in_dim: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Read and check a layer file written by :meth:`LinearLayer.save` without torch:
     ``(weight (E, C), bias (E,), header)`` as float32 arrays, or :class:`ModelError`."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import safe_open
 
+    _regular_file(path)
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
+            # The index says each tensor's type: one numpy cannot hold (bf16, float8) or that is
+            # not floating point is refused by name before a byte of it is read.
+            dtypes = {k: f.get_slice(k).get_dtype() for k in ("weight", "bias")}
+            odd = sorted({d for d in dtypes.values() if d not in FLOAT_DTYPES})
+            if odd:
+                raise ModelError(f"{path}: weight and bias must be floating point "
+                                 f"({', '.join(FLOAT_DTYPES)}), not {', '.join(odd)}")
             weight, bias = f.get_tensor("weight"), f.get_tensor("bias")
-    except (OSError, SafetensorError, KeyError, ValueError, TypeError) as e:
+    except ModelError:
+        raise
+    except Exception as e:  # whatever the file holds, it is one line: the file is not a layer
         raise ModelError(f"{path}: not a regions layer file ({type(e).__name__}: {_first_line(e)})") from None
     try:
         header = json.loads(meta.get("emo", "{}"), parse_constant=_no_constants)
@@ -94,6 +106,22 @@ def read_layer(path: Path, kind: str, in_dim: int | None = None) -> tuple[np.nda
     if labels is not None and len(labels) != weight.shape[0]:
         raise ModelError(f"{path}: {len(labels)} labels for {weight.shape[0]} outputs")
     return weight, bias, header
+
+
+# Tensor types a layer may be stored in (safetensors' names); each is read as float32.
+FLOAT_DTYPES = ("F16", "F32", "F64")
+
+
+def _regular_file(path: Path) -> None:
+    """Refuse anything but a regular file (through links) before it is opened: a FIFO would wait
+    for a writer forever, and a device or folder is no layer."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: not a regions layer file ({getattr(e, 'strerror', None) or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO, socket or device"
+        raise ModelError(f"{path}: not a regions layer file (it is {what}, not a regular file)")
 
 
 def load_layer(path: Path, kind: str, in_dim: int | None = None) -> LinearLayer:

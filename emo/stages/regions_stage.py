@@ -9,6 +9,7 @@ X = [X_global, X_local(1..K)].
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import threading
 import time
@@ -85,21 +86,35 @@ def group_dim(k: int, channels: int) -> int:
     return k * channels + k
 
 
+# No picture is this many pixels across: a box coordinate beyond it is not one emo wrote.
+MAX_COORD = float(1 << 31)
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def given_regions(record: dict) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
-    """Boxes, p_obj and labels a record already carries under ``regions``, or None if it has none usable."""
+    """Boxes, p_obj and labels a record already carries under ``regions``, or None if it has none
+    usable: the record came from a file, so a region that is not as ``emo regions`` writes it (a
+    box of four numbers within :data:`MAX_COORD`, ``p_obj`` a number from 0 to 1, ``label`` a
+    string) makes the picture's regions be found afresh rather than fail or reach the output."""
     regs = record.get(KEY_REGIONS)
     if not isinstance(regs, list):
         return None
     boxes, p_obj, labels = [], [], []
     for r in regs:
         box = r.get("box") if isinstance(r, dict) else None
-        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+        if not (isinstance(box, list) and len(box) == 4 and all(_number(v) and abs(v) <= MAX_COORD for v in box)):
             return None
         if not (box[2] > box[0] and box[3] > box[1]):
             return None
+        p, label = r.get("p_obj", 0.0), r.get("label", "")
+        if not (_number(p) and 0.0 <= p <= 1.0 and isinstance(label, str)):
+            return None
         boxes.append([float(v) for v in box])
-        p_obj.append(float(r.get("p_obj", 0.0)))
-        labels.append(str(r.get("label", "")))
+        p_obj.append(float(p))
+        labels.append(label)
     return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(p_obj), labels
 
 

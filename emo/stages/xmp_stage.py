@@ -1,7 +1,7 @@
 """XMP stage: after the classify stage, write each picture's keywords into its XMP sidecar.
 
 Runs on items whose record carries ``emotion`` (or ``sentiment``); needs no pixels. Adds
-``xmp`` (the sidecar's path, as the record's ``path`` names the picture) to the record. The
+``xmp`` (the sidecar's path, as the record names the picture, readably) to the record. The
 sidecar goes beside the file the record names exactly (``path_bytes`` where the name is not
 UTF-8), so two pictures whose names read alike never share one. A sidecar that
 cannot be merged marks only its own record with a ``sidecar_error``; the batch goes on.
@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from emo.config import KEY_EMOTION, KEY_PATH, KEY_SENTIMENT, KEY_XMP
+from emo.config import KEY_EMOTION, KEY_SENTIMENT, KEY_XMP
 from emo.io.decode import View
-from emo.io.records import IMAGE_EXTENSIONS, Item, printable
+from emo.io.records import IMAGE_EXTENSIONS, Item, printable, record_name
 from emo.io.xmp import SidecarError, write_sidecar
 
 
@@ -64,5 +64,7 @@ class XmpStage:
             except RecursionError:  # a sidecar nested deeper than any real one
                 item.fail("sidecar_error", f"{item.label}: its sidecar is nested too deeply to merge; left untouched")
                 continue
-            name = item.record.get(KEY_PATH)
-            item.record[KEY_XMP] = f"{name}.xmp" if isinstance(name, str) else printable(str(written))
+            # Named after the file it went beside (path_bytes where the record has one), never a
+            # "path" that says otherwise; readably, as "path" is written.
+            name = record_name(item.record)
+            item.record[KEY_XMP] = f"{printable(name)}.xmp" if name is not None else printable(str(written))

@@ -193,3 +193,27 @@ def test_a_header_with_sizes_that_are_not_whole_numbers_is_refused_at_load(tmp_p
     save_file(load_file(str(path)), str(path), metadata={"emo_head": json.dumps(meta)})
     with pytest.raises(ModelError, match="broken head file"):
         load_head_file(path)
+
+
+@pytest.mark.parametrize("dtype", ["F8_E4M3", "BF16"])
+def test_a_head_with_tensors_numpy_cannot_hold_is_refused_by_name(tmp_path, dtype):
+    import struct
+
+    head, _ = _trained()
+    path = save_head(head, tmp_path / "h.head")
+    data = path.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    index, body = json.loads(data[8:8 + n]), data[8 + n:]
+    width = {"F8_E4M3": 1, "BF16": 2}[dtype]
+    out, new = b"", {"__metadata__": index.pop("__metadata__")}
+    for k, v in sorted(index.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+        chunk = body[slice(*v["data_offsets"])]
+        if v["dtype"] == "F32":  # the same shape in the narrower type
+            chunk, v["dtype"] = bytes(len(chunk) // 4 * width), dtype
+        new[k] = {**v, "data_offsets": [len(out), len(out) + len(chunk)]}
+        out += chunk
+    blob = json.dumps(new).encode()
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + out)
+    with pytest.raises(ModelError, match=f"float32, not {dtype}") as e:
+        load_head_file(path)
+    assert "\n" not in str(e.value)

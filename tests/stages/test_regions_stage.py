@@ -191,3 +191,35 @@ def test_a_batch_shared_among_threads_gives_the_same_regions(cam_file, tmp_path,
     shared = _run(stage, records, None, settings)
     assert stage._pool is not None and stage._pool_size == 2  # the batch was shared out
     assert shared == one
+
+
+@pytest.mark.parametrize("regions", [
+    [{"box": [0, 0, 10, 10], "p_obj": "abc"}],
+    [{"box": [0, 0, 10, 10], "p_obj": None}],
+    [{"box": [0, 0, 10, 10], "p_obj": [1]}],
+    [{"box": [0, 0, 10, 10], "p_obj": 1e308}],
+    [{"box": [0, 0, 10, 10], "p_obj": -0.5}],
+    [{"box": [0, 0, 1e30, 1e30]}],
+    [{"box": [0, 0, 1e308, 1e308]}],
+    [{"box": [-1e30, -1e30, 5, 5]}],
+    [{"box": [True, False, 3, 3]}],
+    [{"box": [0, 0, 10, 10], "label": {"a": 1}}],
+], ids=["p_obj_text", "p_obj_null", "p_obj_list", "p_obj_huge", "p_obj_negative", "box_huge", "box_overflow",
+        "box_huge_negative", "box_booleans", "label_object"])
+def test_regions_a_record_carries_that_emo_never_writes_are_found_afresh(cam_file, tmp_path, regions):
+    """classify --regions reuses a record's boxes; edited ones (a file is anyone's) must neither
+    fail the picture as a model error nor put infinities in its output: its regions are found again."""
+    pic = _noise(tmp_path / "p.png", (64, 48))
+    stage = region_stage(_settings(), top_k=3, cam_file=cam_file, local=True, emit=True)
+    hostile, fresh = _run(stage, [{"path": str(pic), "regions": regions}, {"path": str(pic)}], None)
+    assert "error" not in hostile and "error" not in fresh, hostile
+    assert hostile["regions"] == fresh["regions"]
+    assert all(np.isfinite(g["score"]) and 0 <= g["p_obj"] <= 1 for g in hostile["regions"])
+
+
+def test_regions_as_emo_regions_writes_them_are_reused(cam_file, tmp_path):
+    pic = _noise(tmp_path / "p.png", (64, 48))
+    given = [{"box": [0, 0, 10, 10], "p_obj": 0.25, "label": "joy", "score": 1.0, "p_emo": 0.5}]
+    stage = region_stage(_settings(), top_k=3, cam_file=cam_file, local=True, emit=True)
+    (rec,) = _run(stage, [{"path": str(pic), "regions": given}], None)
+    assert [(g["box"], g["p_obj"]) for g in rec["regions"]] == [([0, 0, 10, 10], 0.25)]

@@ -89,3 +89,24 @@ def test_a_sidecar_error_on_a_name_that_is_not_utf8_is_still_a_written_record(tm
     out = orjson.loads(dumps(it.record))
     assert out["error"]["kind"] == "sidecar_error" and "caf\\xff.png" in out["error"]["message"]
     assert out["emotion"]["label"] == "joy"
+
+
+def test_xmp_names_the_sidecar_written_when_path_and_path_bytes_disagree(tmp_path):
+    import base64
+    import os
+
+    (pic,) = alike_images(tmp_path, colors=((9, 9, 9),))
+    other = tmp_path / "other.png"
+    Image.new("RGB", (8, 8)).save(other)
+    exact = base64.b64encode(os.fsencode(pic)).decode()
+    plain = base64.b64encode(os.fsencode(other)).decode()
+    items = [item_from_record(0, {"path": str(other), "path_bytes": exact,
+                                  "emotion": {"label": "joy", "p": 0.9, "probs": {}}}, None),
+             item_from_record(1, {"path": 7, "path_bytes": plain, "emotion": {"label": "fear", "p": 0.9, "probs": {}}},
+                              None)]
+    XmpStage().run(items)
+    assert all(it.ok for it in items)
+    assert read_keywords(sidecar_path(pic))[1] == ["joy"]  # beside the exact file, not "path"
+    assert read_keywords(sidecar_path(other))[1] == ["fear"]
+    assert items[0].record["xmp"] == str(tmp_path) + "/caf\ufffd.png.xmp"
+    assert items[1].record["xmp"] == str(other) + ".xmp"
