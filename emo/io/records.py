@@ -287,6 +287,8 @@ def item_from_record(index: int, obj: dict[str, Any], root: Path | None) -> Item
         item.fail("bad_record", f'record {index + 1} has no "path"')
     elif not isinstance(path, str):
         item.fail("bad_record", f'record {index + 1}: "path" is not a string')
+    elif not path:  # Path("") is the working folder: it would be read as a directory
+        item.fail("bad_path", f'record {index + 1}: "path" is empty')
     else:
         item.path = _resolve(path, root)
     return item

@@ -126,6 +126,15 @@ def test_a_hostile_path_bytes_is_that_records_bad_record(value, why):
         name_from_path_bytes(value)
 
 
+def test_an_empty_path_is_a_bad_path_not_the_working_folder(tmp_path):
+    # Path("") is "."; with --root it would be the root: either way a directory, never what was meant.
+    for root in (None, tmp_path):
+        items = _read(b'{"path": "a.jpg"}\n{"path": ""}\n{"path": "c.jpg"}\n', root=root)
+        assert [it.ok for it in items] == [True, False, True]
+        assert items[1].error.kind == "bad_path" and '"path" is empty' in items[1].error.message
+        assert items[1].path is None
+
+
 def test_path_bytes_given_twice_is_a_bad_record():
     (item,) = _read(b'{"path": "a.jpg", "path_bytes": "YQ==", "path_bytes": "Yg=="}\n')
     assert item.error.kind == "bad_record" and '"path_bytes" more than once' in item.error.message
