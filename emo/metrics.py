@@ -250,8 +250,9 @@ class JoinCounts:
     ``predictions``: records read; ``matched``: those that found a truth record; ``no_truth``: those whose path is in
     no truth record; ``no_prediction``: truth records no prediction named; ``truth_without_path``:
     truth records that name no file (no string ``path``, an invalid ``path_bytes``, a line that is
-    not a record); ``duplicate_truth``: truth records whose resolved path
-    an earlier one had (the last one wins). The ``example_*`` paths show how the sides were spelt.
+    not a record); ``prediction_without_path``: predictions that name no file (the same causes:
+    they can meet no truth, so they count as neither matched nor ``no_truth``);
+    ``duplicate_truth``: truth records whose resolved path an earlier one had (the last one wins). The ``example_*`` paths show how the sides were spelt.
     """
 
     predictions: int = 0
@@ -260,6 +261,7 @@ class JoinCounts:
     no_truth: int = 0
     no_prediction: int = 0
     truth_without_path: int = 0
+    prediction_without_path: int = 0
     duplicate_truth: int = 0
     example_prediction: str = ""
     example_truth: str = ""
@@ -314,6 +316,8 @@ def join_truth(records: Iterable[dict[str, Any]], truth: Iterable[Mapping[str, A
         elif isinstance(path, str):
             c.no_truth += 1
             c.example_prediction = c.example_prediction or printable(path)
+        else:
+            c.prediction_without_path += 1
         rec = {k: v for k, v in rec.items() if k not in TRUTH_KEYS}
         if t is not None:
             rec.update({k: t[k] for k in TRUTH_KEYS if k in t})

@@ -103,6 +103,18 @@ def test_join_tells_apart_names_that_read_alike():
     assert "label" not in hostile[0] and counts.truth_without_path == 1
 
 
+def test_predictions_that_name_no_file_are_counted_apart():
+    # a bad line, a null path, an invalid path_bytes: none can meet truth, and none may vanish from the counts
+    preds = [{"path": "a.jpg", "emotion": {"label": "joy"}}, {"error": {"kind": "bad_line", "message": "p:2"}},
+             {"path": None, "emotion": {"label": "joy"}}, {"path": "b.jpg", "path_bytes": "%%%", "emotion": {}},
+             {"path": "c.jpg", "emotion": {"label": "fear"}}]
+    c = JoinCounts()
+    out = list(join_truth(preds, [{"path": "a.jpg", "label": "joy"}], counts=c))
+    assert len(out) == 5 and out[0]["label"] == "joy"
+    assert (c.predictions, c.matched, c.no_truth, c.prediction_without_path) == (5, 1, 1, 3)
+    assert c.matched + c.no_truth + c.prediction_without_path == c.predictions
+
+
 def test_ece_by_hand():
     # two records at confidence 0.9 (one right) and two at 0.6 (both right), in 15 bins:
     # bin of 0.9: |0.5 - 0.9| = 0.4, weight 1/2; bin of 0.6: |1.0 - 0.6| = 0.4, weight 1/2
@@ -142,7 +154,7 @@ def test_join_matches_absolute_predictions_to_truth_relative_to_root(tmp_path, m
     joined = list(join_truth(preds, truth, root="data", counts=c))
     assert [r.get("label") for r in joined] == ["joy", "joy", None]
     assert c.as_dict() == {"predictions": 3, "truth": 4, "matched": 2, "no_truth": 1, "no_prediction": 1,
-                           "truth_without_path": 1, "duplicate_truth": 0}
+                           "truth_without_path": 1, "prediction_without_path": 0, "duplicate_truth": 0}
     s = score_classify(joined)
     assert s["counts"]["scored"] == 2 and s["accuracy"] == 0.5
     assert why_nothing_scored({"classify": s}, c) is None
