@@ -126,9 +126,14 @@ def _regular_file(path: Path) -> None:
 
 def load_layer(path: Path, kind: str, in_dim: int | None = None) -> LinearLayer:
     """Read a layer file written by :meth:`LinearLayer.save`, checking its kind and input size."""
+    return layer_of(read_layer(path, kind, in_dim))
+
+
+def layer_of(read: tuple[np.ndarray, np.ndarray, dict[str, Any]]) -> LinearLayer:
+    """The layer a :func:`read_layer` result holds (its tensors share the arrays)."""
     import torch
 
-    weight, bias, header = read_layer(path, kind, in_dim)
+    weight, bias, header = read
     return LinearLayer(torch.from_numpy(weight), torch.from_numpy(bias), header)
 
 

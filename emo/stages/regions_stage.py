@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -251,28 +252,34 @@ def object_classifier(state: dict, classes: int, channels: int) -> LinearLayer |
 def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: float = 0.5, size: int = 320,
                  detector_size: int = 800, cam_file: Path | None = None, region_head: Path | None = None,
                  emit: bool = True, local: bool = False, draw_dir: Path | None = None, draw_k: int = 3,
-                 root: Path | None = None, verbose: bool = False) -> RegionStage:
+                 root: Path | None = None, verbose: bool = False,
+                 read: tuple[Any, Any] | None = None) -> RegionStage:
     """Build the backbone's last-map engine, the CAM layer, optional region head and detector.
 
     ``settings.backbone`` must be the network the CAM layer was trained on (its header says).
     ``draw_dir``: write drawings there, each with the best ``draw_k`` regions, named after the
-    picture's path relative to ``root`` (default: the current folder).
+    picture's path relative to ``root`` (default: the current folder). ``read``: the CAM layer
+    and region head as :func:`emo.regions.layers.read_layer` already read them from ``cam_file``
+    and ``region_head`` (so a file replaced since is not read again), instead of reading them.
     """
     from emo.engine import Profile, load
     from emo.errors import ModelError, UsageError
     from emo.models import create, get
     from emo.models.weights import load_state_dict, resolve
     from emo.regions.find import LastMap
-    from emo.regions.layers import SHIPPED_CAM, load_layer
+    from emo.regions.layers import SHIPPED_CAM, layer_of, load_layer
 
     entry = get(settings.backbone)
     if not entry.stages:
         raise ModelError(f"{entry.name}: the registry names no stages, so it has no feature map for regions")
     channels = entry.stages[-1][1]
-    cam = load_layer(cam_file or SHIPPED_CAM, "cam", channels)
+    if read is not None:
+        cam, head = layer_of(read[0]), (layer_of(read[1]) if read[1] is not None else None)
+    else:
+        cam = load_layer(cam_file or SHIPPED_CAM, "cam", channels)
+        head = load_layer(region_head, "region_head", 2 * channels) if region_head else None
     if cam.header.get("backbone") not in (None, entry.name):
         raise ModelError(f"the CAM layer was trained on {cam.header.get('backbone')}, not {entry.name} (--backbone)")
-    head = load_layer(region_head, "region_head", 2 * channels) if region_head else None
     weights, digest = resolve(entry.weights, settings) if entry.weights else (None, "")
     classifier = object_classifier(load_state_dict(weights), entry.num_classes, channels) if weights else None
     built: list = []
