@@ -13,7 +13,7 @@ import math
 import statistics
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from collections import deque
 from pathlib import Path
 
@@ -202,7 +202,12 @@ class RegionStage:
         step = -(-len(items) // threads)
         step += step % CPU_CHUNK
         parts = [items[i : i + step] for i in range(0, len(items), step)]
-        list(self._pool.map(self._run_part, parts))
+        futures = [self._pool.submit(self._run_part, part) for part in parts]
+        # Every part ends before this returns, even when one raises: the batch is then retried
+        # picture by picture, and a part still running would write into the same records meanwhile.
+        wait(futures)
+        for f in futures:
+            f.result()
 
     def _run_part(self, items: list[Item]) -> None:
         fmaps = self.feature_maps(to_batch(items, self.view))

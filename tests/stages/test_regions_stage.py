@@ -223,3 +223,29 @@ def test_regions_as_emo_regions_writes_them_are_reused(cam_file, tmp_path):
     stage = region_stage(_settings(), top_k=3, cam_file=cam_file, local=True, emit=True)
     (rec,) = _run(stage, [{"path": str(pic), "regions": given}], None)
     assert [(g["box"], g["p_obj"]) for g in rec["regions"]] == [([0, 0, 10, 10], 0.25)]
+
+
+def test_a_shared_batch_that_fails_ends_every_part_before_it_is_retried(cam_file, monkeypatch):
+    """A part that raises sends the batch back to be run picture by picture; no other part may
+    still be writing into those records then (or later, while they are written out)."""
+    import threading
+    import time
+
+    from emo.engine import Engine
+    from emo.stages.regions_stage import RegionStage
+
+    monkeypatch.setattr(Engine, "lock_free", property(lambda self: True))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    stage = region_stage(_settings(), top_k=3, cam_file=cam_file)
+    done = threading.Event()
+
+    def part(self, items):
+        if items[0] == 0:
+            raise ValueError("a bad picture")
+        time.sleep(0.5)
+        done.set()
+
+    monkeypatch.setattr(RegionStage, "_run_part", part)
+    with pytest.raises(ValueError):
+        stage.run(list(range(8)))
+    assert done.is_set()  # the slower part had ended when the failure came back
