@@ -249,3 +249,21 @@ def test_a_shared_batch_that_fails_ends_every_part_before_it_is_retried(cam_file
     with pytest.raises(ValueError):
         stage.run(list(range(8)))
     assert done.is_set()  # the slower part had ended when the failure came back
+
+
+def test_batches_of_any_size_share_one_pool_that_no_call_shuts_down(cam_file, monkeypatch):
+    """A shorter last batch (fewer threads) neither replaces the pool nor shuts it down under a
+    call from another thread (emo.Predictor), which would then fail its whole batch."""
+    from emo.engine import Engine
+    from emo.stages.regions_stage import RegionStage
+
+    monkeypatch.setattr(Engine, "lock_free", property(lambda self: True))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    monkeypatch.setattr(RegionStage, "_run_part", lambda self, items: None)
+    stage = region_stage(_settings(), top_k=3, cam_file=cam_file)
+    stage.run(list(range(16)))  # four threads' worth
+    pool = stage._pool
+    for n in (12, 8, 16, 9):
+        stage.run(list(range(n)))
+        assert stage._pool is pool
+    pool.submit(lambda: None).result()  # still open
