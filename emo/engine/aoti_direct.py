@@ -24,8 +24,17 @@ if TYPE_CHECKING:
     import torch
 
 _MODEL_DIR = "data/aotinductor/"
-# Engine calls that may run at once (one model instance each, weights shared).
+# Engine calls that may run at once, at the least (one model instance each, weights shared): a
+# further call waits inside the library for one of them to finish.
 PARALLEL_CALLS = 2
+
+
+def parallel_calls() -> int:
+    """Model instances for an engine: one per torch thread, as many as the threads a stage shares
+    a batch among (:mod:`emo.stages.regions_stage`), so none of them waits for another's call."""
+    import torch
+
+    return max(PARALLEL_CALLS, torch.get_num_threads())
 
 
 # torch hands tensor handles over as unnamed capsules; these open and make them (under the lock).
@@ -92,6 +101,7 @@ class DirectEngine:
         if create(ctypes.byref(handle), models, b"cpu", None) != 0 or not handle.value:
             raise DirectError("the library could not make its model container")
         self._handle = handle
+        self.models = models
         n = ctypes.c_size_t()
         if outputs(handle, ctypes.byref(n)) != 0 or n.value < 1:
             raise DirectError("the library does not say its outputs")

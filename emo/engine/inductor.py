@@ -127,7 +127,7 @@ def _direct(path: Path, into: str) -> Any:
         member = aoti_direct.model_library(path)
         if member is None:
             return None
-        return aoti_direct.DirectEngine(aoti_direct.extract_library(path, member, into))
+        return aoti_direct.DirectEngine(aoti_direct.extract_library(path, member, into), aoti_direct.parallel_calls())
     except (aoti_direct.DirectError, OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
 

@@ -99,3 +99,20 @@ def test_only_a_plain_one_library_package_is_called_directly(tmp_path, names, pl
 def test_a_library_that_is_not_a_model_falls_back_to_the_loader(tmp_path):
     pkg = _zip(tmp_path / "e.pt2", ["p/data/aotinductor/model/a.wrapper.so"])  # "x" is no shared object
     assert inductor._direct(pkg, str(tmp_path)) is None
+
+
+def test_the_engine_runs_as_many_calls_at_once_as_torch_has_threads(tiny_backbone, tiny_cache, tmp_path, monkeypatch):
+    """The regions stage shares a batch among one thread per torch thread: with fewer model
+    instances than that, the library makes the other threads' calls wait, one core each idle."""
+    _, eng = _engine(tiny_backbone, tiny_cache)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 6)
+    direct = inductor._direct(eng.path, str(tmp_path))
+    assert direct is not None and direct.models == 6
+    x = _batch(2)
+    out: list = [None] * 6
+    threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, direct([x])[0])) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(torch.equal(o, out[0]) for o in out)
