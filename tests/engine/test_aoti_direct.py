@@ -90,6 +90,18 @@ def _zip(path: Path, names: list[str]) -> Path:
     (["p/data/aotinductor/model/a.so", "p/data/aotinductor/model/b.so"], False),
     (["p/data/aotinductor/model/a.so", "p/data/weights/w0"], False),
     (["p/data/aotinductor/model/a.cpp"], False),
+    (["p/data/aotinductor/model/a.wrapper.so", "p/data/aotinductor/model/a.wrapper_metadata.json",
+      "p/data/aotinductor/model/b.kernel.cpp", "p/archive_format", "p/.data/version", "p/byteorder"], True),
+    # constants or weights the loader hands the library: called directly it would read none
+    (["p/data/aotinductor/model/a.so", "p/data/constants/tensor_0"], False),
+    (["p/data/aotinductor/model/a.so", "p/data/weights/weight_0"], False),
+    (["p/data/aotinductor/model/a.so", "p/xl_model_weights/model_param_config"], False),
+    (["p/data/aotinductor/model/a.so", "p/data/aotinductor/model/a_serialized_weights.bin"], False),
+    (["p/data/aotinductor/model/a.so", "p/models/model.json"], False),
+    (["p/data/aotinductor/model/a.so", "p/data/aotinductor/model/a.cubin"], False),
+    (["p/data/aotinductor/other/a.so"], False),  # not the model the loader runs
+    (["p/data/aotinductor/model/a.so", "q/archive_format"], False),
+    (["p/data/aotinductor/model/a.so", "stray"], False),
 ])
 def test_only_a_plain_one_library_package_is_called_directly(tmp_path, names, plain):
     got = aoti_direct.model_library(_zip(tmp_path / "e.pt2", names))
