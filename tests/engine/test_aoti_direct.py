@@ -128,3 +128,23 @@ def test_the_engine_runs_as_many_calls_at_once_as_torch_has_threads(tiny_backbon
     for t in threads:
         t.join(60)
     assert all(torch.equal(o, out[0]) for o in out)
+
+
+@pytest.mark.parametrize("error", [NotImplementedError("That compression method is not supported"),
+                                   RuntimeError("File is encrypted, password required for extraction"),
+                                   EOFError(), MemoryError()])
+def test_a_library_that_cannot_be_unpacked_keeps_the_loader_and_the_cached_engine(
+        tiny_backbone, tiny_cache, monkeypatch, capfd, error):
+    """The loader has loaded the package already: whatever goes wrong in making the direct call
+    costs only the direct call, never the cached engine (removed and rebuilt as corrupt)."""
+    def fail(*a, **kw):
+        raise error
+
+    monkeypatch.setattr(aoti_direct, "extract_library", fail)
+    model, eng = _engine(tiny_backbone, tiny_cache)
+    assert not eng.built and not eng.lock_free
+    x = _batch(3)
+    with torch.inference_mode():
+        ref = model(x)
+    assert all(torch.allclose(a, r, atol=1e-4, rtol=0) for a, r in zip(eng(x), ref))
+    assert "corrupt" not in capfd.readouterr().err
