@@ -5,8 +5,8 @@ nothing else in the process runs meanwhile: not a second engine call, not the re
 previous pictures, not the reading of input. A ``ctypes`` call releases the lock. This module
 calls the AOTInductor library of a package directly, where that is exactly the loader's engine:
 
-- a CPU package with one model library that holds its own weights and needs no proxy executor
-  (no ``<library>.json`` beside it, no weights files in the package);
+- a CPU package with one model library that holds its own weights and needs no proxy executor:
+  nothing in the package but that library, its sources and the archive's bookkeeping;
 - its first call is checked against the loader's on the same input, bit for bit, before it is
   trusted; on any doubt (a missing symbol, an error, a difference) the loader is used.
 """
@@ -24,8 +24,17 @@ if TYPE_CHECKING:
     import torch
 
 _MODEL_DIR = "data/aotinductor/"
-# Engine calls that may run at once (one model instance each, weights shared).
+# Engine calls that may run at once, at the least (one model instance each, weights shared): a
+# further call waits inside the library for one of them to finish.
 PARALLEL_CALLS = 2
+
+
+def parallel_calls() -> int:
+    """Model instances for an engine: one per torch thread, as many as the threads a stage shares
+    a batch among (:mod:`emo.stages.regions_stage`), so none of them waits for another's call."""
+    import torch
+
+    return max(PARALLEL_CALLS, torch.get_num_threads())
 
 
 # torch hands tensor handles over as unnamed capsules; these open and make them (under the lock).
@@ -41,20 +50,36 @@ class DirectError(Exception):
     """The library cannot be called directly (the loader is used instead)."""
 
 
+# What a plain package holds besides its model folder: the archive's own bookkeeping.
+_ARCHIVE_FILES = {"archive_format", "archive_version", "byteorder", "version", ".data/version",
+                  ".data/serialization_id"}
+# Files of the model folder that the library does not read at run time (its sources, build notes).
+_MODEL_EXTRAS = (".cpp", ".h", "_metadata.json", "_compile_flags.json", "_linker_flags.json")
+
+
 def model_library(package: Path) -> str | None:
     """The archive name of a package's one model library, or None when it is not a plain CPU
-    package (several libraries, a proxy executor's description, weights kept beside it)."""
+    package. Only names known to hold nothing the library needs qualify: anything else (a second
+    library, a proxy executor's ``<library>.json``, weights or constants kept beside the library,
+    a layout of a later torch) may be something the loader gives the library and a direct call
+    would not, which leaves the library reading weights that are not there."""
     with zipfile.ZipFile(package) as z:
-        names = z.namelist()
-    libs = [n for n in names if _MODEL_DIR in n and n.endswith(".so")]
-    if len(libs) != 1:
-        return None
-    stem = libs[0][: -len(".so")]
-    if stem + ".json" in names:  # operators torch runs for the library: needs the loader's executor
-        return None
-    if any(("/weights/" in n or n.endswith((".blob", ".bin", ".pt"))) for n in names):
-        return None
-    return libs[0]
+        names = [n for n in z.namelist() if not n.endswith("/")]
+    if len({n.partition("/")[0] for n in names}) != 1 or any("/" not in n for n in names):
+        return None  # torch writes everything below one top folder
+    folder = _MODEL_DIR + "model/"
+    libs = []
+    for name in names:
+        inner = name.partition("/")[2]
+        if inner in _ARCHIVE_FILES:
+            continue
+        if not inner.startswith(folder) or "/" in inner[len(folder):]:
+            return None
+        if inner.endswith(".so"):
+            libs.append(name)
+        elif not inner.endswith(_MODEL_EXTRAS):
+            return None
+    return libs[0] if len(libs) == 1 else None
 
 
 def extract_library(package: Path, member: str, into: str) -> str:
@@ -92,6 +117,7 @@ class DirectEngine:
         if create(ctypes.byref(handle), models, b"cpu", None) != 0 or not handle.value:
             raise DirectError("the library could not make its model container")
         self._handle = handle
+        self.models = models
         n = ctypes.c_size_t()
         if outputs(handle, ctypes.byref(n)) != 0 or n.value < 1:
             raise DirectError("the library does not say its outputs")

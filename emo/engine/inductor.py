@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,8 +126,8 @@ def _direct(path: Path, into: str) -> Any:
         member = aoti_direct.model_library(path)
         if member is None:
             return None
-        return aoti_direct.DirectEngine(aoti_direct.extract_library(path, member, into))
-    except (aoti_direct.DirectError, OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return aoti_direct.DirectEngine(aoti_direct.extract_library(path, member, into), aoti_direct.parallel_calls())
+    except Exception:  # any doubt: the loader, which has loaded this package already
         return None
 
 

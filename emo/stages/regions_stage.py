@@ -13,7 +13,7 @@ import math
 import statistics
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -194,16 +194,24 @@ class RegionStage:
         if threads < 2:
             self._run_part(items)
             return
-        if self._pool is None or self._pool_size != threads:
-            if self._pool is not None:
-                self._pool.shutdown()
-            self._pool = ThreadPoolExecutor(threads, "emo-regions", initializer=one_intra_op_thread)
-            self._pool_size = threads
+        pool = self._pool
+        if pool is None or self._pool_size < threads:
+            # One pool for batches of every size (a shorter last batch uses fewer of its threads),
+            # replaced only by a bigger one and never shut down: a caller on another thread
+            # (emo.Predictor) may be using it; its threads end once it is dropped.
+            size = max(threads, torch.get_num_threads())
+            pool = self._pool = ThreadPoolExecutor(size, "emo-regions", initializer=one_intra_op_thread)
+            self._pool_size = size
         # Whole pictures per thread, in CPU_CHUNK pairs: the same engine calls as one thread makes.
         step = -(-len(items) // threads)
         step += step % CPU_CHUNK
         parts = [items[i : i + step] for i in range(0, len(items), step)]
-        list(self._pool.map(self._run_part, parts))
+        futures = [pool.submit(self._run_part, part) for part in parts]
+        # Every part ends before this returns, even when one raises: the batch is then retried
+        # picture by picture, and a part still running would write into the same records meanwhile.
+        wait(futures)
+        for f in futures:
+            f.result()
 
     def _run_part(self, items: list[Item]) -> None:
         fmaps = self.feature_maps(to_batch(items, self.view))

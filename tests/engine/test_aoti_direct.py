@@ -90,6 +90,18 @@ def _zip(path: Path, names: list[str]) -> Path:
     (["p/data/aotinductor/model/a.so", "p/data/aotinductor/model/b.so"], False),
     (["p/data/aotinductor/model/a.so", "p/data/weights/w0"], False),
     (["p/data/aotinductor/model/a.cpp"], False),
+    (["p/data/aotinductor/model/a.wrapper.so", "p/data/aotinductor/model/a.wrapper_metadata.json",
+      "p/data/aotinductor/model/b.kernel.cpp", "p/archive_format", "p/.data/version", "p/byteorder"], True),
+    # constants or weights the loader hands the library: called directly it would read none
+    (["p/data/aotinductor/model/a.so", "p/data/constants/tensor_0"], False),
+    (["p/data/aotinductor/model/a.so", "p/data/weights/weight_0"], False),
+    (["p/data/aotinductor/model/a.so", "p/xl_model_weights/model_param_config"], False),
+    (["p/data/aotinductor/model/a.so", "p/data/aotinductor/model/a_serialized_weights.bin"], False),
+    (["p/data/aotinductor/model/a.so", "p/models/model.json"], False),
+    (["p/data/aotinductor/model/a.so", "p/data/aotinductor/model/a.cubin"], False),
+    (["p/data/aotinductor/other/a.so"], False),  # not the model the loader runs
+    (["p/data/aotinductor/model/a.so", "q/archive_format"], False),
+    (["p/data/aotinductor/model/a.so", "stray"], False),
 ])
 def test_only_a_plain_one_library_package_is_called_directly(tmp_path, names, plain):
     got = aoti_direct.model_library(_zip(tmp_path / "e.pt2", names))
@@ -99,3 +111,40 @@ def test_only_a_plain_one_library_package_is_called_directly(tmp_path, names, pl
 def test_a_library_that_is_not_a_model_falls_back_to_the_loader(tmp_path):
     pkg = _zip(tmp_path / "e.pt2", ["p/data/aotinductor/model/a.wrapper.so"])  # "x" is no shared object
     assert inductor._direct(pkg, str(tmp_path)) is None
+
+
+def test_the_engine_runs_as_many_calls_at_once_as_torch_has_threads(tiny_backbone, tiny_cache, tmp_path, monkeypatch):
+    """The regions stage shares a batch among one thread per torch thread: with fewer model
+    instances than that, the library makes the other threads' calls wait, one core each idle."""
+    _, eng = _engine(tiny_backbone, tiny_cache)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 6)
+    direct = inductor._direct(eng.path, str(tmp_path))
+    assert direct is not None and direct.models == 6
+    x = _batch(2)
+    out: list = [None] * 6
+    threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, direct([x])[0])) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(torch.equal(o, out[0]) for o in out)
+
+
+@pytest.mark.parametrize("error", [NotImplementedError("That compression method is not supported"),
+                                   RuntimeError("File is encrypted, password required for extraction"),
+                                   EOFError(), MemoryError()])
+def test_a_library_that_cannot_be_unpacked_keeps_the_loader_and_the_cached_engine(
+        tiny_backbone, tiny_cache, monkeypatch, capfd, error):
+    """The loader has loaded the package already: whatever goes wrong in making the direct call
+    costs only the direct call, never the cached engine (removed and rebuilt as corrupt)."""
+    def fail(*a, **kw):
+        raise error
+
+    monkeypatch.setattr(aoti_direct, "extract_library", fail)
+    model, eng = _engine(tiny_backbone, tiny_cache)
+    assert not eng.built and not eng.lock_free
+    x = _batch(3)
+    with torch.inference_mode():
+        ref = model(x)
+    assert all(torch.allclose(a, r, atol=1e-4, rtol=0) for a, r in zip(eng(x), ref))
+    assert "corrupt" not in capfd.readouterr().err

@@ -223,3 +223,47 @@ def test_regions_as_emo_regions_writes_them_are_reused(cam_file, tmp_path):
     stage = region_stage(_settings(), top_k=3, cam_file=cam_file, local=True, emit=True)
     (rec,) = _run(stage, [{"path": str(pic), "regions": given}], None)
     assert [(g["box"], g["p_obj"]) for g in rec["regions"]] == [([0, 0, 10, 10], 0.25)]
+
+
+def test_a_shared_batch_that_fails_ends_every_part_before_it_is_retried(cam_file, monkeypatch):
+    """A part that raises sends the batch back to be run picture by picture; no other part may
+    still be writing into those records then (or later, while they are written out)."""
+    import threading
+    import time
+
+    from emo.engine import Engine
+    from emo.stages.regions_stage import RegionStage
+
+    monkeypatch.setattr(Engine, "lock_free", property(lambda self: True))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    stage = region_stage(_settings(), top_k=3, cam_file=cam_file)
+    done = threading.Event()
+
+    def part(self, items):
+        if items[0] == 0:
+            raise ValueError("a bad picture")
+        time.sleep(0.5)
+        done.set()
+
+    monkeypatch.setattr(RegionStage, "_run_part", part)
+    with pytest.raises(ValueError):
+        stage.run(list(range(8)))
+    assert done.is_set()  # the slower part had ended when the failure came back
+
+
+def test_batches_of_any_size_share_one_pool_that_no_call_shuts_down(cam_file, monkeypatch):
+    """A shorter last batch (fewer threads) neither replaces the pool nor shuts it down under a
+    call from another thread (emo.Predictor), which would then fail its whole batch."""
+    from emo.engine import Engine
+    from emo.stages.regions_stage import RegionStage
+
+    monkeypatch.setattr(Engine, "lock_free", property(lambda self: True))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    monkeypatch.setattr(RegionStage, "_run_part", lambda self, items: None)
+    stage = region_stage(_settings(), top_k=3, cam_file=cam_file)
+    stage.run(list(range(16)))  # four threads' worth
+    pool = stage._pool
+    for n in (12, 8, 16, 9):
+        stage.run(list(range(n)))
+        assert stage._pool is pool
+    pool.submit(lambda: None).result()  # still open
