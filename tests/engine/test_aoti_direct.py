@@ -77,6 +77,19 @@ def test_a_first_batch_that_differs_or_fails_keeps_the_loader():
         assert fn(x) is want and calls == ["loader", "loader"]
 
 
+def test_the_first_batch_reaches_the_library_dense_as_every_later_one():
+    x = _batch(4).transpose(2, 3)  # a view: the library would read its memory in the wrong order
+    want = [x.float().sum((1, 2))]
+
+    def direct(ins):
+        assert all(t.is_contiguous() for t in ins)
+        return [ins[0].float().sum((1, 2))]
+
+    fn = aoti_direct.checked(direct, lambda t: want)
+    fn(x)
+    assert fn.direct() and torch.equal(fn(x)[0], want[0])
+
+
 def _zip(path: Path, names: list[str]) -> Path:
     with zipfile.ZipFile(path, "w") as z:
         for n in names:
