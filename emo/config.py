@@ -75,9 +75,15 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     changes = {}
     for f in fields(Settings):
-        raw = env.get(ENV_PREFIX + f.name.upper())
+        var = ENV_PREFIX + f.name.upper()
+        raw = env.get(var)
         if raw is not None and raw != "":
             changes[f.name] = _coerce(f.name, raw, getattr(DEFAULTS, f.name))
+            # Checked alone, so the one line names the variable that holds the bad value.
+            try:
+                validate(replace(DEFAULTS, **{f.name: changes[f.name]}))
+            except ConfigError as e:
+                raise ConfigError(f"{var}={raw!r}: {e}") from None
     return validate(replace(DEFAULTS, **changes))
 
 

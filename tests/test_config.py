@@ -137,3 +137,19 @@ def test_jsonl_keys_never_clash_with_truth():
 def test_an_unknown_decoder_is_refused():
     with pytest.raises(ConfigError, match="decoder 'fork' is not one of auto, process, thread"):
         from_env({"EMO_DECODER": "fork"})
+
+
+@pytest.mark.parametrize(
+    "env, match",
+    [
+        ({"EMO_BATCH_SIZE": "0"}, r"^EMO_BATCH_SIZE='0': batch size must be at least 1$"),
+        ({"EMO_BATCH_SIZE": "2000000"}, r"^EMO_BATCH_SIZE='2000000': batch size must be at most"),
+        ({"EMO_WORKERS": "-1"}, r"^EMO_WORKERS='-1': workers must be 0"),
+        ({"EMO_DEVICE": "gpu"}, r"^EMO_DEVICE='gpu': device 'gpu'"),
+        ({"EMO_MAX_BYTES": "-5", "EMO_BATCH_SIZE": "8"}, r"^EMO_MAX_BYTES='-5': max bytes"),
+    ],
+)
+def test_out_of_range_env_value_names_its_variable(env, match):
+    """docs/robustness.md: an EMO_* value out of range is one line naming it."""
+    with pytest.raises(ConfigError, match=match):
+        from_env(env)
