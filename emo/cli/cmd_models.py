@@ -41,11 +41,11 @@ def _rows(settings) -> list[dict]:
 
 
 @click.group(invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per network instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per network instead of the tables (networks only).")
 @cache_options
 @click.pass_context
 def models(ctx: click.Context, as_json: bool, cache_dir: str | None, weights_dir: str | None) -> int:
-    """List the networks emo knows: input size, output dims, and whether their weights are here.
+    """List the networks emo knows (input size, output dims, whether their weights are here), then the shipped heads.
 
     \b
     Examples:
