@@ -21,6 +21,7 @@ magnitude of each response is averaged over a 4 x 4 grid of the image. Output in
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,6 +33,8 @@ GIST_ORIENTATIONS = 8
 GIST_GRID = 4
 GIST_DIMS = GIST_SCALES * GIST_ORIENTATIONS * GIST_GRID * GIST_GRID
 GIST_PAD = 32  # LMgist's boundaryExtension
+# A Gabor filter's values below this share of its peak are taken as zero: they move no float32 result.
+GIST_NEGLIGIBLE = 1e-10
 PREFILTER_FC = 4.0
 _PREFILTER_PAD = 5
 
@@ -203,13 +206,92 @@ def _complex_bank(h: int, w: int, device: torch.device) -> torch.Tensor:
     return _cache[key]
 
 
-def gist(gray: torch.Tensor, chunk: int = 4, images: int | None = None) -> torch.Tensor:
+def _cover(mask: np.ndarray) -> tuple[int, int]:
+    """``(start, length)`` of the shortest circular run of indices holding every True of ``mask``."""
+    n = len(mask)
+    if mask.all() or not mask.any():
+        return 0, n
+    off = np.flatnonzero(mask)
+    gaps = np.diff(np.append(off, off[0] + n))  # gap after each set index, around the circle
+    k = int(gaps.argmax())
+    return int(off[(k + 1) % len(off)]), n - int(gaps[k]) + 1
+
+
+@dataclass(frozen=True)
+class _Box:
+    """One Gabor filter's support, ``rows x cols`` from ``(r0, c0)`` on the circle (FFT order),
+    oriented so that ``rows <= cols`` (``flip``: rows are x frequencies); ``gain``: the filter there."""
+
+    r0: int
+    c0: int
+    rows: int
+    cols: int
+    flip: bool
+    gain: torch.Tensor
+
+
+def _boxes(hp: int, wp: int) -> list[_Box]:
+    """Each filter of the bank for a ``hp x wp`` padded image, cut to where it is not negligible."""
+    key = ("boxes", hp, wp)
+    if key not in _cache:
+        bank = gabor_bank(hp, wp).double().numpy()
+        boxes = []
+        for g in bank:
+            (r0, rows), (c0, cols) = (_cover(m) for m in _keep(g))
+            flip = rows > cols
+            if flip:
+                g, r0, rows, c0, cols = g.T, c0, cols, r0, rows
+            gain = np.roll(g, (-r0, -c0), (0, 1))[:rows, :cols]
+            boxes.append(_Box(r0, c0, rows, cols, flip, torch.from_numpy(gain).to(torch.complex64)))
+        _cache[key] = boxes
+    return _cache[key]
+
+
+def _keep(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns where filter ``g`` reaches ``GIST_NEGLIGIBLE`` of its peak."""
+    big = g > GIST_NEGLIGIBLE * g.max()
+    return big.any(1), big.any(0)
+
+
+def _gist_boxed(spectrum: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``(B, Hp, Wp)`` spectra of padded images -> ``(B, 32, 4, 4)`` cell means, on the CPU.
+
+    Each filter's product with the spectrum is non-zero only in its box, so the inverse FFT runs
+    its first pass over the box's lines only (zero-padded to full length) and its second over
+    the ``h`` or ``w`` lines the crop keeps. Rolling a spectrum moves no energy, only the phase, so
+    the box is rolled to the origin and ``|z|`` is the same.
+    """
+    b, hp, wp = spectrum.shape
+    p = GIST_PAD
+    boxes = _boxes(hp, wp)
+    rows_h, rows_w = _cell_weights(h, spectrum.device), _cell_weights(w, spectrum.device)
+    out = torch.empty((b, len(boxes), GIST_GRID, GIST_GRID))
+    energy = {False: torch.empty(w, h), True: torch.empty(h, w)}  # by flip: (x, y) or (y, x)
+    for i in range(b):
+        s = spectrum[i]
+        tiled = s.repeat(2, 2)  # a box that wraps around the edge is a plain slice of this
+        sides = {False: tiled, True: tiled.T}
+        for f, box in enumerate(boxes):
+            n1, n2, keep1, keep2 = (hp, wp, h, w) if box.flip else (wp, hp, w, h)
+            prod = sides[box.flip][box.r0:box.r0 + box.rows, box.c0:box.c0 + box.cols] * box.gain
+            first = torch.fft.ifft(prod, n=n1, dim=-1)[:, p:p + keep1]
+            z = torch.fft.ifft(first.T.contiguous(), n=n2, dim=-1)[:, p:p + keep2]
+            e = energy[box.flip]
+            np.abs(z.numpy(), out=e.numpy())  # numpy's complex abs is vectorised; torch's is not
+            # cells in column-major order, as MATLAB reshapes: (x cell, y cell)
+            out[i, f] = (rows_h @ e @ rows_w.T).T if box.flip else rows_w @ e @ rows_h.T
+    return out
+
+
+def gist(gray: torch.Tensor, chunk: int = 4, images: int | None = None, boxed: bool | None = None) -> torch.Tensor:
     """``(B, 1, H, W)`` or ``(B, H, W)`` grey in [0, 1] -> ``(B, 512)`` GIST descriptor (float32).
 
     Meant for the 256 x 256 view (LMgist's ``imageSize``); other sizes work with a filter bank
-    built for them. Deterministic; a constant image gives all zeros. Each step filters
-    ``images`` images (default: one on the CPU, so the working set stays in cache; the whole
-    batch elsewhere) by ``chunk`` filters; neither changes the result.
+    built for them. Deterministic; a constant image gives all zeros. On the CPU each filter is
+    applied only where it reaches ``GIST_NEGLIGIBLE`` of its peak (:func:`_gist_boxed`; ``boxed``
+    False turns that off); otherwise each step filters ``images`` images (default: one on the
+    CPU, the whole batch elsewhere) by ``chunk`` filters. None of these changes the result
+    beyond float32 rounding.
     """
     g = _as_b1hw(gray)[:, 0]
     lo = g.amin((-2, -1), keepdim=True)
@@ -218,6 +300,8 @@ def gist(gray: torch.Tensor, chunk: int = 4, images: int | None = None) -> torch
     x = _symmetric_pad(prefilter(g), GIST_PAD)
     b, h, w = g.shape
     hp, wp = x.shape[-2:]
+    if g.device.type == "cpu" and boxed is not False:
+        return _gist_boxed(torch.fft.fft2(x), h, w).flatten(1)
     spectrum = torch.fft.fft2(x).unsqueeze(1)  # (B, 1, Hp, Wp)
     bank = _complex_bank(hp, wp, g.device)
     rows, cols = _cell_weights(h, g.device), _cell_weights(w, g.device).T

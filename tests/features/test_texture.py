@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import emo
-from emo.features import HANDCRAFTED_DIMS
+from emo.features import HANDCRAFTED_DIMS, texture
 from emo.features.texture import LBP_BINS, gist, lbp_codes, lbp_histogram, to_gray
 
 
@@ -154,13 +154,44 @@ def test_gist_matches_plain_reference_on_photos():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-6)
 
 
-@pytest.mark.parametrize("chunk, images", [(1, None), (3, 2)])
-def test_gist_non_square_any_step_matches_reference(chunk, images):
+@pytest.mark.parametrize("chunk, images, boxed", [(1, None, False), (3, 2, False), (4, None, True)])
+def test_gist_non_square_any_step_matches_reference(chunk, images, boxed):
     img = _sample_gray("rocket.jpg", (150, 97))  # odd, non-square: squaring and uneven cells
     batch = torch.from_numpy(np.stack((img, img[::-1, ::-1].copy())))
-    got = gist(batch, chunk=chunk, images=images).double().numpy()
+    got = gist(batch, chunk=chunk, images=images, boxed=boxed).double().numpy()
     want = [_reference_gist(im.astype(np.float64)) for im in batch.numpy()]
     np.testing.assert_allclose(got, np.stack(want), rtol=1e-4, atol=2e-6)
+
+
+def test_gist_boxed_and_whole_filtering_agree_to_float32_rounding():
+    imgs = np.stack([_sample_gray(n, (256, 256)) for n in ("cat.jpg", "coffee.jpg", "hubble.jpg")])
+    for batch in (torch.from_numpy(imgs), torch.from_numpy(imgs[:, :200, :120].copy())):
+        whole, boxed = gist(batch, boxed=False), gist(batch, boxed=True)
+        assert whole.abs().max() > 0.05
+        torch.testing.assert_close(boxed, whole, rtol=0, atol=5e-7)
+
+
+def test_a_filter_box_holds_every_value_that_is_not_negligible():
+    bank = texture.gabor_bank(320, 227).double().numpy()
+    for g, box in zip(bank, texture._boxes(320, 227)):
+        if box.flip:
+            g = g.T
+        rolled = np.roll(g, (-box.r0, -box.c0), (0, 1))
+        outside = rolled.copy()
+        outside[:box.rows, :box.cols] = 0
+        assert outside.max() <= texture.GIST_NEGLIGIBLE * g.max()
+        assert box.rows <= box.cols
+        np.testing.assert_allclose(box.gain.real.numpy(), rolled[:box.rows, :box.cols].astype(np.float32))
+    coarse = texture._boxes(320, 320)[-1]
+    assert coarse.rows * coarse.cols < 0.1 * 320 * 320  # the coarsest scale is a small part of the plane
+
+
+@pytest.mark.parametrize("mask, want", [
+    ([0, 1, 1, 0, 0], (1, 2)), ([1, 0, 0, 0, 1], (4, 2)), ([0, 0, 1, 0, 0], (2, 1)),
+    ([1, 1, 1], (0, 3)), ([1, 0, 1, 0, 0, 0, 1], (6, 4)),
+])
+def test_cover_is_the_shortest_run_around_the_circle(mask, want):
+    assert texture._cover(np.array(mask, dtype=bool)) == want
 
 
 def test_lbp_photo_matches_plain_count():
