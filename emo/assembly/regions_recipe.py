@@ -8,7 +8,7 @@ from typing import Any
 
 from emo import config
 from emo.assembly.filters import BuildContext, Filter, flag
-from emo.errors import ModelError, UsageError
+from emo.errors import UsageError
 
 PROPOSALS = ("cam", "rcnn")
 
@@ -57,18 +57,11 @@ def region_stage(settings: config.Settings, *, proposals: str = "cam", top_k: in
     from emo.config import KEY_REGIONS
     from emo.io.decode import View
     from emo.models.registry import get
-    from emo.regions.layers import SHIPPED_CAM, read_layer
+    from emo.regions.layers import read_region_layers
     from emo.stages.head_stages import LazyStage
 
-    entry = get(settings.backbone)
-    if not entry.stages:
-        raise ModelError(f"{entry.name}: the registry names no stages, so it has no feature map for regions")
-    channels = entry.stages[-1][1]
     # Read once, here: the stage takes these arrays, so a file replaced during start-up changes nothing.
-    cam = read_layer(cam_file or SHIPPED_CAM, "cam", channels)
-    if cam[2].get("backbone") not in (None, entry.name):
-        raise ModelError(f"the CAM layer was trained on {cam[2].get('backbone')}, not {entry.name} (--backbone)")
-    head = read_layer(region_head, "region_head", 2 * channels) if region_head else None
+    read = read_region_layers(get(settings.backbone), cam_file, region_head)
     if draw_dir is not None:
         try:
             draw_dir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +74,7 @@ def region_stage(settings: config.Settings, *, proposals: str = "cam", top_k: in
         return regions_stage.region_stage(
             settings, proposals=proposals, top_k=top_k, iou=iou, size=size, detector_size=detector_size,
             cam_file=cam_file, region_head=region_head, emit=emit, local=local, draw_dir=draw_dir,
-            draw_k=draw_k, root=root, verbose=verbose, read=(cam, head))
+            draw_k=draw_k, root=root, verbose=verbose, read=read)
 
     views = (View(size, mode="fit"),) + ((View(detector_size, mode="fit"),) if proposals == "rcnn" else ())
     group = "regions"  # the feature group a regions head reads (X_local)

@@ -129,7 +129,23 @@ def load_layer(path: Path, kind: str, in_dim: int | None = None) -> LinearLayer:
     return layer_of(read_layer(path, kind, in_dim))
 
 
-def layer_of(read: tuple[np.ndarray, np.ndarray, dict[str, Any]]) -> LinearLayer:
+Read = tuple[np.ndarray, np.ndarray, dict[str, Any]]  # what read_layer gives: weight, bias, header
+
+
+def read_region_layers(entry: Any, cam_file: Path | None, region_head: Path | None) -> tuple[Read, Read | None]:
+    """The CAM layer (``cam_file``, default the shipped one) and the optional region head for the
+    registry network ``entry``, read and checked against it without torch, or :class:`ModelError`."""
+    if not entry.stages:
+        raise ModelError(f"{entry.name}: the registry names no stages, so it has no feature map for regions")
+    channels = entry.stages[-1][1]
+    cam = read_layer(cam_file or SHIPPED_CAM, "cam", channels)
+    if cam[2].get("backbone") not in (None, entry.name):
+        raise ModelError(f"the CAM layer was trained on {cam[2].get('backbone')}, not {entry.name} (--backbone)")
+    head = read_layer(region_head, "region_head", 2 * channels) if region_head else None
+    return cam, head
+
+
+def layer_of(read: Read) -> LinearLayer:
     """The layer a :func:`read_layer` result holds (its tensors share the arrays)."""
     import torch
 

@@ -267,27 +267,21 @@ def region_stage(settings, *, proposals: str = "cam", top_k: int = 10, iou: floa
     ``settings.backbone`` must be the network the CAM layer was trained on (its header says).
     ``draw_dir``: write drawings there, each with the best ``draw_k`` regions, named after the
     picture's path relative to ``root`` (default: the current folder). ``read``: the CAM layer
-    and region head as :func:`emo.regions.layers.read_layer` already read them from ``cam_file``
-    and ``region_head`` (so a file replaced since is not read again), instead of reading them.
+    and region head as :func:`emo.regions.layers.read_region_layers` already read and checked
+    them (so a file replaced since is not read again), instead of reading ``cam_file`` and
+    ``region_head``.
     """
     from emo.engine import Profile, load
-    from emo.errors import ModelError, UsageError
+    from emo.errors import UsageError
     from emo.models import create, get
     from emo.models.weights import load_state_dict, resolve
     from emo.regions.find import LastMap
-    from emo.regions.layers import SHIPPED_CAM, layer_of, load_layer
+    from emo.regions.layers import layer_of, read_region_layers
 
     entry = get(settings.backbone)
-    if not entry.stages:
-        raise ModelError(f"{entry.name}: the registry names no stages, so it has no feature map for regions")
+    cam_read, head_read = read if read is not None else read_region_layers(entry, cam_file, region_head)
+    cam, head = layer_of(cam_read), (layer_of(head_read) if head_read is not None else None)
     channels = entry.stages[-1][1]
-    if read is not None:
-        cam, head = layer_of(read[0]), (layer_of(read[1]) if read[1] is not None else None)
-    else:
-        cam = load_layer(cam_file or SHIPPED_CAM, "cam", channels)
-        head = load_layer(region_head, "region_head", 2 * channels) if region_head else None
-    if cam.header.get("backbone") not in (None, entry.name):
-        raise ModelError(f"the CAM layer was trained on {cam.header.get('backbone')}, not {entry.name} (--backbone)")
     weights, digest = resolve(entry.weights, settings) if entry.weights else (None, "")
     classifier = object_classifier(load_state_dict(weights), entry.num_classes, channels) if weights else None
     built: list = []
