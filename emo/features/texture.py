@@ -300,9 +300,10 @@ def gist(gray: torch.Tensor, chunk: int = 4, images: int | None = None, boxed: b
     x = _symmetric_pad(prefilter(g), GIST_PAD)
     b, h, w = g.shape
     hp, wp = x.shape[-2:]
+    spectrum = torch.fft.fft2(x)
     if g.device.type == "cpu" and boxed is not False:
-        return _gist_boxed(torch.fft.fft2(x), h, w).flatten(1)
-    spectrum = torch.fft.fft2(x).unsqueeze(1)  # (B, 1, Hp, Wp)
+        return _gist_boxed(spectrum, h, w).flatten(1)
+    spectrum = spectrum.unsqueeze(1)  # (B, 1, Hp, Wp)
     bank = _complex_bank(hp, wp, g.device)
     rows, cols = _cell_weights(h, g.device), _cell_weights(w, g.device).T
     p, n = GIST_PAD, bank.shape[0]
