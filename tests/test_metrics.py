@@ -107,11 +107,12 @@ def test_predictions_that_name_no_file_are_counted_apart():
     # a bad line, a null path, an invalid path_bytes: none can meet truth, and none may vanish from the counts
     preds = [{"path": "a.jpg", "emotion": {"label": "joy"}}, {"error": {"kind": "bad_line", "message": "p:2"}},
              {"path": None, "emotion": {"label": "joy"}}, {"path": "b.jpg", "path_bytes": "%%%", "emotion": {}},
-             {"path": "c.jpg", "emotion": {"label": "fear"}}]
+             {"path": "c.jpg", "emotion": {"label": "fear"}}, {"path": "", "emotion": {"label": "joy"}}]
     c = JoinCounts()
-    out = list(join_truth(preds, [{"path": "a.jpg", "label": "joy"}], counts=c))
-    assert len(out) == 5 and out[0]["label"] == "joy"
-    assert (c.predictions, c.matched, c.no_truth, c.prediction_without_path) == (5, 1, 1, 3)
+    out = list(join_truth(preds, [{"path": "a.jpg", "label": "joy"}, {"path": "", "label": "joy"}], counts=c))
+    assert len(out) == 6 and out[0]["label"] == "joy" and "label" not in out[5]
+    assert (c.predictions, c.matched, c.no_truth, c.prediction_without_path) == (6, 1, 1, 4)
+    assert c.truth_without_path == 1  # an empty path names no file on the truth side either
     assert c.matched + c.no_truth + c.prediction_without_path == c.predictions
 
 

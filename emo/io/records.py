@@ -68,7 +68,7 @@ class Item:
         name = record_name(self.record)
         if name is None:
             p = self.record.get(KEY_PATH)
-            return p if isinstance(p, str) else f"<input {self.index + 1}>"
+            return p if isinstance(p, str) and p else f"<input {self.index + 1}>"
         return shown(name)
 
 
@@ -173,14 +173,15 @@ def name_from_path_bytes(value: Any) -> str:
 def record_name(record: Mapping[str, Any]) -> str | None:
     """The exact name of the file a record names, as Python spells file names: its ``path_bytes``
     when it carries one (null counts as none), else its string ``path``. None when it names no
-    file, or its ``path_bytes`` is invalid (such an input is a ``bad_record``)."""
+    file (an empty ``path`` names none either), or its ``path_bytes`` is invalid (such an input
+    is a ``bad_record``)."""
     if record.get(KEY_PATH_BYTES) is not None:
         try:
             return name_from_path_bytes(record[KEY_PATH_BYTES])
         except ValueError:
             return None
     path = record.get(KEY_PATH)
-    return path if isinstance(path, str) else None
+    return path if isinstance(path, str) and path else None
 
 
 def _preview(raw: bytes, limit: int = 80) -> str:

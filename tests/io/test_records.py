@@ -133,6 +133,8 @@ def test_an_empty_path_is_a_bad_path_not_the_working_folder(tmp_path):
         assert [it.ok for it in items] == [True, False, True]
         assert items[1].error.kind == "bad_path" and '"path" is empty' in items[1].error.message
         assert items[1].path is None
+        # it names no file anywhere a record's name is asked for (score joins, resume, messages)
+        assert record_name(items[1].record) is None and items[1].label == "<input 2>"
 
 
 def test_path_bytes_given_twice_is_a_bad_record():
