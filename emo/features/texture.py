@@ -21,7 +21,10 @@ magnitude of each response is averaged over a 4 x 4 grid of the image. Output in
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +44,19 @@ _PREFILTER_PAD = 5
 # (dy, dx) of neighbour p = 0..7, counter-clockwise from the right (image rows grow downwards).
 LBP_OFFSETS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
 
-_cache: dict[tuple, torch.Tensor] = {}
+_cache: dict[tuple, Any] = {}
+_cache_lock = threading.RLock()  # re-entrant: one table is made from another (boxes from the bank)
+
+
+def _cached(key: tuple, make: Callable[[], Any]) -> Any:
+    """``_cache[key]``, made once: worker threads that ask at the same time wait for the first."""
+    value = _cache.get(key)
+    if value is None:
+        with _cache_lock:
+            value = _cache.get(key)
+            if value is None:
+                value = _cache[key] = make()
+    return value
 
 
 def to_gray(rgb: torch.Tensor) -> torch.Tensor:
@@ -66,7 +81,8 @@ def _transitions(code: int) -> int:
 def lbp_mapping(device: torch.device | str = "cpu") -> torch.Tensor:
     """``(256,)`` int64: the 59-bin ``u2`` bin of each 8-bit LBP code."""
     key = ("lbp", torch.device(device))
-    if key not in _cache:
+
+    def make() -> Any:
         table, nxt = [], 0
         for code in range(256):
             if _transitions(code) <= 2:
@@ -74,8 +90,9 @@ def lbp_mapping(device: torch.device | str = "cpu") -> torch.Tensor:
                 nxt += 1
             else:
                 table.append(LBP_BINS - 1)
-        _cache[key] = torch.tensor(table, device=device)
-    return _cache[key]
+        return torch.tensor(table, device=device)
+
+    return _cached(key, make)
 
 
 def _lbp_codes_u8(gray: torch.Tensor) -> torch.Tensor:
@@ -100,9 +117,7 @@ def lbp_codes(gray: torch.Tensor) -> torch.Tensor:
 def _lbp_bin_matrix(device: torch.device) -> torch.Tensor:
     """``(256, 59)`` float32 one-hot rows: code -> its ``u2`` bin."""
     key = ("lbp-onehot", device)
-    if key not in _cache:
-        _cache[key] = F.one_hot(lbp_mapping(device), LBP_BINS).float()
-    return _cache[key]
+    return _cached(key, lambda: F.one_hot(lbp_mapping(device), LBP_BINS).float())
 
 
 def lbp_histogram(gray: torch.Tensor) -> torch.Tensor:
@@ -136,13 +151,15 @@ def _prefilter_circulant(n: int, device: torch.device) -> torch.Tensor:
     two small matrix products, cheaper than forward and inverse FFTs of the awkward padded size.
     """
     key = ("prefilter", n, device)
-    if key not in _cache:
+
+    def make() -> Any:
         f = torch.fft.fftfreq(n, 1.0 / n, dtype=torch.float64)
         s1 = PREFILTER_FC / math.sqrt(math.log(2))
         kernel = torch.fft.ifft(torch.exp(-(f**2) / s1**2).to(torch.complex128)).real
         lag = (torch.arange(n).view(n, 1) - torch.arange(n).view(1, n)) % n
-        _cache[key] = kernel[lag].float().to(device)
-    return _cache[key]
+        return kernel[lag].float().to(device)
+
+    return _cached(key, make)
 
 
 def gabor_bank(h: int, w: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -154,7 +171,8 @@ def gabor_bank(h: int, w: int, device: torch.device | str = "cpu") -> torch.Tens
     """
     device = torch.device(device)
     key = ("gabor", h, w, device)
-    if key not in _cache:
+
+    def make() -> Any:
         fy, fx = _freq_grid(h, w, device)
         fr = torch.sqrt(fx**2 + fy**2) / max(h, w)  # cycles per pixel
         t = torch.atan2(fy, fx)
@@ -165,8 +183,9 @@ def gabor_bank(h: int, w: int, device: torch.device | str = "cpu") -> torch.Tens
         tr = t + (math.pi / GIST_ORIENTATIONS * o).view(-1, 1, 1)
         tr = torch.remainder(tr + math.pi, 2 * math.pi) - math.pi  # wrap to [-pi, pi)
         bank = torch.exp(-10 * 0.35 * (fr / f0 - 1) ** 2 - 2 * sigma_t * math.pi * tr**2)
-        _cache[key] = bank.float()
-    return _cache[key]
+        return bank.float()
+
+    return _cached(key, make)
 
 
 def prefilter(img: torch.Tensor) -> torch.Tensor:
@@ -190,20 +209,21 @@ def prefilter(img: torch.Tensor) -> torch.Tensor:
 def _cell_weights(n: int, device: torch.device) -> torch.Tensor:
     """``(GIST_GRID, n)``: row ``i`` averages the pixels of cell ``i``, bins as ``adaptive_avg_pool``."""
     key = ("cells", n, device)
-    if key not in _cache:
+
+    def make() -> Any:
         m = torch.zeros(GIST_GRID, n, device=device)
         for i in range(GIST_GRID):
             lo, hi = (i * n) // GIST_GRID, -(-((i + 1) * n) // GIST_GRID)
             m[i, lo:hi] = 1.0 / (hi - lo)
-        _cache[key] = m
-    return _cache[key]
+        return m
+
+    return _cached(key, make)
 
 
 def _complex_bank(h: int, w: int, device: torch.device) -> torch.Tensor:
     key = ("gabor-complex", h, w, device)
-    if key not in _cache:  # complex x complex multiplies several times faster than complex x real
-        _cache[key] = gabor_bank(h, w, device).to(torch.complex64)
-    return _cache[key]
+    # complex x complex multiplies several times faster than complex x real
+    return _cached(key, lambda: gabor_bank(h, w, device).to(torch.complex64))
 
 
 def _cover(mask: np.ndarray) -> tuple[int, int]:
@@ -233,7 +253,8 @@ class _Box:
 def _boxes(hp: int, wp: int) -> list[_Box]:
     """Each filter of the bank for a ``hp x wp`` padded image, cut to where it is not negligible."""
     key = ("boxes", hp, wp)
-    if key not in _cache:
+
+    def make() -> Any:
         bank = gabor_bank(hp, wp).double().numpy()
         boxes = []
         for g in bank:
@@ -243,8 +264,9 @@ def _boxes(hp: int, wp: int) -> list[_Box]:
                 g, r0, rows, c0, cols = g.T, c0, cols, r0, rows
             gain = np.roll(g, (-r0, -c0), (0, 1))[:rows, :cols]
             boxes.append(_Box(r0, c0, rows, cols, flip, torch.from_numpy(gain).to(torch.complex64)))
-        _cache[key] = boxes
-    return _cache[key]
+        return boxes
+
+    return _cached(key, make)
 
 
 def _keep(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
