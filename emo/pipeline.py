@@ -200,7 +200,7 @@ def _as_it_comes(reader: _Reader, size: int) -> Iterator[list[Item]]:
         yield reader.take(size, time.monotonic() + FILL_SECONDS)
 
 
-def _run_stage(stage: Stage, items: list[Item]) -> None:
+def run_stage(stage: Stage, items: list[Item]) -> None:
     """Run a stage on a batch; if the batch fails, retry item by item so one bad input is isolated."""
     try:
         stage.run(items)
@@ -253,7 +253,7 @@ class Pipeline:
         for stage in self.stages:
             todo = [it for it in batch if it.ok and stage.wants(it)]
             if todo:
-                _run_stage(stage, todo)
+                run_stage(stage, todo)
         for item in batch:
             item.views = {}
         return batch

@@ -91,6 +91,10 @@ def feature_stages(heads: Sequence[Any], settings: config.Settings,
 
         pp = entry.preprocess
         stages.append(LazyStage(build, (View(pp.crop, pp.resize, "crop"),), net))
+        if hand:  # neither needs the other's groups: they share the cores on each batch
+            from emo.stages.together import Together
+
+            stages[-2:] = [Together(stages[-2:])]
     other = tuple(g for g in groups if g not in HANDCRAFTED_DIMS and g not in NETWORK_GROUPS)
     if other:
         stages.append(RequireGroups(other))

@@ -61,6 +61,10 @@ def build(o: FeaturesOptions, settings: config.Settings, ctx: BuildContext) -> l
 
         pp = get(settings.backbone).preprocess
         stages.append(LazyStage(backbone, (View(pp.crop, pp.resize, "crop"),), net))
+    if hand and net:  # neither needs the other's groups: they share the cores on each batch
+        from emo.stages.together import Together
+
+        stages = [Together(stages)]
     if "scene" in groups:
         from emo.stages.scene_stage import scene_stage
 

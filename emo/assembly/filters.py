@@ -143,7 +143,15 @@ def flag(name: str, **kw: Any) -> Any:
 def build_ahead(name: str, settings: config.Settings, context: BuildContext | None = None) -> list[Any]:
     """Build every network and engine filter ``name`` would use with its default options, now
     (``emo engines build --for``), so the first real run compiles nothing; the built stages."""
-    from emo.stages.head_stages import LazyStage
-
     stages = filter_stages(name, get_filter(name).options(), settings, context)
-    return [s.build() if isinstance(s, LazyStage) else s for s in stages]
+    return [built for s in stages for built in _built(s)]
+
+
+def _built(stage: Any) -> list[Any]:
+    """``stage`` built now; the members of a :class:`Together`, each built."""
+    from emo.stages.head_stages import LazyStage
+    from emo.stages.together import Together
+
+    if isinstance(stage, Together):
+        return [built for s in stage.stages for built in _built(s)]
+    return [stage.build() if isinstance(stage, LazyStage) else stage]

@@ -81,9 +81,12 @@ def test_classify_refuses_heads_of_another_task_at_start():
 def test_features_stages_follow_the_groups_asked_for():
     stages = filter_stages("features", FeaturesOptions(groups=("color", "deep")), settings_from({}))
     kinds = [type(s).__name__ for s in stages]
-    assert kinds == ["LazyStage", "LazyStage", "EmitFeatures"]
-    assert stages[0].groups == ("color",) and stages[1].groups == ("deep",)
-    assert not any(s.built for s in stages[:2])  # nothing is built before the first batch
+    assert kinds == ["Together", "EmitFeatures"]  # hand-crafted and network groups share the cores
+    hand, net = stages[0].stages
+    assert hand.groups == ("color",) and net.groups == ("deep",)
+    assert not hand.built and not net.built  # nothing is built before the first batch
+    only = filter_stages("features", FeaturesOptions(groups=("lbp",)), settings_from({}))
+    assert [type(s).__name__ for s in only] == ["LazyStage", "EmitFeatures"]
 
 
 def test_region_options_reach_the_stage(tmp_path: Path, tiny_backbone):
