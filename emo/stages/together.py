@@ -57,11 +57,15 @@ class Together:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(len(self.stages) - 1, "emo-together")
         futures = [self._pool.submit(run_stage, s, part) for s, part in parts[:-1]]
-        last: BaseException | None = None
+        last: Exception | None = None
         try:
             run_stage(*parts[-1])
-        except BaseException as e:  # noqa: BLE001 - raised below, once every member has finished
+        except Exception as e:  # noqa: BLE001 - raised below, once every member has finished
             last = e
+        except BaseException:  # Ctrl-C, SIGTERM: the batch is dropped, the run ends now, not
+            for f in futures:  # after the other members' share of it
+                f.cancel()
+            raise
         # every member finishes before a result is read or an error raised (the first member's first)
         errors = [e for e in (f.exception() for f in futures) if e is not None] + ([last] if last else [])
         if errors:

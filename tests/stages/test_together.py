@@ -123,3 +123,21 @@ def test_members_with_nothing_to_do_are_skipped():
     together.run(items)
     assert [it.features for it in items] == [{"b": -1.0, "a": 0.0}, {"b": -1.0, "a": 1.0}]
     assert b.threads == set() and a.threads == {threading.current_thread().name}
+
+
+def test_an_interrupt_ends_the_batch_without_waiting_for_the_other_member():
+    # Ctrl-C (or SIGTERM, raised as another BaseException) lands while the calling thread runs
+    # its member: the run ends now, not once the other member has finished its share
+    release, finished = threading.Event(), []
+    slow = _Member("a", before=lambda: finished.append(release.wait(5)))
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    together = Together([slow, _Member("b", before=interrupt)])
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            together.run(_items(2))
+        assert finished == []  # raised while the other member still ran
+    finally:
+        release.set()
