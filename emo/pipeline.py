@@ -87,7 +87,8 @@ def _until_error(items: Iterable[Item], failed: list[BaseException]) -> Iterator
 
 def _views_for(item: Item, stages: Sequence[Stage]) -> tuple[View, ...]:
     wanted: dict[View, None] = {}
-    for s in stages:
+    # stages run side by side (emo.stages.together) each ask for their own views
+    for s in (m for stage in stages for m in getattr(stage, "stages", (stage,))):
         if s.views and s.wants(item):
             wanted.update(dict.fromkeys(s.views))
     return tuple(wanted)

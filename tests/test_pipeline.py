@@ -494,3 +494,29 @@ def test_decoder_process_by_name_never_decodes_in_the_main_process(mode, isolate
         assert isinstance(dec, ProcessDecoder) and dec.isolate is isolated
     finally:
         dec.close()
+
+
+def test_stages_run_side_by_side_decode_only_the_views_of_those_that_want_the_item(tmp_path, monkeypatch):
+    from emo.stages.together import Together
+
+    small = View(8, mode="squash")
+
+    class Small(RedStage):
+        views = (small,)
+
+        def wants(self, item):
+            return "small" not in item.record
+
+        def run(self, items):
+            for it in items:
+                it.record["small"] = it.views[small].shape
+
+    asked: list[tuple[View, ...]] = []
+    real = decode_mod.decode
+    monkeypatch.setattr(decode_mod, "decode", lambda path, views, *a: asked.append(views) or real(path, views, *a))
+    p = make_image(tmp_path / "a.png")
+    items = [Item(0, {"path": str(p), "red": 1.0}, path=p), Item(1, {"path": str(p), "small": 0}, path=p)]
+    out, _ = _collect(items, [Together([RedStage(), Small()])], 2, workers=1)
+    # the first record carries what RedStage makes, the second what Small makes
+    assert asked == [(small,), (VIEW,)]
+    assert out[0].record["small"] == (8, 8, 3) and out[1].record["red"] >= 0
