@@ -44,9 +44,10 @@ class BackboneStage:
         top = torch.topk(probs, min(self.top_k, probs.shape[1]), dim=1).indices if self.labels else None
         probs_np, emb_np = probs.numpy(), emb.numpy()
         for i, item in enumerate(items):
-            if "object" in self.groups:
+            # a group the record carried is kept: the network ran for the other one
+            if "object" in self.groups and "object" not in item.features:
                 item.features["object"] = probs_np[i]
                 if top is not None:
                     item.scratch["object_top"] = [self.labels[j] for j in top[i].tolist()]
-            if "deep" in self.groups:
+            if "deep" in self.groups and "deep" not in item.features:
                 item.features["deep"] = emb_np[i]

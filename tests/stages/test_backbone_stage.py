@@ -105,3 +105,15 @@ def test_wants_only_what_is_missing(tiny):
     assert stage.wants(it)
     it.features["object"] = [0.1] * 10
     assert not stage.wants(it)
+
+
+def test_a_carried_group_is_kept_when_the_network_runs_for_the_other(tiny):
+    entry, _, engine = tiny
+    stage = BackboneStage(engine, entry, ("object", "deep"), LABELS)
+    items = _items(stage.view, 2)
+    carried = np.arange(8, dtype=np.float32)
+    items[0].features["deep"] = carried  # only "object" is missing: the network runs for it
+    stage.run(items)
+    assert items[0].features["deep"] is carried
+    assert items[0].features["object"].shape == (10,) and "object_top" in items[0].scratch
+    assert not np.array_equal(items[1].features["deep"], carried)
