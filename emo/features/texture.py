@@ -289,15 +289,21 @@ def _gist_boxed(spectrum: torch.Tensor, h: int, w: int) -> torch.Tensor:
     rows_h, rows_w = _cell_weights(h, spectrum.device), _cell_weights(w, spectrum.device)
     out = torch.empty((b, len(boxes), GIST_GRID, GIST_GRID))
     energy = {False: torch.empty(w, h), True: torch.empty(h, w)}  # by flip: (x, y) or (y, x)
+    # the second pass's input, padded: a filter's first pass goes in (transposed) at the start of
+    # each line and the rest is cleared, one copy where transposing and then padding made two
+    padded = {False: torch.zeros(w, hp, dtype=spectrum.dtype), True: torch.zeros(h, wp, dtype=spectrum.dtype)}
     for i in range(b):
         s = spectrum[i]
         tiled = s.repeat(2, 2)  # a box that wraps around the edge is a plain slice of this
         sides = {False: tiled, True: tiled.T}
         for f, box in enumerate(boxes):
-            n1, n2, keep1, keep2 = (hp, wp, h, w) if box.flip else (wp, hp, w, h)
+            n1, keep1, keep2 = (hp, h, w) if box.flip else (wp, w, h)
             prod = sides[box.flip][box.r0:box.r0 + box.rows, box.c0:box.c0 + box.cols] * box.gain
             first = torch.fft.ifft(prod, n=n1, dim=-1)[:, p:p + keep1]
-            z = torch.fft.ifft(first.T.contiguous(), n=n2, dim=-1)[:, p:p + keep2]
+            lines = padded[box.flip]
+            lines[:, :box.rows].copy_(first.T)
+            lines[:, box.rows:].zero_()
+            z = torch.fft.ifft(lines, dim=-1)[:, p:p + keep2]
             e = energy[box.flip]
             np.abs(z.numpy(), out=e.numpy())  # numpy's complex abs is vectorised; torch's is not
             # cells in column-major order, as MATLAB reshapes: (x cell, y cell)
