@@ -7,6 +7,7 @@ the internal features.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -160,6 +161,7 @@ class LazyStage:
                  wants: Callable[[Item], bool] | None = None) -> None:
         self._build = build
         self._stage: Any = None
+        self._lock = threading.Lock()  # emo.Predictor may be called from several threads at once
         self.views = views
         self.groups = tuple(groups)
         self._wants = wants  # for a stage whose output is not a feature group (regions)
@@ -176,12 +178,14 @@ class LazyStage:
     def build(self) -> Any:
         """The stage itself, built now if it was not yet (``emo engines build --for`` builds ahead)."""
         if self._stage is None:
-            try:
-                self._stage = self._build()
-            except EmoError:
-                raise
-            except Exception as e:  # a network that cannot be built stops the run, as it would at start-up
-                raise ModelError(f"cannot build the network: {type(e).__name__}: {str(e)[:300]}") from e
+            with self._lock:  # the second caller waits for the first one's network, not builds its own
+                if self._stage is None:
+                    try:
+                        self._stage = self._build()
+                    except EmoError:
+                        raise
+                    except Exception as e:  # a network that cannot be built stops the run, as at start-up
+                        raise ModelError(f"cannot build the network: {type(e).__name__}: {str(e)[:300]}") from e
         return self._stage
 
     def run(self, items: list[Item]) -> None:

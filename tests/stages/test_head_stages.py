@@ -143,6 +143,27 @@ def test_lazy_stage_builds_only_when_a_record_lacks_features():
     assert built == [1] and lack.features["deep"] == [1.0, 2.0, 3.0, 4.0]
 
 
+def test_a_lazy_stage_asked_from_two_threads_at_once_builds_once():
+    import threading
+    import time
+
+    built = []
+
+    def build():
+        built.append(threading.current_thread().name)
+        time.sleep(0.2)  # a network that takes a while to load: the second caller arrives meanwhile
+        return object()
+
+    lazy = LazyStage(build, (View(32, 36),), ("deep",))
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(lazy.build())) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1 and got[0] is got[1]
+
+
 def test_calibrated_false_gives_the_probabilities_as_trained():
     head = _head(E6)
     items, raw = _items(), _items()
