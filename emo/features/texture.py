@@ -290,8 +290,9 @@ def _gist_boxed(spectrum: torch.Tensor, h: int, w: int) -> torch.Tensor:
     out = torch.empty((b, len(boxes), GIST_GRID, GIST_GRID))
     energy = {False: torch.empty(w, h), True: torch.empty(h, w)}  # by flip: (x, y) or (y, x)
     # the second pass's input, padded: a filter's first pass goes in (transposed) at the start of
-    # each line and the rest is cleared, one copy where transposing and then padding made two
+    # each line, one copy where transposing and then padding made two
     padded = {False: torch.zeros(w, hp, dtype=spectrum.dtype), True: torch.zeros(h, wp, dtype=spectrum.dtype)}
+    filled = {False: 0, True: 0}  # lines of each buffer that hold a filter's values, the rest are zeros
     for i in range(b):
         s = spectrum[i]
         tiled = s.repeat(2, 2)  # a box that wraps around the edge is a plain slice of this
@@ -302,7 +303,9 @@ def _gist_boxed(spectrum: torch.Tensor, h: int, w: int) -> torch.Tensor:
             first = torch.fft.ifft(prod, n=n1, dim=-1)[:, p:p + keep1]
             lines = padded[box.flip]
             lines[:, :box.rows].copy_(first.T)
-            lines[:, box.rows:].zero_()
+            if filled[box.flip] > box.rows:  # clear only what an earlier, longer box left behind
+                lines[:, box.rows:filled[box.flip]].zero_()
+            filled[box.flip] = box.rows
             z = torch.fft.ifft(lines, dim=-1)[:, p:p + keep2]
             e = energy[box.flip]
             np.abs(z.numpy(), out=e.numpy())  # numpy's complex abs is vectorised; torch's is not
