@@ -1,23 +1,29 @@
 """The stages that fill the feature groups a set of heads reads, built only when a record lacks them.
 
 Shared by ``classify``, ``va`` and ``fit``: each asks for the groups its heads need, and gets
-hand-crafted, backbone, fine-tuned-backbone and "must be carried" stages in that order.
+the check of the groups records carry, then hand-crafted, backbone, fine-tuned-backbone and
+"must be carried" stages, in that order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from emo import config
 from emo.features import HANDCRAFTED_DIMS, NETWORK_GROUPS
 from emo.io.records import Item
 
+if TYPE_CHECKING:  # the stage imports numpy, which --help and completion must not load
+    from emo.stages.carried_check import GroupShape
+
 
 class NeedsFeatures(Protocol):
-    """What :func:`feature_stages` asks of a head: its groups and a backbone check."""
+    """What :func:`feature_stages` asks of a head: its groups, where it reads each, a backbone check."""
 
     groups: tuple[str, ...]
+
+    def feature_key(self, group: str) -> str: ...
 
     def check_backbone(self, backbone: str, sha256: str) -> None: ...
 
@@ -29,6 +35,10 @@ class GroupsOnly:
 
     def __init__(self, groups: Sequence[str]) -> None:
         self.groups = tuple(groups)
+
+    def feature_key(self, group: str) -> str:
+        """Where ``group`` lives in ``item.features``: under its own name."""
+        return group
 
     def check_backbone(self, backbone: str, sha256: str) -> None:
         return None
@@ -52,19 +62,50 @@ def backbone_engine(settings: config.Settings, say: Callable[[str], None] | None
     return entry, digest, engine
 
 
+def carried_shape(group: str, backbone: str) -> GroupShape:
+    """What a record carrying ``group`` must hold: a hand-crafted group's fixed size, ``object`` and
+    ``deep`` sizes from the registry entry of ``backbone`` (no network is loaded), else any size."""
+    from emo.stages.carried_check import GroupShape
+
+    if group in HANDCRAFTED_DIMS:
+        return GroupShape(HANDCRAFTED_DIMS[group])
+    if group in NETWORK_GROUPS:
+        from emo.models.registry import get
+
+        entry = get(backbone)
+        return GroupShape((entry.num_classes if group == "object" else entry.embed_dim) or None, entry.name)
+    return GroupShape(None)
+
+
+def carried_shapes(heads: Sequence[Any], settings: config.Settings) -> dict[str, GroupShape]:
+    """Each feature key ``heads`` read -> what a record carrying it must hold. A fine-tuned head's
+    own ``deep`` has its own backbone's size; every other network group the run's backbone's."""
+    shapes: dict[str, GroupShape] = {}
+    for h in heads:
+        own = h.backbone.get("id", "") if getattr(h, "finetuned", None) else ""
+        for g in h.groups:
+            key = h.feature_key(g)
+            if key not in shapes:
+                shapes[key] = carried_shape(g, own if key != g else settings.backbone)
+    return shapes
+
+
 def feature_stages(heads: Sequence[Any], settings: config.Settings,
                    say: Callable[[str], None] | None = None) -> list[Any]:
     """Stages that fill the feature groups ``heads`` read, in the order they must run.
 
     The backbone is built on the first batch that needs it, so records that already carry
-    ``features`` never load a network. Every head is checked against the run's backbone first.
-    ``say`` (verbose runs) is told which network and engine run.
+    ``features`` never load a network; what they carry is checked first (:func:`carried_shapes`),
+    so a malformed group fails its own record alone. Every head is checked against the run's
+    backbone first. ``say`` (verbose runs) is told which network and engine run.
     """
     from emo.io.decode import View
     from emo.models.registry import get
+    from emo.stages.carried_check import CheckCarried
     from emo.stages.head_stages import LazyStage
 
-    stages: list[Any] = []
+    shapes = carried_shapes(heads, settings)
+    stages: list[Any] = [CheckCarried(shapes)] if shapes else []
     own = [h for h in heads if getattr(h, "finetuned", None)]
     stages += [own_backbone(h, settings, say) for h in own]
     heads = [h for h in heads if h not in own]

@@ -1,4 +1,5 @@
-"""``emo features``: hand-crafted, backbone and scene stages for the groups asked for."""
+"""``emo features``: for the groups asked for, the check of what records carry, then hand-crafted,
+backbone and scene stages."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emo import config
-from emo.assembly.feature_needs import backbone_engine
+from emo.assembly.feature_needs import backbone_engine, carried_shape
 from emo.assembly.filters import BuildContext, Filter, flag
 from emo.errors import UsageError
 from emo.features import DEFAULT_GROUPS, HANDCRAFTED_DIMS, NETWORK_GROUPS, parse_groups
@@ -28,10 +29,12 @@ class FeaturesOptions:
 
 
 def build(o: FeaturesOptions, settings: config.Settings, ctx: BuildContext) -> list[Any]:
-    """Stages computing ``o.groups``; networks are built on the first batch that needs them."""
+    """Stages computing ``o.groups``; networks are built on the first batch that needs them. A
+    group a record carries is checked first and kept: only a malformed one fails that record."""
     from emo.features import HANDCRAFTED_SIZE
     from emo.io.decode import View
     from emo.models.registry import get
+    from emo.stages.carried_check import CheckCarried, GroupShape
     from emo.stages.handcrafted_stage import EmitFeatures
     from emo.stages.head_stages import LazyStage
 
@@ -65,10 +68,16 @@ def build(o: FeaturesOptions, settings: config.Settings, ctx: BuildContext) -> l
         from emo.stages.together import Together
 
         stages = [Together(stages)]
+    shapes = {g: carried_shape(g, settings.backbone) for g in groups}
     if "scene" in groups:
-        from emo.stages.scene_stage import scene_stage
+        from pathlib import Path
 
-        stages.append(scene_stage(settings, o.scene_model, o.scene_labels))
+        from emo.stages.scene_stage import DEFAULT_SCENE_MODEL, scene_stage
+
+        scene = scene_stage(settings, o.scene_model, o.scene_labels)  # built now: its size is its labels'
+        shapes["scene"] = GroupShape(len(scene.labels), Path(o.scene_model or DEFAULT_SCENE_MODEL).name)
+        stages.append(scene)
+    stages.insert(0, CheckCarried(shapes))  # before any stage reads or writes what records carry
     stages.append(EmitFeatures(groups))
     return stages
 

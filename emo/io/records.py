@@ -266,12 +266,17 @@ def item_from_line(index: int, raw: bytes, root: Path | None) -> Item:
 
 
 def item_from_record(index: int, obj: dict[str, Any], root: Path | None) -> Item:
-    """An :class:`Item` from a JSON object; precomputed ``features`` are taken as arrays."""
+    """An :class:`Item` from a JSON object; precomputed ``features`` are taken as they are.
+
+    Every value under ``features`` is taken, lists or not: a group the run uses is checked
+    (:mod:`emo.stages.carried_check`), so a value that is no list of numbers becomes that record's
+    ``bad_features`` error rather than being recomputed over; the others are never read.
+    """
     item = Item(index, obj)
     obj.pop(KEY_ERROR, None)  # an upstream error is re-derived here, never silently inherited
     feats = obj.get(KEY_FEATURES)
     if isinstance(feats, dict):
-        item.features.update({k: v for k, v in feats.items() if isinstance(v, list)})
+        item.features.update(feats)
     if obj.get(KEY_PATH_BYTES) is not None:  # the exact name wins over the readable one
         try:
             name = name_from_path_bytes(obj[KEY_PATH_BYTES])

@@ -81,12 +81,15 @@ def test_classify_refuses_heads_of_another_task_at_start():
 def test_features_stages_follow_the_groups_asked_for():
     stages = filter_stages("features", FeaturesOptions(groups=("color", "deep")), settings_from({}))
     kinds = [type(s).__name__ for s in stages]
-    assert kinds == ["Together", "EmitFeatures"]  # hand-crafted and network groups share the cores
-    hand, net = stages[0].stages
+    # carried groups are checked first; hand-crafted and network groups share the cores
+    assert kinds == ["CheckCarried", "Together", "EmitFeatures"]
+    assert list(stages[0].shapes) == ["color", "deep"]
+    hand, net = stages[1].stages
     assert hand.groups == ("color",) and net.groups == ("deep",)
     assert not hand.built and not net.built  # nothing is built before the first batch
     only = filter_stages("features", FeaturesOptions(groups=("lbp",)), settings_from({}))
-    assert [type(s).__name__ for s in only] == ["LazyStage", "EmitFeatures"]
+    assert [type(s).__name__ for s in only] == ["CheckCarried", "LazyStage", "EmitFeatures"]
+    assert list(only[0].shapes) == ["lbp"]
 
 
 def test_region_options_reach_the_stage(tmp_path: Path, tiny_backbone):

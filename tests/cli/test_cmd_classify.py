@@ -71,6 +71,30 @@ def test_bad_features_become_error_records_and_exit_1(monkeypatch, heads):
     assert out[1]["error"]["kind"] == "bad_features" and "emotion" in out[0] and "emotion" in out[2]
 
 
+def test_malformed_carried_groups_are_named_and_never_recomputed(monkeypatch, heads):
+    import emo.assembly.feature_needs as needs
+
+    def boom(*a, **k):
+        raise AssertionError("backbone built for a record whose carried features are malformed")
+
+    monkeypatch.setattr(needs, "backbone_engine", boom)
+    recs = _feature_records(5)
+    recs[1]["features"]["deep"] = {"0": 1.0}  # not a list: it once was dropped, and the picture looked for
+    recs[3]["features"]["deep"] = ["x"] * 8
+    lines = b"".join(orjson.dumps(r) + b"\n" for r in recs)
+    r = emo(monkeypatch, "classify", "--head", heads["e6"], "--sentiment-head", "none", "--backbone", "tiny_test",
+            input=lines)
+    assert r.code == 1
+    out = r.records()
+    assert [x["path"] for x in out] == [x["path"] for x in recs]
+    expected = "deep is a list of 8 numbers from tiny_test"
+    assert [x.get("error") for x in out] == [
+        None, {"kind": "bad_features", "message": f"features.deep is an object; {expected}"},
+        None, {"kind": "bad_features", "message": f"features.deep[0] is a string; {expected}"},
+        None]
+    assert all("emotion" in out[i] for i in (0, 2, 4))
+
+
 def test_mismatched_head_is_refused(monkeypatch, heads):
     r = emo(monkeypatch, "classify", "--head", heads["e6"], "--sentiment-head", heads["sent"], "--backbone",
             "mobilenet_v2", input=b"")

@@ -62,6 +62,85 @@ def test_precomputed_features_are_kept_and_not_recomputed(monkeypatch, tiny_back
     assert rec["features"] == {"deep": deep, "other": [1.0]}
 
 
+# Carried groups that cannot stand for color (22 numbers) or tiny_test's deep (8), and the one
+# error each must become; every one of them used to pass through or fail with another kind.
+BAD_CARRIED = [
+    ({"color": [1, 2, 3]}, "features.color has 3 values; color has 22"),
+    ({"deep": ["a", "b"]}, "features.deep[0] is a string; deep is a list of 8 numbers from tiny_test"),
+    ({"color": [None] * 22}, "features.color[0] is null; color is a list of 22 numbers"),
+    ({"deep": {"a": 1}}, "features.deep is an object; deep is a list of 8 numbers from tiny_test"),
+    ({"color": [1e308] * 22}, "features.color[0] is 1e+308, past float32's range (±3.4e+38); "
+                              "color is a list of 22 numbers"),
+    ({"color": []}, "features.color is empty; color has 22"),
+    ({"deep": 3}, "features.deep is a number; deep is a list of 8 numbers from tiny_test"),
+    ({"color": [[0.5] * 11, [0.5] * 11]}, "features.color[0] is a list; color is a list of 22 numbers"),
+    ({"deep": [True] * 8}, "features.deep[0] is a boolean; deep is a list of 8 numbers from tiny_test"),
+]
+
+
+def test_malformed_carried_groups_fail_only_their_records(monkeypatch, tiny_backbone, image_dir, tmp_path):
+    img = str(image_dir / "red.jpg")
+    color = [i / 4 for i in range(22)]  # exact in float32: written back as carried
+    deep = [i / 8 - 0.5 for i in range(8)]
+    good = [
+        {"id": "computed", "path": img},
+        {"id": "carried", "path": str(tmp_path / "gone.jpg"), "features": {"color": color, "deep": deep}},
+        {"id": "half carried", "path": str(image_dir / "blue.webp"), "features": {"color": color, "mood": "x"}},
+        # a group the run does not use is never looked at, whatever it holds
+        {"id": "others", "path": str(image_dir / "green.png"), "features": {"lbp": "junk", "gist": [None]}},
+    ]
+    inputs: list = []
+    for i, (features, _) in enumerate(BAD_CARRIED):
+        inputs += [good[i % len(good)], {"id": f"bad {i}", "path": img, "features": features}]
+    inputs += [good[0], img]  # a plain path line too
+    stdin = b"".join((orjson.dumps(x) if isinstance(x, dict) else x.encode()) + b"\n" for x in inputs)
+    r = emo(monkeypatch, "features", "--set", "color,deep", "--backbone", "tiny_test", "--batch-size", "4",
+            input=stdin)
+    assert r.code == 1
+    recs = r.records()
+    assert [rec.get("id") for rec in recs] == [x.get("id") if isinstance(x, dict) else None for x in inputs]
+    errors = [(rec["error"]["kind"], rec["error"]["message"]) for rec in recs if "error" in rec]
+    assert errors == [("bad_features", message) for _, message in BAD_CARRIED]
+    assert r.err.splitlines() == [f"emo: {img}: bad_features: {message}" for _, message in BAD_CARRIED]
+    for rec, given in zip(recs, inputs):
+        given = given if isinstance(given, dict) else {"path": given}
+        if "error" in rec:  # an error record is its input, untouched, and the error
+            assert rec == {**given, "error": rec["error"]}
+            continue
+        assert {k: rec[k] for k in given if k != "features"} == {k: v for k, v in given.items() if k != "features"}
+        f = rec["features"]
+        assert len(f["color"]) == 22 and len(f["deep"]) == 8
+        assert all(np.isfinite(f["color"])) and all(np.isfinite(f["deep"]))
+        if given.get("id") == "carried":
+            assert f == {"color": color, "deep": deep}
+        elif given.get("id") == "half carried":
+            assert f["color"] == color and f["mood"] == "x"
+        elif given.get("id") == "others":
+            assert f["lbp"] == "junk" and f["gist"] == [None]
+    computed = [rec for rec in recs if rec.get("id") == "computed"]
+    assert computed[0]["features"] == computed[-1]["features"]  # the same picture, the same numbers
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_a_carried_scene_has_the_scene_models_size(monkeypatch, tmp_path):
+    torch = pytest.importorskip("torch")
+    from tests.features.test_segmentation import ColourSegmenter
+
+    model = tmp_path / "seg.ts"
+    torch.jit.script(ColourSegmenter()).save(str(model))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("red\ngreen\nblue\n")
+    img = str(make_image(tmp_path / "a.png"))
+    lines = [{"path": img, "features": {"scene": [0.5, 0.5]}}, {"path": img, "features": {"scene": [0.25, 0.5, 0.25]}},
+             {"path": img}]
+    r = emo(monkeypatch, "features", "--set", "scene", "--scene-model", str(model), "--scene-labels", str(labels),
+            input=b"".join(orjson.dumps(x) + b"\n" for x in lines))
+    assert r.code == 1
+    bad, carried, computed = r.records()
+    assert bad["error"] == {"kind": "bad_features", "message": "features.scene has 2 values; scene has 3 from seg.ts"}
+    assert carried["features"] == {"scene": [0.25, 0.5, 0.25]} and len(computed["features"]["scene"]) == 3
+
+
 def test_bad_inputs_keep_their_place_and_exit_1(monkeypatch, tiny_backbone, bad_files, image_dir):
     paths = [str(image_dir / "red.jpg"), str(bad_files["text"]), str(image_dir / "blue.webp"), str(bad_files["empty"])]
     r = emo(monkeypatch, "features", *TINY, *paths)

@@ -36,6 +36,17 @@ def test_json_fields_pass_through_and_features_are_taken(tmp_path):
     assert item.record["label"] == "joy" and item.features == {"color": [1.0, 2.0]}
 
 
+def test_carried_values_that_are_not_lists_are_taken_too():
+    # Taken as given: a group the run uses is checked by its stage, not quietly recomputed over.
+    line = b'{"path": "x.jpg", "features": {"color": {"a": 1}, "deep": 3, "lbp": null, "object_top": ["cat"]}}\n'
+    (item,) = _read(line)
+    assert item.ok and item.features == {"color": {"a": 1}, "deep": 3, "lbp": None, "object_top": ["cat"]}
+    (bare,) = _read(b'{"features": {"color": "x"}}\n')  # no path: the check decides, not a missing path
+    assert bare.ok and bare.path is None and bare.features == {"color": "x"}
+    (none,) = _read(b'{"features": {}}\n')
+    assert none.error.kind == "bad_record" and 'no "path"' in none.error.message
+
+
 def test_an_upstream_error_is_not_inherited():
     (item,) = _read(b'{"path": "x.jpg", "error": {"kind": "not_found", "message": "m"}}\n')
     assert item.ok and "error" not in item.record
