@@ -20,8 +20,9 @@ from emo.assembly.progress import Progress, say as _say, stderr_is_terminal
 
 def collect_features(records: list[dict[str, Any]], groups: tuple[str, ...], settings: Any, root: Path | None,
                      verbose: bool, quiet: bool, regions_k: int = 10,
-                     progress: Progress | None = None) -> tuple[list[dict[str, Any]], list[int]]:
-    """Feature groups of every record (from its ``features`` or computed) and the indices that failed."""
+                     progress: Progress | None = None) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """Feature groups of every record (from its ``features``, checked, or computed) and, for each
+    index that failed, what failed it (``name: kind: message``)."""
     from emo.assembly.feature_needs import GroupsOnly, feature_stages
     from emo.io.records import item_from_record
     from emo.pipeline import run
@@ -33,7 +34,7 @@ def collect_features(records: list[dict[str, Any]], groups: tuple[str, ...], set
         stages.insert(0, region_stage(settings, top_k=regions_k, emit=False, local=True, verbose=verbose))
     items = (item_from_record(i, dict(r), root) for i, r in enumerate(records))
     feats: list[dict[str, Any]] = [{} for _ in records]
-    failed: list[int] = []
+    failed: dict[int, str] = {}
     if progress is not None:
         progress.phase("features", len(records))
 
@@ -42,7 +43,7 @@ def collect_features(records: list[dict[str, Any]], groups: tuple[str, ...], set
             if it.ok:
                 feats[it.index] = {g: it.features[g] for g in groups}
             else:
-                failed.append(it.index)
+                failed[it.index] = f"{it.label}: {it.error.kind}: {it.error.message}"
         if progress is not None:
             progress.advance(len(batch))
 
@@ -240,7 +241,13 @@ def _fit_head(opts: dict[str, Any]) -> int:
     with progress:
         feats, failed = collect_features(recs, groups, settings, opts["root"], verbose, quiet, opts["regions_k"],
                                          progress)
-    X, good, wrong, dims = _matrix(feats, sorted(set(range(len(recs))) - set(failed)), groups)
+    try:
+        X, good, wrong, dims = _matrix(feats, sorted(set(range(len(recs))) - set(failed)), groups)
+    except UsageError as e:
+        if not failed:
+            raise
+        # With -q no record's error was shown: the first says why (another --backbone, say).
+        raise UsageError(f"{e}; {len(failed)} failed, the first: {next(iter(failed.values()))}") from None
     targets = targets.take(np.asarray(good))
     counts = {"records": len(records) + bad_lines, "bad_lines": bad_lines, "no_target": len(no_target),
               "failed_features": len(failed), "wrong_dims": len(wrong), "used": len(good)}
@@ -254,9 +261,6 @@ def _fit_head(opts: dict[str, Any]) -> int:
 
         entry = get(settings.backbone)
         backbone_sha = entry.weights.sha256 if entry.weights else ""
-        if entry.embed_dim and "deep" in dims and dims["deep"] != entry.embed_dim:
-            raise UsageError(f"the records' deep features have {dims['deep']} values; {entry.name} gives "
-                             f"{entry.embed_dim}: pass the --backbone that computed them")
     out_labels = labels.labels if labels is not None else ()
 
     def make():
@@ -326,13 +330,19 @@ class _TrainSteps:
 
 def _matrix(feats: list[dict[str, Any]], good: list[int], groups: tuple[str, ...]):
     """``X (N, D) float32`` of the records whose groups are finite numbers of one size each; the
-    rows used, the rows left out (other sizes, not numbers, not finite), and each group's size."""
+    rows used, the rows left out (other sizes, not numbers, not finite), and each group's size.
+
+    Where records disagree on a size (``scene`` from two segmentation networks, say) the sizes
+    most records have are taken, the earliest seen on a tie: one odd record never sets them.
+    """
+    from collections import Counter
+
     import numpy as np
 
     from emo.errors import UsageError
 
-    rows, used, wrong = [], [], []
-    dims: dict[str, int] | None = None
+    parts_of: dict[int, list[np.ndarray]] = {}
+    wrong: list[int] = []
     for i in good:
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # overflow becomes inf, refused below
@@ -340,16 +350,22 @@ def _matrix(feats: list[dict[str, Any]], good: list[int], groups: tuple[str, ...
         except (ValueError, TypeError, OverflowError):
             wrong.append(i)
             continue
-        sizes = {g: int(p.size) for g, p in zip(groups, parts)}
-        dims = dims or sizes
-        if sizes != dims or not all(np.isfinite(p).all() for p in parts):
+        if not all(np.isfinite(p).all() for p in parts):
+            wrong.append(i)
+            continue
+        parts_of[i] = parts
+    sizes = {i: tuple(int(p.size) for p in parts) for i, parts in parts_of.items()}
+    if not sizes:
+        raise UsageError("no record has usable features")
+    common = Counter(sizes.values()).most_common(1)[0][0]  # Counter keeps first-seen order on ties
+    rows, used = [], []
+    for i, parts in parts_of.items():
+        if sizes[i] != common:
             wrong.append(i)
             continue
         rows.append(np.concatenate(parts))
         used.append(i)
-    if not rows or dims is None:
-        raise UsageError("no record has usable features")
-    return np.stack(rows), used, wrong, dims
+    return np.stack(rows), used, sorted(wrong), dict(zip(groups, common))
 
 
 def _write(opts, head, cfg, labels, label_prob, groups, counts, metrics, say) -> int:

@@ -98,9 +98,61 @@ def test_refusals(monkeypatch, tiny_backbone, tmp_path):
     r = emo(monkeypatch, "fit", "--task", "va", "--loss", "ce", *FAST, str(data), "-o", out)
     assert r.code == 2 and "--task va takes --loss mse" in r.err
     r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", "--backbone", "mobilenet_v2", str(data), "-o", out)
-    assert r.code == 2 and "deep features have 8 values" in r.err
+    assert r.code == 2 and "features.deep has 8 values; deep has 1280 from mobilenet_v2" in r.err
     r = emo(monkeypatch, "fit", *FAST, "--hidden", "abc", str(data), "-o", out)
     assert r.code == 2
+
+
+def test_malformed_carried_features_are_skipped_and_named(monkeypatch, tiny_backbone, tmp_path):
+    recs = _feature_records()
+    bad = {0: ([1.0, 2.0, 3.0], "features.deep has 3 values; deep has 8 from tiny_test"),  # the first once set the dims
+           5: (["a"] * 8, "features.deep[0] is a string; deep is a list of 8 numbers from tiny_test"),
+           9: ([None] * 8, "features.deep[0] is null; deep is a list of 8 numbers from tiny_test"),
+           13: ({"a": 1.0}, "features.deep is an object; deep is a list of 8 numbers from tiny_test"),
+           20: ([1e308] * 8, "features.deep[0] is 1e+308, past float32's range (±3.4e+38); "
+                             "deep is a list of 8 numbers from tiny_test")}
+    for i, (value, _) in bad.items():
+        recs[i]["features"]["deep"] = value
+    data = _write(tmp_path, recs)
+    out = tmp_path / "m.head"
+    r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", *FAST, str(data), "-o", str(out))
+    assert r.code == 0, r.err
+    for i, (_, message) in bad.items():
+        assert f"emo: img{i}.jpg: bad_features: {message} (skipped)" in r.err.splitlines()
+    assert "55 records used" in r.err and "5 whose features failed, 0 with other dims" in r.err
+    h = load_head(str(out)).header
+    assert h["dims"] == {"deep": 8}
+    counts = h["training"]["data"]["counts"]
+    assert (counts["used"], counts["failed_features"], counts["wrong_dims"]) == (55, 5, 0)
+
+
+def test_fit_without_a_usable_record_says_why_even_when_quiet(monkeypatch, tiny_backbone, tmp_path):
+    recs = _feature_records(6)
+    for r in recs:
+        r["features"]["deep"] = [1.0, 2.0]
+    out = tmp_path / "m.head"
+    data = _write(tmp_path, recs)
+    r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", *FAST, "-q", str(data), "-o", str(out))
+    assert r.code == 2 and not out.exists()
+    assert r.err.splitlines() == ["emo: error: no record has usable features; 6 failed, the first: img0.jpg: "
+                                  "bad_features: features.deep has 2 values; deep has 8 from tiny_test"]
+
+
+def test_a_group_of_unknown_size_takes_the_size_most_records_have(monkeypatch, tiny_backbone, tmp_path):
+    recs = _feature_records(30, d=3)
+    for r in recs:
+        r["features"] = {"scene": [abs(v) for v in r["features"]["deep"]]}
+    recs[0]["features"]["scene"] = [0.5, 0.5]  # one odd record first no longer sets the size for all
+    recs[7]["features"]["scene"] = [0.5, 0.25, "x"]
+    out = tmp_path / "s.head"
+    data = _write(tmp_path, recs)
+    r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", "--features", "scene", *FAST, str(data), "-o", str(out))
+    assert r.code == 0, r.err
+    assert "emo: img7.jpg: bad_features: features.scene[2] is a string; scene is a list of numbers (skipped)" in r.err
+    h = load_head(str(out)).header
+    assert h["dims"] == {"scene": 3}
+    counts = h["training"]["data"]["counts"]
+    assert (counts["used"], counts["failed_features"], counts["wrong_dims"]) == (28, 1, 1)
 
 
 def _color_photos(tmp_path):
