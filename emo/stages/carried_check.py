@@ -88,7 +88,8 @@ def carried_values(key: str, value: Any, shape: GroupShape) -> np.ndarray:
             raise
     n = value.shape[0]
     if n == 0:
-        raise ValueError(f"features.{key} is empty; " + (f"{group} has {shape.size}{origin}" if shape.size else expected))
+        has = f"{group} has {shape.size}{origin}" if shape.size else expected
+        raise ValueError(f"features.{key} is empty; {has}")
     if shape.size and n != shape.size:
         raise ValueError(f"features.{key} has {n} value{'s' if n != 1 else ''}; {group} has {shape.size}{origin}")
     with np.errstate(over="ignore", invalid="ignore"):
