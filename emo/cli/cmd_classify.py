@@ -38,7 +38,8 @@ def classify(opts: dict[str, Any]) -> int:
 
     Adds "emotion": {"label", "probs"} (every class named, probabilities summing to 1) and
     "sentiment": {"label", "p_positive"}. A record that carries the features the head needs
-    (from emo features) is not recomputed; the network is not even loaded.
+    (from emo features) is not recomputed; the network is not even loaded. A carried group the
+    head needs that is malformed makes that record a bad_features error record.
 
     \b
     Examples:

@@ -31,7 +31,9 @@ def _complete_groups(ctx: click.Context, param: click.Parameter, incomplete: str
 def features(opts: dict[str, Any]) -> int:
     """Compute feature groups for each image and add them under "features".
 
-    A record that already carries a group keeps it; only missing groups are computed.
+    A record that already carries a group keeps it; only missing groups are computed. A carried
+    group in --set that is not a flat list of finite numbers of the group's size makes that
+    record a bad_features error record.
 
     \b
     Examples:

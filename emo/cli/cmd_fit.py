@@ -113,7 +113,8 @@ def fit(opts: dict[str, Any]) -> int:
 
     Each record has "path" and/or precomputed "features", and a target: "label" or
     "distribution" (class -> probability) for --task classify, "valence" and "arousal" (1-9)
-    for --task va. Records without a target, or whose image fails, are skipped and counted.
+    for --task va. Records without a target, whose image fails, or whose carried features are
+    malformed (not a flat list of finite numbers of the group's size) are skipped and counted.
 
     \b
     Examples:

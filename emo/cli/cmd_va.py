@@ -18,7 +18,8 @@ def va(opts: dict[str, Any]) -> int:
     """Predict valence and arousal (1-9, the SAM scale) of each image.
 
     Adds "va": {"valence", "arousal"}. A record that carries the features the head needs is not
-    recomputed; the network is not even loaded.
+    recomputed; the network is not even loaded. A carried group the head needs that is malformed
+    makes that record a bad_features error record.
 
     \b
     Examples:
