@@ -10,6 +10,7 @@ what it holds and what it should hold. Groups the run does not use are never loo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,17 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
+def _not_float32(v: Any) -> str:
+    """A number float32 cannot hold, and why, for a message."""
+    try:
+        f = float(v)
+    except OverflowError:  # an integer past float64 (only a Python caller can give one)
+        return f"an integer past float32's range (±{FLOAT32_MAX:.3g})"
+    if math.isfinite(f):
+        return f"{f:g}, past float32's range (±{FLOAT32_MAX:.3g})"
+    return f"{f:g}, not a finite number"
+
+
 def carried_values(key: str, value: Any, shape: GroupShape) -> np.ndarray:
     """The carried group ``key`` as ``(size,) float32``, or ``ValueError`` whose message names the
     group (``features.<key>``), what it holds and what it should hold.
@@ -65,41 +77,34 @@ def carried_values(key: str, value: Any, shape: GroupShape) -> np.ndarray:
     group = key.split("@", 1)[0]  # a fine-tuned head's own group (deep@<id>) is still deep
     origin = f" from {shape.origin}" if shape.origin else ""
     expected = f"{group} is a list of {shape.size} numbers{origin}" if shape.size else f"{group} is a list of numbers"
-    if isinstance(value, np.ndarray):
-        if value.ndim != 1:
-            raise ValueError(f"features.{key} is {_kind(value)}; {expected}")
-        if value.dtype.kind not in "iuf":  # booleans, strings, objects: named element by element below
-            value = value.tolist()
-    elif not isinstance(value, (list, tuple)):
+    numeric = isinstance(value, np.ndarray) and value.dtype.kind in "iuf"
+    if isinstance(value, np.ndarray) and value.ndim != 1:
         raise ValueError(f"features.{key} is {_kind(value)}; {expected}")
-    if not isinstance(value, np.ndarray):
+    if isinstance(value, np.ndarray) and not numeric:  # booleans, strings, objects: named one by one below
+        value = value.tolist()
+    if not numeric:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"features.{key} is {_kind(value)}; {expected}")
         # One pass in C for the usual list of plain numbers; the slow walk only names an offender.
         if not set(map(type, value)) <= {int, float}:
             for i, v in enumerate(value):
                 if not _is_number(v):
                     raise ValueError(f"features.{key}[{i}] is {_kind(v)}; {expected}")
-        try:
-            value = np.asarray(value, dtype=np.float64)
-        except OverflowError:  # an integer past float64 (only a Python caller can give one)
-            for i, v in enumerate(value):
-                if abs(int(v)) > FLOAT32_MAX:
-                    raise ValueError(f"features.{key}[{i}] is past float32's range (±{FLOAT32_MAX:.3g}); "
-                                     f"{expected}") from None
-            raise
-    n = value.shape[0]
+    n = len(value)
     if n == 0:
         has = f"{group} has {shape.size}{origin}" if shape.size else expected
         raise ValueError(f"features.{key} is empty; {has}")
     if shape.size and n != shape.size:
         raise ValueError(f"features.{key} has {n} value{'s' if n != 1 else ''}; {group} has {shape.size}{origin}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = value.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # a number past float32 becomes inf, named below
+        try:
+            out = value.astype(np.float32) if numeric else np.fromiter(value, np.float32, n)
+        except OverflowError:  # an integer past float64 (only a Python caller can give one)
+            out = np.array([np.inf if isinstance(v, int) and abs(v) > FLOAT32_MAX else v for v in value], np.float32)
     bad = ~np.isfinite(out)
     if bad.any():
         i = int(np.argmax(bad))
-        v = float(value[i])
-        why = f"past float32's range (±{FLOAT32_MAX:.3g})" if np.isfinite(v) else "not a finite number"
-        raise ValueError(f"features.{key}[{i}] is {v:g}, {why}; {expected}")
+        raise ValueError(f"features.{key}[{i}] is {_not_float32(value[i])}; {expected}")
     return out
 
 

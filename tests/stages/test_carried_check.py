@@ -68,7 +68,7 @@ def test_a_python_caller_may_give_arrays_tuples_and_numpy_numbers():
         ([np.bool_(True)] + [0.0] * 7, "features.deep[0] is a boolean"),
         (np.array([1.0] * 7 + [np.nan]), "features.deep[7] is nan, not a finite number"),
         ([float("inf")] * 8, "features.deep[0] is inf, not a finite number"),
-        ([10 ** 400] * 8, "features.deep[0] is past float32's range"),
+        ([10 ** 400] * 8, "features.deep[0] is an integer past float32's range"),
         ({1.0, 2.0}, "features.deep is a set"),
     ):
         with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
