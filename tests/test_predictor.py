@@ -74,6 +74,19 @@ def test_loads_once_and_keeps_input_fields(predictor, tmp_path):
     assert predictor.stages is stages
 
 
+def test_carried_arrays_are_kept_and_checked_like_json_lists(predictor, tmp_path):
+    # A Python caller's numpy arrays were dropped and the group recomputed; now they are carried.
+    p = str(make_image(tmp_path / "a.png"))
+    probs = np.full(10, 0.1, np.float32)
+    kept, short, flat = predictor([{"path": p, "features": {"object": probs}},
+                                   {"path": p, "features": {"object": np.zeros(3)}},
+                                   {"path": p, "features": {"object": np.zeros((2, 5))}}])
+    assert kept["features"]["object"].tolist() == probs.tolist() and "error" not in kept
+    assert short["error"] == {"kind": "bad_features",
+                              "message": "features.object has 3 values; object has 10 from tiny_test"}
+    assert flat["error"]["message"].startswith("features.object is an array of 2 dimensions;")
+
+
 def test_arrays_and_pil_images_match_their_files(predictor, tmp_path):
     p = make_image(tmp_path / "a.png", size=(80, 60), color=(10, 120, 230))
     arr = np.asarray(Image.open(p).convert("RGB"))
