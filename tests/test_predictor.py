@@ -83,7 +83,8 @@ def test_carried_arrays_are_kept_and_checked_like_json_lists(predictor, tmp_path
                                    {"path": p, "features": {"object": np.zeros((2, 5))}}])
     assert kept["features"]["object"].tolist() == probs.tolist() and "error" not in kept
     assert short["error"] == {"kind": "bad_features",
-                              "message": "features.object has 3 values; object has 10 from tiny_test"}
+                              "message": "features.object has 3 values; object has 10 from tiny_test"
+                              " (computed by another --backbone?)"}
     assert flat["error"]["message"].startswith("features.object is an array of 2 dimensions;")
 
 

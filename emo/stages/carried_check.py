@@ -95,7 +95,9 @@ def carried_values(key: str, value: Any, shape: GroupShape) -> np.ndarray:
         has = f"{group} has {shape.size}{origin}" if shape.size else expected
         raise ValueError(f"features.{key} is empty; {has}")
     if shape.size and n != shape.size:
-        raise ValueError(f"features.{key} has {n} value{'s' if n != 1 else ''}; {group} has {shape.size}{origin}")
+        # a network's group of another size most often came from another network: say how to pick it
+        hint = " (computed by another --backbone?)" if shape.origin and group in ("object", "deep") else ""
+        raise ValueError(f"features.{key} has {n} value{'s' if n != 1 else ''}; {group} has {shape.size}{origin}{hint}")
     with np.errstate(over="ignore", invalid="ignore"):  # a number past float32 becomes inf, named below
         try:
             out = value.astype(np.float32) if numeric else np.fromiter(value, np.float32, n)

@@ -98,14 +98,16 @@ def test_refusals(monkeypatch, tiny_backbone, tmp_path):
     r = emo(monkeypatch, "fit", "--task", "va", "--loss", "ce", *FAST, str(data), "-o", out)
     assert r.code == 2 and "--task va takes --loss mse" in r.err
     r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", "--backbone", "mobilenet_v2", str(data), "-o", out)
-    assert r.code == 2 and "features.deep has 8 values; deep has 1280 from mobilenet_v2" in r.err
+    assert r.code == 2
+    assert "features.deep has 8 values; deep has 1280 from mobilenet_v2 (computed by another --backbone?)" in r.err
     r = emo(monkeypatch, "fit", *FAST, "--hidden", "abc", str(data), "-o", out)
     assert r.code == 2
 
 
 def test_malformed_carried_features_are_skipped_and_named(monkeypatch, tiny_backbone, tmp_path):
     recs = _feature_records()
-    bad = {0: ([1.0, 2.0, 3.0], "features.deep has 3 values; deep has 8 from tiny_test"),  # the first once set the dims
+    bad = {0: ([1.0, 2.0, 3.0], "features.deep has 3 values; deep has 8 from tiny_test "
+                                "(computed by another --backbone?)"),
            5: (["a"] * 8, "features.deep[0] is a string; deep is a list of 8 numbers from tiny_test"),
            9: ([None] * 8, "features.deep[0] is null; deep is a list of 8 numbers from tiny_test"),
            13: ({"a": 1.0}, "features.deep is an object; deep is a list of 8 numbers from tiny_test"),
@@ -135,7 +137,8 @@ def test_fit_without_a_usable_record_says_why_even_when_quiet(monkeypatch, tiny_
     r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", *FAST, "-q", str(data), "-o", str(out))
     assert r.code == 2 and not out.exists()
     assert r.err.splitlines() == ["emo: error: no record has usable features; 6 failed, the first: img0.jpg: "
-                                  "bad_features: features.deep has 2 values; deep has 8 from tiny_test"]
+                                  "bad_features: features.deep has 2 values; deep has 8 from tiny_test"
+                                  " (computed by another --backbone?)"]
 
 
 def test_a_group_of_unknown_size_takes_the_size_most_records_have(monkeypatch, tiny_backbone, tmp_path):

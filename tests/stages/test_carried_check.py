@@ -76,7 +76,7 @@ def test_a_python_caller_may_give_arrays_tuples_and_numpy_numbers():
 
 
 def test_a_network_group_names_its_network_and_a_fine_tuned_key_its_group():
-    with pytest.raises(ValueError, match=r"^features.deep has 2 values; deep has 8 from tiny_test$"):
+    with pytest.raises(ValueError, match=r"^features.deep has 2 values; deep has 8 from tiny_test \(computed by another --backbone\?\)$"):
         carried_values("deep", [1.0, 2.0], DEEP)
     with pytest.raises(ValueError, match=r"^features.deep@ab12\[1\] is a string; deep is a list of 8 numbers from tiny"):
         carried_values("deep@ab12", [1.0, "x"], DEEP)
