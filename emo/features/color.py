@@ -61,12 +61,12 @@ def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
     h, s, v = out.unbind(1)
     torch.maximum(torch.maximum(r, g, out=v), b, out=v)
     c = v - torch.minimum(torch.minimum(r, g), b)
-    s.copy_(c).div_(v.clamp_min(1e-12)).masked_fill_(v <= 0, 0.0)
+    torch.div(c, v.clamp_min(1e-12), out=s)  # v == 0 only where c == 0: s is 0 there
     # the first largest channel picks the sector: red (g - b), green (b - r) + 2, blue (r - g) + 4
     red, green = r == v, g == v
     num = torch.where(red, g - b, torch.where(green, b - r, r - g))
     num.div_(c.clamp_min(1e-12)).add_(torch.where(red, 0.0, torch.where(green, 2.0, 4.0)))
-    torch.remainder(num, 6.0, out=h).div_(6.0).masked_fill_(c <= 0, 0.0)
+    torch.remainder(num, 6.0, out=h).div_(6.0)  # a grey pixel is red's sector with g - b == 0: hue 0
     return out
 
 
@@ -152,8 +152,19 @@ def valdez_mehrabian(brightness: torch.Tensor, saturation: torch.Tensor) -> torc
                         -0.76 * brightness + 0.32 * saturation), -1)
 
 
+# Images per step on the CPU: a pair of 256 x 256 views and its HSV planes stay in a core's cache
+# between the twenty-odd passes over them; a whole batch's planes came from memory at every pass.
+_CPU_IMAGES = 2
+
+
 def color_features(rgb: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` float32 RGB in [0, 1] -> ``(B, 22)`` float32; order in the module docstring."""
+    if rgb.device.type == "cpu" and rgb.shape[0] > _CPU_IMAGES:
+        return torch.cat([_color_features(part) for part in rgb.split(_CPU_IMAGES)])
+    return _color_features(rgb)
+
+
+def _color_features(rgb: torch.Tensor) -> torch.Tensor:
     rgb = rgb.float().clamp(0.0, 1.0).contiguous()  # planes, not channels_last: per-channel ops stream
     hsv = rgb_to_hsv(rgb)
     mean_rgb = rgb.mean((2, 3))

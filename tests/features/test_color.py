@@ -75,6 +75,19 @@ def test_batch_rows_are_independent():
     assert torch.isfinite(both).all()
 
 
+def test_a_batch_taken_in_steps_gives_each_image_its_own_row():
+    rng = np.random.default_rng(3)
+    images = [Image.fromarray(rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)) for _ in range(5)]
+    images[2] = _solid((0, 0, 0), (28, 20))  # black and grey pixels: the hue and saturation of 0
+    images[3] = _solid((128, 128, 128), (28, 20))
+    batch = _batch(*images).contiguous(memory_format=torch.channels_last)  # as the stage passes it
+    rows = color_features(batch)
+    assert rows.shape == (5, HANDCRAFTED_DIMS["color"])
+    for i, im in enumerate(images):  # bit for bit: each step computes exactly what one image alone does
+        assert torch.equal(rows[i], color_features(_batch(im))[0])
+    assert rows[2, 3:6].tolist() == [0.0, 0.0, 0.0] and rows[3, 3:5].tolist() == [0.0, 0.0]
+
+
 def _reference_color(px: np.ndarray) -> np.ndarray:
     """The 22 colour features of ``(N, 3)`` float32 RGB pixels in [0, 1], one pixel at a time.
 
