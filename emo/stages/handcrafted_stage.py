@@ -24,8 +24,13 @@ def _compute(rgb: torch.Tensor, rows: dict[str, list[int]]) -> dict[str, np.ndar
 
     rgb = rgb.float().div_(255.0)
     gray = to_gray(rgb) if rows.keys() & {"lbp", "gist"} else None  # converted once, shared
-    fns = {"color": lambda r: color_features(rgb[r]), "lbp": lambda r: lbp_histogram(gray[r]),
-           "gist": lambda r: gist(gray[r])}
+    n = rgb.shape[0]
+
+    def pick(x: torch.Tensor, r: list[int]) -> torch.Tensor:  # indexing by a list copies the images
+        return x if len(r) == n else x[r]
+
+    fns = {"color": lambda r: color_features(pick(rgb, r)), "lbp": lambda r: lbp_histogram(pick(gray, r)),
+           "gist": lambda r: gist(pick(gray, r))}
     return {g: fns[g](r).float().cpu().numpy() for g, r in rows.items() if r}
 
 
