@@ -61,8 +61,13 @@ def _cached(key: tuple, make: Callable[[], Any]) -> Any:
 
 def to_gray(rgb: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` RGB in [0, 1] -> ``(B, 1, H, W)`` luma in [0, 1] (ITU-R BT.601 weights)."""
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
-    return (rgb * w).sum(1, keepdim=True)
+    w = torch.tensor([0.299, 0.587, 0.114], dtype=rgb.dtype, device=rgb.device)
+    r, g, b = rgb.unbind(1)
+    # the weighted sum written out, in the order a sum over channels adds: the same values, but
+    # summing over the channels of a channels_last batch steps through memory three floats apart
+    gray = r * w[0]
+    gray.add_(g * w[1]).add_(b * w[2])
+    return gray.unsqueeze(1)
 
 
 def _as_b1hw(gray: torch.Tensor) -> torch.Tensor:
