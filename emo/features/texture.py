@@ -135,8 +135,19 @@ def lbp_histogram(gray: torch.Tensor) -> torch.Tensor:
     return (counts.float() @ _lbp_bin_matrix(codes.device)) / n
 
 
+def _mirror_index(n: int, p: int, device: torch.device) -> torch.Tensor:
+    """Indices of ``padarray``'s symmetric padding of a length-``n`` axis by ``p``: the axis
+    mirrored, edge included, again and again where ``p`` exceeds ``n``."""
+    i = torch.arange(-p, n + p, device=device) % (2 * n)
+    return torch.where(i < n, i, 2 * n - 1 - i)
+
+
 def _symmetric_pad(x: torch.Tensor, p: int) -> torch.Tensor:
     """MATLAB ``padarray(x, [p p], 'symmetric')``: mirror including the edge pixel."""
+    h, w = x.shape[-2:]
+    if p > min(h, w):  # a picture smaller than the pad: the mirror repeats (rare, so by index)
+        x = x.index_select(-2, _mirror_index(h, p, x.device))
+        return x.index_select(-1, _mirror_index(w, p, x.device))
     x = torch.cat((x[..., :p, :].flip(-2), x, x[..., -p:, :].flip(-2)), -2)
     return torch.cat((x[..., :p].flip(-1), x, x[..., -p:].flip(-1)), -1)
 

@@ -163,6 +163,19 @@ def test_gist_non_square_any_step_matches_reference(chunk, images, boxed):
     np.testing.assert_allclose(got, np.stack(want), rtol=1e-4, atol=2e-6)
 
 
+@pytest.mark.parametrize("size", [(13, 20), (4, 3), (1, 1)])
+@pytest.mark.parametrize("boxed", [True, False])
+def test_gist_of_a_picture_smaller_than_its_padding_matches_reference(size, boxed):
+    # padarray mirrors again and again where the 32-pixel pad exceeds the picture
+    img = _sample_gray("coffee.jpg", size)
+    if size == (1, 1):
+        img = np.array([[0.3]], np.float32)
+    got = gist(torch.from_numpy(img[None]), boxed=boxed).double().numpy()[0]
+    want = _reference_gist(img.astype(np.float64))
+    assert got.shape == (512,) and np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-6)
+
+
 def test_gist_boxed_and_whole_filtering_agree_to_float32_rounding():
     imgs = np.stack([_sample_gray(n, (256, 256)) for n in ("cat.jpg", "coffee.jpg", "hubble.jpg")])
     for batch in (torch.from_numpy(imgs), torch.from_numpy(imgs[:, :200, :120].copy())):
