@@ -36,8 +36,10 @@ GIST_ORIENTATIONS = 8
 GIST_GRID = 4
 GIST_DIMS = GIST_SCALES * GIST_ORIENTATIONS * GIST_GRID * GIST_GRID
 GIST_PAD = 32  # LMgist's boundaryExtension
-# A Gabor filter's values below this share of its peak are taken as zero: they move no float32 result.
-GIST_NEGLIGIBLE = 1e-10
+# A Gabor filter's values below this share of its peak are taken as zero: float32's own rounding
+# of the products at the peak (1.2e-7 relative) is as large. Over 64 Emotion6 pictures the 512
+# values moved by at most one unit in the last place against a threshold of 1e-10 (boxes 22% larger).
+GIST_NEGLIGIBLE = 1e-7
 PREFILTER_FC = 4.0
 _PREFILTER_PAD = 5
 
