@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,51 @@ def bad_files(tmp_path) -> dict[str, Path]:
     (d / "text.jpg").write_text("this is not an image\n")
     (d / "folder.jpg").mkdir()
     return {p.stem: p for p in d.iterdir()}
+
+
+# How long a forked child may take before it counts as hung (it takes about a second).
+FORK_TIMEOUT = 60.0
+
+
+def in_fork(fn: Callable[[], bytes], timeout: float = FORK_TIMEOUT) -> bytes:
+    """``fn()`` run in a child forked from this process, its bytes handed back; the test fails
+    when the child raises, or is killed and fails when it has not finished within ``timeout``."""
+    import select
+    import signal
+    import time
+    import traceback
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest, whatever happens
+        code = 1
+        try:
+            os.close(r)
+            try:
+                out, code = b"ok" + fn(), 0
+            except BaseException:
+                out = b"no" + traceback.format_exc().encode()
+            with os.fdopen(w, "wb") as f:
+                f.write(out)
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            if select.select([r], [], [], left)[0]:
+                if not (chunk := os.read(r, 1 << 20)):
+                    break
+                chunks.append(chunk)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"the forked child did not finish within {timeout:.0f} s: it hung")
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    out = b"".join(chunks)
+    assert out[:2] == b"ok", out[2:].decode(errors="replace") or "the child ended without a word"
+    return out[2:]
 
 
 def _tiny_builder():
