@@ -148,8 +148,9 @@ def checked(direct: DirectEngine, loader: Callable[[torch.Tensor], Any]) -> Call
     direct call alone, or the loader's alone if they differed or the direct call failed."""
     import torch
 
-    state: dict[str, Any] = {"fn": None}
-    lock = threading.Lock()
+    from emo.forks import renew_in_child
+
+    state: dict[str, Any] = {"fn": None, "lock": threading.Lock()}
 
     def first(x: torch.Tensor) -> Any:
         want = loader(x)
@@ -165,11 +166,12 @@ def checked(direct: DirectEngine, loader: Callable[[torch.Tensor], Any]) -> Call
     def call(x: torch.Tensor) -> Any:
         fn = state["fn"]
         if fn is None:
-            with lock:
+            with state["lock"]:
                 if state["fn"] is None:
                     return first(x)
                 fn = state["fn"]
         return fn(x)
 
     call.direct = lambda: state["fn"] is not None and state["fn"] is not loader  # type: ignore[attr-defined]
-    return call
+    # a first call another thread was making at a fork never ends in the child: it takes a new lock
+    return renew_in_child(call, lambda _: state.__setitem__("lock", threading.Lock()))

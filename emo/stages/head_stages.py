@@ -16,6 +16,7 @@ import numpy as np
 from emo.config import KEY_EMOTION, KEY_SENTIMENT, KEY_VA
 from emo.errors import EmoError, ModelError
 from emo.emotions import NEGATIVE, POSITIVE, from_labels
+from emo.forks import renew_in_child
 from emo.io.decode import View
 from emo.io.records import Item
 from emo.models.head_file import Head
@@ -162,9 +163,14 @@ class LazyStage:
         self._build = build
         self._stage: Any = None
         self._lock = threading.Lock()  # emo.Predictor may be called from several threads at once
+        renew_in_child(self, LazyStage._new_lock)
         self.views = views
         self.groups = tuple(groups)
         self._wants = wants  # for a stage whose output is not a feature group (regions)
+
+    def _new_lock(self) -> None:
+        """In a forked child: a build another thread was running at the fork never ends there."""
+        self._lock = threading.Lock()
 
     @property
     def built(self) -> bool:

@@ -23,6 +23,7 @@ import torch
 
 from emo.config import KEY_REGIONS
 from emo.engine import Engine
+from emo.forks import renew_in_child
 from emo.io.decode import View
 from emo.io.records import Item
 from emo.regions.draw import DrawingNames
@@ -145,9 +146,14 @@ class RegionStage:
         self.pace = Pace()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
+        renew_in_child(self, RegionStage._forget_pool)  # a forked child makes its own
         self.max_pixels = max_pixels
         self.names = DrawingNames(root if root is not None else Path.cwd())
         self.views = (self.view,) + ((self.det_view,) if self.det_view is not None else ())
+
+    def _forget_pool(self) -> None:
+        """In a forked child: the pool's threads are not there, so the next batch makes a new one."""
+        self._pool, self._pool_size = None, 0
 
     def feature_maps(self, batch: torch.Tensor) -> torch.Tensor:
         """The engine on ``batch (B, 3, S, S) uint8``: ``(B, C, h, w)``; on a CPU in chunks of

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from emo.forks import drop_pool, renew_in_child
 from emo.io.decode import View
 from emo.io.records import Item
 
@@ -37,6 +38,7 @@ class Together:
         self.stages = list(stages)
         self.views: tuple[View, ...] = tuple(dict.fromkeys(v for s in self.stages for v in s.views))
         self._pool: ThreadPoolExecutor | None = None
+        renew_in_child(self, drop_pool)  # a forked child makes its own
 
     def wants(self, item: Item) -> bool:
         return any(s.wants(item) for s in self.stages)

@@ -3,6 +3,7 @@ against torch's loader on its first batch, and the loader wherever that is not c
 
 from __future__ import annotations
 
+import os
 import threading
 import zipfile
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 
 from emo.config import Settings, from_env
 from emo.engine import Profile, aoti_direct, inductor, load
+from tests.conftest import in_fork
 
 
 def _engine(tiny_backbone, tiny_cache):
@@ -161,3 +163,28 @@ def test_a_library_that_cannot_be_unpacked_keeps_the_loader_and_the_cached_engin
         ref = model(x)
     assert all(torch.allclose(a, r, atol=1e-4, rtol=0) for a, r in zip(eng(x), ref))
     assert "corrupt" not in capfd.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here")
+def test_a_first_call_another_thread_was_making_at_a_fork_is_made_again_in_the_child():
+    """The first call's lock stays held in the child, where the thread holding it never ends."""
+    started, finish = threading.Event(), threading.Event()
+    parent = os.getpid()
+    want = [torch.ones(2, 3)]
+
+    def loader(t):
+        if os.getpid() == parent:  # the parent's first call lasts across the fork
+            started.set()
+            finish.wait(30)
+        return want
+
+    fn = aoti_direct.checked(lambda ins: [torch.ones(2, 3)], loader)
+    t = threading.Thread(target=fn, args=(_batch(2),))
+    t.start()
+    started.wait(30)
+    try:
+        assert in_fork(lambda: str(fn.direct()).encode() + str(fn(_batch(2)) is want).encode()) == b"FalseTrue"
+    finally:
+        finish.set()
+        t.join()
+    assert fn.direct()

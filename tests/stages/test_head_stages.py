@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from emo.io.records import Item
 from emo.models.head_file import new_head
 from emo.stages.head_stages import ClassifyStage, LazyStage, VAStage
 from emo.train import FitConfig, Targets, fit_head
+from tests.conftest import in_fork
 
 E6 = ["anger", "disgust", "fear", "joy", "sadness", "surprise", "neutral"]
 
@@ -183,3 +186,29 @@ def test_a_sentiment_the_input_carried_does_not_pass_as_this_runs():
         it.record["sentiment"] = {"label": "positive", "p_positive": 0.9}  # from an earlier run
     ClassifyStage(_head(E6), None).run(items)  # Emotion6 alone has no polarity for every class
     assert all("sentiment" not in it.record and "emotion" in it.record for it in items)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here")
+def test_a_build_another_thread_was_making_at_a_fork_is_made_again_in_the_child():
+    """The builder's lock stays held in the child, where the thread holding it never ends."""
+    import threading
+
+    started, finish = threading.Event(), threading.Event()
+    parent = os.getpid()
+
+    def build():
+        if os.getpid() == parent:  # the parent's build lasts across the fork
+            started.set()
+            finish.wait(30)
+        return os.getpid()
+
+    lazy = LazyStage(build, (View(32, 36),), ("deep",))
+    t = threading.Thread(target=lazy.build)
+    t.start()
+    started.wait(30)
+    try:
+        child = int(in_fork(lambda: str(lazy.build()).encode()))
+    finally:
+        finish.set()
+        t.join()
+    assert child != parent and lazy.build() == parent

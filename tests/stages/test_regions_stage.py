@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from emo.io.records import item_from_record
 from emo.pipeline import run
 from emo.regions.layers import LinearLayer
 from emo.stages.regions_stage import object_classifier, region_stage
-from tests.conftest import make_image
+from tests.conftest import in_fork, make_image
 
 # Valid pictures that once failed or that stretch the arithmetic: strips thinner than half a
 # cell, single pixels, and a strip far longer than the view.
@@ -267,3 +268,27 @@ def test_batches_of_any_size_share_one_pool_that_no_call_shuts_down(cam_file, mo
         stage.run(list(range(n)))
         assert stage._pool is pool
     pool.submit(lambda: None).result()  # still open
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here")
+def test_a_forked_child_shares_its_batches_among_threads_of_its_own(cam_file, monkeypatch):
+    """The parent's pool threads are not in a forked child: a share given to them never ran."""
+    import threading
+
+    from emo.engine import Engine
+    from emo.stages.regions_stage import RegionStage
+
+    monkeypatch.setattr(Engine, "lock_free", property(lambda self: True))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    ran: list[str] = []
+    monkeypatch.setattr(RegionStage, "_run_part", lambda self, items: ran.append(threading.current_thread().name))
+    stage = region_stage(_settings(), top_k=3, cam_file=cam_file)
+    stage.run(list(range(8)))
+    assert len(ran) == 2 and stage._pool is not None
+
+    def child() -> bytes:
+        ran.clear()
+        stage.run(list(range(8)))
+        return " ".join(name.split("_")[0] for name in ran).encode()
+
+    assert in_fork(child) == b"emo-regions emo-regions"  # both shares, on the child's own pool

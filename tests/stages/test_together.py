@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -12,6 +13,7 @@ from emo.io.decode import View
 from emo.io.records import Item
 from emo.stages.head_stages import LazyStage
 from emo.stages.together import Together
+from tests.conftest import in_fork
 
 VIEW = View(8, mode="squash")
 
@@ -141,3 +143,17 @@ def test_an_interrupt_ends_the_batch_without_waiting_for_the_other_member():
         assert finished == []  # raised while the other member still ran
     finally:
         release.set()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here")
+def test_a_forked_child_runs_the_members_on_threads_of_its_own():
+    """The parent's pool threads are not in a forked child: a member given to them never ran."""
+    together = Together([_Member("a"), _Member("b")])
+    together.run(_items(2))  # the pool is made, and its thread waits for more
+
+    def child() -> bytes:
+        items = _items(3)
+        together.run(items)
+        return repr([(it.features["a"], it.features["b"]) for it in items]).encode()
+
+    assert in_fork(child) == repr([(0.0, 0.0), (1.0, 1.0), (2.0, 2.0)]).encode()
