@@ -11,11 +11,13 @@ and returns one record per input, in order, the same records ``emo classify`` wr
     p({"path": np.array([...])})              # a column batch (Ray Data's numpy format)
 
 Bad inputs become records with ``error``, as on the command line; an unusable model or option
-raises :class:`emo.errors.EmoError` from the constructor.
+raises :class:`emo.errors.EmoError` from the constructor. A process forked after a call (a
+multiprocessing pool's workers) can call it too: see :mod:`emo.forks`.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike, fsdecode
 from pathlib import Path
@@ -60,8 +62,29 @@ class Predictor:
 
     def __call__(self, batch: Sequence[Any] | Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         """One record per input of ``batch``, in order (see the module docstring for inputs)."""
+        from emo.forks import on_own_thread
+
+        self._check_cuda_after_fork()
+        return on_own_thread(lambda: self._records(batch))
+
+    def _records(self, batch: Sequence[Any] | Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         items = [self._item(i, row) for i, row in enumerate(_rows(batch))]
         return [it.record for done in self._pipeline.run(items) for it in done]
+
+    def _check_cuda_after_fork(self) -> None:
+        """Raise :class:`EmoError` in a process forked after CUDA was used, when this Predictor
+        would run on CUDA: no call could succeed there (torch refuses CUDA in such a child)."""
+        torch = sys.modules.get("torch")
+        device = self.settings.device
+        # torch's flag: CUDA was asked about before the fork (also where it found no device)
+        if torch is None or device == "cpu" or not getattr(torch.cuda, "_is_in_bad_fork", lambda: False)():
+            return
+        if device == "auto" and not torch.cuda.is_available():  # the count the parent found, kept
+            return
+        from emo.errors import EmoError
+
+        raise EmoError(f"this Predictor runs on CUDA (device {device}), which a process forked after CUDA was "
+                       "used cannot use: start the worker processes with the 'spawn' or 'forkserver' method")
 
     def _item(self, index: int, row: Any) -> Item:
         if isinstance(row, (str, bytes, PathLike)):  # bytes: a name from os.listdir(b".")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from PIL import Image
 
 import emo
 from emo.errors import UsageError
-from tests.conftest import alike_images, make_image
+from tests.conftest import FORK_TIMEOUT, alike_images, in_fork, make_image
 from tests.robustness.conftest import TINY, assert_same_records, emo as run_emo
 
 
@@ -122,3 +123,79 @@ def test_options_are_checked_like_the_command_line(tiny_backbone):
 def test_import_emo_does_not_import_torch():
     code = "import emo, sys; emo.__version__; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here")
+
+# The hand-crafted groups on their worker threads beside the backbone (emo.stages.together).
+TOGETHER = ["features", "--set", "color,lbp,object", "--backbone", "tiny_test", "--batch-size", "4"]
+
+
+def _cam(tmp_path) -> str:
+    """A CAM layer for tiny_test's 8 channels (see tests/stages/test_regions_stage.py)."""
+    import torch
+
+    from emo.regions.layers import LinearLayer
+
+    w = torch.zeros(3, 8)
+    w[0, :4], w[1, 4:], w[2] = 1.0, 1.0, 0.5
+    path = tmp_path / "cam.safetensors"
+    LinearLayer(w, torch.zeros(3), {"kind": "cam", "labels": ["joy", "sadness", "neutral"],
+                                    "backbone": "tiny_test"}).save(path)
+    return str(path)
+
+
+def _pictures(tmp_path, n: int = 9) -> list[str]:
+    return [str(make_image(tmp_path / f"{i}.png", size=(64 + 8 * i, 48 + 5 * i), color=(25 * i, 200 - 20 * i, 90)))
+            for i in range(n)]
+
+
+@needs_fork
+@pytest.mark.parametrize("command", ["features", "regions"])
+def test_a_child_forked_after_a_call_gets_the_parents_records(tiny_backbone, tmp_path, command):
+    """The parent's thread pools and torch's OpenMP threads are not in a forked child: its call
+    waited forever on them. Now the child makes its own and writes the parent's records."""
+    args = TOGETHER if command == "features" else ["regions", "--cam", _cam(tmp_path), "--backbone", "tiny_test",
+                                                   "--batch-size", "4"]
+    p = emo.Predictor(*args)
+    paths = _pictures(tmp_path)
+    want = _lines(p(paths))
+    assert _lines(p(paths)) == want  # the parent's own records are the same bits call after call
+    assert in_fork(lambda: _lines(p(paths))) == want
+    assert _lines(p(paths)) == want  # and the parent is as it was
+
+
+_forked: emo.Predictor | None = None  # the predictor multiprocessing's forked workers call
+
+
+def _work(paths: list[str]) -> bytes:
+    assert _forked is not None
+    return _lines(_forked(paths))
+
+
+@needs_fork
+def test_a_fork_pool_of_workers_calls_the_parents_predictor(tiny_backbone, tmp_path, monkeypatch):
+    """``p(...)`` then ``multiprocessing.Pool(2).map(work, chunks)`` with ``work`` calling ``p``."""
+    import multiprocessing
+
+    paths = _pictures(tmp_path, 8)
+    monkeypatch.setattr(sys.modules[__name__], "_forked", emo.Predictor(*TOGETHER))
+    want = [_lines(_forked(paths[:4])), _lines(_forked(paths[4:]))]
+    with multiprocessing.get_context("fork").Pool(2) as pool:  # leaving it kills hung workers
+        assert pool.map_async(_work, [paths[:4], paths[4:]]).get(timeout=FORK_TIMEOUT) == want
+
+
+def test_a_cuda_predictor_in_a_process_forked_after_cuda_was_used_says_so(predictor, tmp_path, monkeypatch):
+    """torch refuses CUDA in such a child: every record would fail; the call fails at once instead."""
+    import dataclasses
+
+    import torch
+
+    from emo.errors import EmoError
+
+    monkeypatch.setattr(torch.cuda, "_is_in_bad_fork", lambda: True)
+    monkeypatch.setattr(predictor, "settings", dataclasses.replace(predictor.settings, device="cuda:1"))
+    with pytest.raises(EmoError, match=r"CUDA \(device cuda:1\).*'spawn' or 'forkserver'"):
+        predictor([str(make_image(tmp_path / "a.png"))])
+    monkeypatch.setattr(predictor, "settings", dataclasses.replace(predictor.settings, device="cpu"))
+    assert "error" not in predictor([str(make_image(tmp_path / "a.png"))])[0]  # CPU work is unaffected
