@@ -32,12 +32,6 @@ R = TypeVar("R")
 _renewals: dict[int, tuple[weakref.ref[Any], Callable[[Any], None]]] = {}
 _keys = itertools.count()
 
-# Module-level locks guarding tables made on first use, in modules that register nothing
-# themselves: a lock another thread held at the fork would stay held in the child.
-_MODULE_LOCKS: tuple[tuple[str, str, Callable[[], Any]], ...] = (
-    ("emo.features.texture", "_cache_lock", threading.RLock),
-)
-
 _forked_thread: int | None = None  # the thread that forked this process after torch loaded
 _helper: ThreadPoolExecutor | None = None  # made in this process, for that thread's torch work
 
@@ -83,10 +77,6 @@ def _after_fork_in_child() -> None:
     global _forked_thread, _helper
     _helper = None  # the parent's: its thread is not here
     _forked_thread = threading.get_ident() if "torch" in sys.modules else None
-    for module, name, make in _MODULE_LOCKS:
-        loaded = sys.modules.get(module)
-        if loaded is not None:
-            setattr(loaded, name, make())
     for ref, renew in list(_renewals.values()):
         owner = ref()
         if owner is not None:

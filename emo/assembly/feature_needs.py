@@ -113,11 +113,9 @@ def feature_stages(heads: Sequence[Any], settings: config.Settings,
     hand = tuple(g for g in groups if g in HANDCRAFTED_DIMS)
     if hand:
         from emo.engine import resolve_device
-        from emo.forks import drop_pool, renew_in_child
         from emo.stages.handcrafted_stage import HandcraftedStage
 
-        # its worker threads are not in a forked child, which makes its own
-        stages.append(renew_in_child(HandcraftedStage(hand, resolve_device(settings.device)), drop_pool))
+        stages.append(HandcraftedStage(hand, resolve_device(settings.device)))
     net = tuple(g for g in groups if g in NETWORK_GROUPS)
     if net:
         entry = get(settings.backbone)

@@ -45,11 +45,9 @@ def build(o: FeaturesOptions, settings: config.Settings, ctx: BuildContext) -> l
     if hand:
         def handcrafted():
             from emo.engine import resolve_device
-            from emo.forks import drop_pool, renew_in_child
             from emo.stages.handcrafted_stage import HandcraftedStage
 
-            # its worker threads are not in a forked child, which makes its own
-            return renew_in_child(HandcraftedStage(groups, resolve_device(settings.device)), drop_pool)
+            return HandcraftedStage(groups, resolve_device(settings.device))
 
         stages.append(LazyStage(handcrafted, (View(HANDCRAFTED_SIZE, mode="squash"),), hand))
     net = tuple(g for g in groups if g in NETWORK_GROUPS)

@@ -21,6 +21,7 @@ magnitude of each response is averaged over a 4 x 4 grid of the image. Output in
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,16 @@ LBP_OFFSETS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1,
 
 _cache: dict[tuple, Any] = {}
 _cache_lock = threading.RLock()  # re-entrant: one table is made from another (boxes from the bank)
+
+
+def _new_cache_lock() -> None:
+    """In a forked child: a table another thread was making at the fork is never finished there."""
+    global _cache_lock
+    _cache_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_new_cache_lock)
 
 
 def _cached(key: tuple, make: Callable[[], Any]) -> Any:

@@ -9,6 +9,7 @@ import numpy as np
 
 from emo.config import KEY_FEATURES
 from emo.features import HANDCRAFTED_DIMS, HANDCRAFTED_SIZE
+from emo.forks import drop_pool, renew_in_child
 from emo.io.decode import View
 from emo.io.records import Item
 from emo.stages.worker_threads import one_intra_op_thread
@@ -51,6 +52,7 @@ class HandcraftedStage:
         self.views = (self.view,) if self.groups else ()
         self.threads = max(1, threads if threads is not None else torch.get_num_threads())
         self._pool: ThreadPoolExecutor | None = None
+        renew_in_child(self, drop_pool)  # its worker threads are not in a forked child, which makes its own
 
     def wants(self, item: Item) -> bool:
         return any(g not in item.features for g in self.groups)
