@@ -12,7 +12,7 @@ from emo.features import HANDCRAFTED_DIMS, HANDCRAFTED_SIZE
 from emo.forks import drop_pool, renew_in_child
 from emo.io.decode import View
 from emo.io.records import Item
-from emo.stages.worker_threads import one_intra_op_thread
+from emo.stages.worker_threads import one_core_pool
 
 if TYPE_CHECKING:  # torch loads with the first batch, not with this module (see emo.io.procpool)
     import torch
@@ -74,7 +74,7 @@ class HandcraftedStage:
             results = [_compute(*tasks[0])]
         else:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads, "emo-features", initializer=one_intra_op_thread)
+                self._pool = one_core_pool(self.threads, "emo-features")
             results = list(self._pool.map(lambda t: _compute(*t), tasks))
         for s, (_, rows), out in zip(slices, tasks, results):
             for g, values in out.items():

@@ -32,7 +32,7 @@ from emo.regions.layers import LinearLayer
 from emo.regions.local import pad_regions
 from emo.regions.rcnn import Detector
 from emo.stages.backbone_stage import to_batch
-from emo.stages.worker_threads import one_intra_op_thread
+from emo.stages.worker_threads import one_core_pool
 
 GROUP = "regions"
 
@@ -206,7 +206,7 @@ class RegionStage:
             # replaced only by a bigger one and never shut down: a caller on another thread
             # (emo.Predictor) may be using it; its threads end once it is dropped.
             size = max(threads, torch.get_num_threads())
-            pool = self._pool = ThreadPoolExecutor(size, "emo-regions", initializer=one_intra_op_thread)
+            pool = self._pool = one_core_pool(size, "emo-regions")
             self._pool_size = size
         # Whole pictures per thread, in CPU_CHUNK pairs: the same engine calls as one thread makes.
         step = -(-len(items) // threads)
