@@ -21,12 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import throughput as tp  # noqa: E402  (the processor's name)
 from typing import Any
 
 import numpy as np
@@ -95,17 +97,6 @@ def _update(name: str, rep: dict[str, Any], data: Path) -> None:
     save_head(head, path)
 
 
-def _cpu() -> str:
-    """The processor's model name, in words."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _f(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
@@ -126,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     records = _features(a.data, a.features)
     results = {}
-    print(f"# {_cpu()}, {os.cpu_count()} cores (CPU only), "
+    print(f"# {tp.cpu_name()}, {os.cpu_count()} cores (CPU only), "
           f"{len(records)} records, {FOLDS}-fold CV, ECE with {BINS} bins")
     print("| head | n | top1 (OOF) | ECE before | ECE after | NLL before | NLL after | KL before | KL after | T |")
     print("|---|---|---|---|---|---|---|---|---|---|")

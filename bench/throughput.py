@@ -256,6 +256,17 @@ def cuda_trt_compare(x, args, cache: Path) -> str:
             f"({t_ips / e_ips:.1f}x); top-1 agreement {agree:.2f}% (target >= 99%); engine ready in {trt_load:.1f} s.")
 
 
+def cpu_name() -> str:
+    """The processor's model name, in words (the architecture where the system does not say)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def loadavg() -> str:
     try:
         return " / ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -428,7 +439,7 @@ def report(args, paths, out, load_start: str, load_end: str) -> str:
         "",
         f"Command: `python bench/throughput.py{' ' + argv if argv else ''}` "
         f"({len(paths)} images of {args.images.name}/, {args.network}, batch {args.batch_size}, "
-        f"{os.cpu_count()} cores: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{os.cpu_count()} cores: {cpu_name()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} torch threads). Load average (1/5/15 min) at start {load_start}, at end {load_end}: "
         "figures move with the machine's load.",
         "",
