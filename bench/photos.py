@@ -8,6 +8,10 @@ each) into a folder, or reuses the ones already there, then measures in one run:
 2. loader: a torch DataLoader (one worker per core, batch 32) feeding the eager model;
 3. floor: emo's own decoder alone, one process per core (the most decoding the cores can do);
 4. ceiling: the engine alone on pre-decoded uint8 tensors;
+   decode side: emo's own loop (decode processes, balancing, batches in input order) with a
+   stage that takes each batch's pixels and computes nothing, balanced and with one worker per
+   core: what emo reaches where the engine costs next to nothing, as on a GPU, measured on any
+   machine (target: 0.9x the floor);
 5. emo: ``emo classify`` end to end (process start to last line) with its default, balanced decode,
    and with each fixed ``--workers N`` of ``--fixed``; every emo figure is the best of ``--repeat``
    runs, taken in turns so that a busy spell of a shared machine does not favour one setting;
@@ -25,7 +29,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
 import re
 import shutil
 import sys
@@ -112,6 +115,74 @@ def bench_floor(paths: list[Path], view, procs: int) -> float:
         return n / (time.perf_counter() - start)
 
 
+class _FreeEngine:
+    """A stage that takes each batch's pixels and computes nothing: emo's loop with the engine's
+    cost taken out, which a GPU engine nearly is (the CPU sees only the staging copy)."""
+
+    def __init__(self, view) -> None:
+        self.views = (view,)
+
+    def wants(self, item) -> bool:
+        return True
+
+    def run(self, items) -> None:
+        import numpy as np
+
+        np.stack([it.views[self.views[0]] for it in items])  # the copy into an engine's input batch
+        for it in items:
+            it.features["free"] = None
+
+
+def bench_decode_side(paths: list[Path], view, workers: int, batch_size: int) -> dict:
+    """emo's pipeline on ``paths`` with :class:`_FreeEngine` (``workers`` 0: balanced): images per
+    second over the run and over its second half, the plan it ended with, and the main process's
+    CPU per image outside decoding (the loop's own cost, which one core must carry however many
+    decode). Runs in this process, before torch loads, so the decode processes fork as in ``emo``."""
+    import emo.io.procpool as procpool
+    from emo.config import Settings
+    from emo.io.records import Item
+    from emo.pipeline import Pipeline
+
+    plain, decoding = procpool._decode_one, [0.0]
+
+    def timed(*a, **k):  # the main process decodes some images itself while it would wait
+        t = time.thread_time()
+        try:
+            return plain(*a, **k)
+        finally:
+            decoding[0] += time.thread_time() - t
+
+    pipe = Pipeline([_FreeEngine(view)], Settings(workers=workers, batch_size=batch_size))
+    items = (Item(index=i, record={"path": str(p)}, path=p) for i, p in enumerate(paths))
+    marks, n, start, cpu = [], 0, time.perf_counter(), time.process_time()
+    procpool._decode_one = timed
+    try:
+        for batch in pipe.run(items):
+            n += len(batch)
+            marks.append((time.perf_counter() - start, n))
+    finally:
+        procpool._decode_one = plain
+    total = time.perf_counter() - start
+    loop_cpu = time.process_time() - cpu - decoding[0]
+    t_half, n_half = next(m for m in marks if m[1] >= n // 2)
+    return {"n": n, "ips": n / total, "half": (n - n_half) / max(total - t_half, 1e-9), "plan": pipe.decoded_by,
+            "main_ms": 1e3 * loop_cpu / max(n, 1), "decoded_here": decoding[0]}
+
+
+def decode_side_runs(args, paths: list[Path], cores: int) -> dict[int, dict]:
+    """:func:`bench_decode_side` balanced (0) and with ``--workers cores``, each the best of
+    ``args.repeat`` runs taken in turns."""
+    runs: dict[int, list[dict]] = {0: [], cores: []}
+    for _ in range(args.repeat):
+        for n in runs:
+            got = bench_decode_side(paths, args.view, n, args.batch_size)
+            runs[n].append(got)
+            print(f"  decode side, {f'--workers {n}' if n else 'balanced'}: {got['ips']:.1f} img/s, second half "
+                  f"{got['half']:.1f}, main process {got['main_ms']:.2f} ms CPU per image ({got['plan']})", file=sys.stderr)
+    return {n: {"ips": max(r["ips"] for r in rs), "half": max(r["half"] for r in rs),
+                "main_ms": min(r["main_ms"] for r in rs)} for n, rs in runs.items()}
+
+
 def ring_slots(view) -> int:
     """Images emo's decode ring holds for ``view``: that many decode during start-up."""
     from emo.io.procpool import MAX_SLOTS, RING_BYTES, _Layout
@@ -170,6 +241,8 @@ def main() -> int:
     ap.add_argument("--cache-dir", type=Path, default=None,
                     help="Engine cache [default: a fresh temporary folder; the warm-up run builds the engine].")
     ap.add_argument("--no-write", action="store_true", help="Print the section; do not touch bench/PHOTOS.md.")
+    ap.add_argument("--decode-side-only", action="store_true",
+                    help="Measure the floor and the decode side only (no torch, no engine; a minute or two) and print them.")
     args = ap.parse_args()
     args.command = "classify"
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as emo sets for itself (see throughput.py)
@@ -179,7 +252,7 @@ def main() -> int:
     cores = usable_cores()
     fixed = sorted({int(x) for x in args.fixed.split(",") if x} or set(range(1, cores + 1)))
     counts = {"12 MP": args.count, "24 MP": args.big_count or max(1, args.count // 4)}
-    view = network_view(args.network)
+    view = args.view = network_view(args.network)
     load_start = tp.loadavg()
     rows: dict[str, dict] = {}
     t0 = time.perf_counter()
@@ -191,6 +264,10 @@ def main() -> int:
         row["floor"] = tp_floor = bench_floor(row["paths"], view, cores)
         row["floor_1"] = bench_floor(row["photos"][: max(8, len(row["photos"]) // 4)], view, 1)
         print(f"{name} floor {tp_floor:.1f} img/s on {cores} processes, {row['floor_1']:.1f} on one", file=sys.stderr)
+        row["free"] = decode_side_runs(args, row["paths"], cores)
+    if args.decode_side_only:
+        print(decode_side_report(args, rows, cores, load_start))
+        return 0
 
     cache = args.cache_dir or Path(tempfile.mkdtemp(prefix="emo-bench-"))
     env = emo_env(cache)
@@ -228,6 +305,20 @@ def main() -> int:
     return 0
 
 
+def decode_side_report(args, rows, cores: int, load_start: str) -> str:
+    """The floor and the decode side of each photo size, for ``--decode-side-only``."""
+    argv = " ".join(sys.argv[1:]).replace(str(args.folder), "PHOTOS")  # the caller's folder, not the result's
+    lines = [f"{cores} cores ({tp.cpu_name()}), load at start {load_start}, at end {tp.loadavg()}; "
+             f"python bench/photos.py {argv}", "",
+             "| photos | decode floor, img/s | decode side balanced | over the floor | "
+             f"--workers {cores} | main process CPU per image, outside decoding |", "|---|---:|---:|---:|---:|---:|"]
+    for name, row in rows.items():
+        free = row["free"]
+        lines.append(f"| {name}, {len(row['paths'])} inputs | {row['floor']:.1f} | {free[0]['ips']:.1f} | "
+                     f"{free[0]['ips'] / row['floor']:.2f} | {free[cores]['ips']:.1f} | {free[0]['main_ms']:.2f} ms |")
+    return "\n".join(lines) + "\n"
+
+
 def report(args, rows, cores, ceiling, engine, torch_version, load_start, load_end, ring: int) -> str:
     argv = " ".join(a if re.fullmatch(r"[\w./,=:-]+", a) else repr(a) for a in sys.argv[1:])
     for folder, word in ((args.folder, "PHOTOS"), (args.cache_dir, "CACHE")):  # the caller's, not the result's
@@ -242,10 +333,10 @@ def report(args, rows, cores, ceiling, engine, torch_version, load_start, load_e
     except Exception:
         pass
     lines = [
-        f"### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {cores} cores{gpu}",
+        f"### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {cores} cores ({tp.cpu_name()}){gpu}",
         "",
         f"Command: `python bench/photos.py {argv}` ({args.network}, batch {args.batch_size}, "
-        f"{platform.processor() or platform.machine()}, torch {torch_version}; engine {engine}). "
+        f"{tp.cpu_name()}, torch {torch_version}; engine {engine}). "
         f"Load average (1/5/15 min) at start {load_start}, at end {load_end}. Every figure comes from this "
         "one run; the ratios are what to read.",
         "",
@@ -273,6 +364,12 @@ def report(args, rows, cores, ceiling, engine, torch_version, load_start, load_e
         lines.append(f"| decode floor: emo's decoder alone in {cores} processes | {row['floor']:.1f} | |")
         lines.append(f"| (the same decoder in one process) | {row['floor_1']:.1f} | |")
         lines.append(f"| engine ceiling: {engine} on pre-decoded tensors | {ceiling:.1f} | |")
+        free = row["free"]
+        for n in sorted(free):
+            how = "balanced" if n == 0 else f"--workers {n}"
+            half = f"{free[n]['half']:.1f}" if steady else "-"
+            lines.append(f"| decode side: emo's loop, {how}, with an engine that costs nothing | {free[n]['ips']:.1f} "
+                         f"| {half} |")
         for n in sorted(emo):
             label = "**emo classify, balanced (default)**" if n == 0 else f"emo classify --workers {n}"
             half = f"{emo[n]['half']:.1f}" if steady else "-"
@@ -298,6 +395,12 @@ def report(args, rows, cores, ceiling, engine, torch_version, load_start, load_e
         if "naive" in row:
             lines.append(f"- Balanced emo end to end is {bal['ips'] / row['naive']:.1f}x the naive loop and "
                          f"{bal['ips'] / row['loader']:.1f}x the DataLoader.")
+        lines.append(f"- Decode side over the floor (target >= 0.9 where the engine outpaces the decode, as on a "
+                     f"GPU): balanced {free[0]['ips'] / row['floor']:.2f} over the run"
+                     + (f", {free[0]['half'] / row['floor']:.2f} on its second half" if steady else "")
+                     + f"; --workers {cores} {free[cores]['ips'] / row['floor']:.2f} over the run. The main process "
+                     f"spent {free[0]['main_ms']:.2f} ms of CPU per image there outside decoding: one core of that kind keeps up "
+                     f"with {1000 / free[0]['main_ms']:.0f} images a second.")
         if not gpu:
             shared = 1 / (1 / row["floor"] + 1 / ceiling)
             lines.append(f"- Here the engine runs on the cores that decode, so both cannot run at full speed at once: "
