@@ -145,14 +145,17 @@ class DirectEngine:
 
 def checked(direct: DirectEngine, loader: Callable[[torch.Tensor], Any]) -> Callable[[torch.Tensor], Any]:
     """The engine call: the first batch runs both ways and must agree bit for bit; then the
-    direct call alone, or the loader's alone if they differed or the direct call failed."""
+    direct call alone (the loader is let go: its copy of the network is memory no call uses), or
+    the loader's alone if they differed or the direct call failed."""
     import torch
 
     from emo.forks import renew_in_child
 
-    state: dict[str, Any] = {"fn": None, "lock": threading.Lock()}
+    state: dict[str, Any] = {"fn": None, "lock": threading.Lock(), "loader": loader}
+    del loader  # held in state alone, so that it can be let go
 
     def first(x: torch.Tensor) -> Any:
+        loader = state["loader"]
         want = loader(x)
         try:
             got = direct([x.contiguous()])  # the library reads its inputs as dense row-major memory
@@ -161,6 +164,8 @@ def checked(direct: DirectEngine, loader: Callable[[torch.Tensor], Any]) -> Call
         except Exception:
             same = False
         state["fn"] = (lambda t: direct([t.contiguous()])) if same else loader
+        if same:
+            state["loader"] = None
         return want
 
     def call(x: torch.Tensor) -> Any:
@@ -172,6 +177,6 @@ def checked(direct: DirectEngine, loader: Callable[[torch.Tensor], Any]) -> Call
                 fn = state["fn"]
         return fn(x)
 
-    call.direct = lambda: state["fn"] is not None and state["fn"] is not loader  # type: ignore[attr-defined]
+    call.direct = lambda: state["fn"] is not None and state["loader"] is None  # type: ignore[attr-defined]
     # a first call another thread was making at a fork never ends in the child: it takes a new lock
     return renew_in_child(call, lambda _: state.__setitem__("lock", threading.Lock()))

@@ -3,8 +3,10 @@ against torch's loader on its first batch, and the loader wherever that is not c
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
+import weakref
 import zipfile
 from pathlib import Path
 
@@ -77,6 +79,23 @@ def test_a_first_batch_that_differs_or_fails_keeps_the_loader():
         fn = aoti_direct.checked(direct, loader)
         assert fn(x) is want and not fn.direct()
         assert fn(x) is want and calls == ["loader", "loader"]
+
+
+def test_the_loader_is_let_go_once_the_direct_call_agrees_and_kept_when_it_does_not():
+    class Loader:  # stands for the package loader: its own copy of the network's memory
+        def __call__(self, t):
+            return [torch.ones(2, 3)]
+
+    for direct, let_go in ((lambda ins: [torch.ones(2, 3)], True), (lambda ins: [torch.zeros(2, 3)], False)):
+        loader = Loader()
+        gone = weakref.ref(loader)
+        fn = aoti_direct.checked(direct, loader)
+        del loader
+        fn(_batch(2))
+        gc.collect()
+        assert (gone() is None) is let_go
+        assert fn.direct() is let_go
+        assert torch.equal(fn(_batch(2))[0], torch.ones(2, 3))  # the direct call that agreed, or the loader kept
 
 
 def test_the_first_batch_reaches_the_library_dense_as_every_later_one():
