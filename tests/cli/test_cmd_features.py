@@ -118,7 +118,12 @@ def test_malformed_carried_groups_fail_only_their_records(monkeypatch, tiny_back
         elif given.get("id") == "others":
             assert f["lbp"] == "junk" and f["gist"] == [None]
     computed = [rec for rec in recs if rec.get("id") == "computed"]
-    assert computed[0]["features"] == computed[-1]["features"]  # the same picture, the same numbers
+    # the same picture, the same numbers: to float32's rounding, since the network's kernels
+    # (oneDNN's) may add in another order for a batch of another size, as they do on some CPUs
+    first, last = computed[0]["features"], computed[-1]["features"]
+    assert first.keys() == last.keys()
+    for g in first:
+        np.testing.assert_allclose(first[g], last[g], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
