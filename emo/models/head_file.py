@@ -397,7 +397,8 @@ def _check_shapes(path: Path, arch: dict[str, Any], shapes: dict[str, tuple[int,
     header or index must not make us allocate memory the head does not need."""
     head = {k: v for k, v in shapes.items() if not k.startswith(BACKBONE_PREFIX)}
     try:
-        if state_shapes(arch) != head:
+        # Counted first: a header claiming 10^9 members must not make us list 10^9 layers.
+        if 5 + 2 * int(arch["members"]) * (len(arch["hidden"]) + 1) != len(head) or state_shapes(arch) != head:
             raise ValueError("the header's architecture does not match the stored tensors")
     except ValueError as e:
         raise ModelError(f"{path}: broken head file (ValueError: {e})") from None
