@@ -230,7 +230,16 @@ def save_head(head: Head, path: str | Path) -> Path:
     if head.backbone_state is not None:
         tensors.update({BACKBONE_PREFIX + k: v.detach().contiguous().clone() for k, v in head.backbone_state.items()})
         header["finetuned"] = {"id": _state_id(head.backbone_state), "base": header.get("backbone", {})}
-    text = json.dumps(header, indent=2, sort_keys=False)
+    # A head emo would refuse to load is not written: training that diverged is an error here.
+    bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        raise ModelError(f"cannot write {path}: training diverged, {bad[0]} holds values that are not finite "
+                         "(a lower --lr or --weight-decay may help)")
+    try:
+        text = json.dumps(header, indent=2, sort_keys=False, allow_nan=False)
+    except ValueError:
+        raise ModelError(f"cannot write {path}: its header holds a number that is not finite "
+                         "(training diverged: a lower --lr or --weight-decay may help)") from None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
