@@ -178,7 +178,7 @@ def _table(result: dict[str, Any]) -> None:
                 t.add_row("mean KL(truth || pred)", _fmt(res["distribution"]["kl"]))
             t.add_row(f"sentiment accuracy (n={res['sentiment']['n']})", _fmt(res["sentiment"]["accuracy"]))
             for c, v in res["per_class_tpr"].items():
-                t.add_row(f"TPR {c}", _fmt(v))
+                t.add_row(_plain(f"TPR {c}"), _fmt(v))
         else:
             for dim in get_task(task).outputs:
                 for k in ("mse", "rmse", "pearson_r"):
@@ -188,10 +188,18 @@ def _table(result: dict[str, Any]) -> None:
             m = Table(title="confusion (rows truth, columns predicted)", box=None, pad_edge=False)
             m.add_column("")
             for c in res["labels"]:
-                m.add_column(c[:8], justify="right")
+                m.add_column(_plain(c[:8]), justify="right")
             for c, row in zip(res["labels"], res["confusion"]):
-                m.add_row(c, *(str(v) for v in row))
+                m.add_row(_plain(c), *(str(v) for v in row))
             con.print(m)
+
+
+def _plain(label: str):
+    """A label from the records as literal text: rich must not read ``[red]`` or ``[/x]`` in it as
+    markup (a tag that closes nothing raised), and control characters must not steer the terminal."""
+    from rich.text import Text
+
+    return Text("".join(c if c.isprintable() else "?" for c in label))
 
 
 def _fmt(v: Any) -> str:

@@ -41,6 +41,21 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
     return out
 
 
+# Training runs in float32: a rate or decay past its range overflows inside the optimizer.
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # inf or nan trained a head of NaNs that emo fit then wrote as if it were fine.
+    if value is None:
+        return None
+    if param.name == "lr" and not 0 < value <= _FLOAT32_MAX:
+        raise click.BadParameter(f"{value} is not a number above 0 in float32's range")
+    if not 0 <= value <= _FLOAT32_MAX:
+        raise click.BadParameter(f"{value} is not a number of 0 or more in float32's range")
+    return value
+
+
 @click.command()
 @click.argument("records", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-o", "--output", type=FILE, required=True,
@@ -73,9 +88,9 @@ def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> tupl
 @click.option("--input-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Dropout on the standardised input features.")
 @click.option("--epochs", type=click.IntRange(1, 100_000), default=None, help="Passes over the data [default: 60; 5 with --finetune].")
-@click.option("--lr", type=float, default=None,
+@click.option("--lr", type=float, default=None, callback=_finite,
               help="Peak learning rate [default: 5e-4; 1e-4 for the backbone with --finetune, 10x for its new layer].")
-@click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True,
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True, callback=_finite,
               help="AdamW's decoupled weight decay (L2 with sgd).")
 @click.option("--batch-size", "train_batch_size", type=click.IntRange(1, 1 << 20), default=None,
               help="Training batch size [default: 64; 32 with --finetune]. The engine that computes missing features "

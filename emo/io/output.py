@@ -24,6 +24,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import secrets
 import stat
 from collections import Counter
 from collections.abc import Hashable, Iterable, Iterator
@@ -197,6 +198,24 @@ def _lock(fd: int, path: Path) -> None:
             raise _os_error("lock", path, e) from None
 
 
+def _new_temporary(target: Path) -> tuple[Path, int]:
+    """A temporary file beside ``target`` that this call made itself, and its descriptor.
+
+    Created exclusively and never through a link, so a file or link someone left at the name is
+    never written into; the name is cut so a long FILE name still leaves room for it. Mode 0666
+    less the umask, as the shell's ``>`` would create FILE.
+    """
+    stem = os.fsdecode(os.fsencode(target.name)[:100])
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = target.with_name(f".{stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            return tmp, os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "cannot make a temporary file beside it")
+
+
 class OutputFile:
     """The ``-o FILE`` target: :meth:`open` gives a writer, :meth:`commit` or :meth:`abort` ends it."""
 
@@ -260,9 +279,8 @@ class OutputFile:
         # Through a symlink to the file it names, as the shell's `>` writes.
         target = Path(os.path.realpath(self.path)) if st is not None else self.path
         self.target = target
-        self.tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            self.tmp, self.fd = _new_temporary(target)
         except OSError as e:
             self.tmp = None
             raise _os_error("open", self.path, e) from None

@@ -230,7 +230,16 @@ def save_head(head: Head, path: str | Path) -> Path:
     if head.backbone_state is not None:
         tensors.update({BACKBONE_PREFIX + k: v.detach().contiguous().clone() for k, v in head.backbone_state.items()})
         header["finetuned"] = {"id": _state_id(head.backbone_state), "base": header.get("backbone", {})}
-    text = json.dumps(header, indent=2, sort_keys=False)
+    # A head emo would refuse to load is not written: training that diverged is an error here.
+    bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        raise ModelError(f"cannot write {path}: training diverged, {bad[0]} holds values that are not finite "
+                         "(a lower --lr or --weight-decay may help)")
+    try:
+        text = json.dumps(header, indent=2, sort_keys=False, allow_nan=False)
+    except ValueError:
+        raise ModelError(f"cannot write {path}: its header holds a number that is not finite "
+                         "(training diverged: a lower --lr or --weight-decay may help)") from None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
@@ -397,7 +406,8 @@ def _check_shapes(path: Path, arch: dict[str, Any], shapes: dict[str, tuple[int,
     header or index must not make us allocate memory the head does not need."""
     head = {k: v for k, v in shapes.items() if not k.startswith(BACKBONE_PREFIX)}
     try:
-        if state_shapes(arch) != head:
+        # Counted first: a header claiming 10^9 members must not make us list 10^9 layers.
+        if 5 + 2 * int(arch["members"]) * (len(arch["hidden"]) + 1) != len(head) or state_shapes(arch) != head:
             raise ValueError("the header's architecture does not match the stored tensors")
     except ValueError as e:
         raise ModelError(f"{path}: broken head file (ValueError: {e})") from None

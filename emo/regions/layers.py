@@ -72,18 +72,37 @@ def read_layer(path: Path, kind: str, in_dim: int | None = None) -> tuple[np.nda
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
-            # The index says each tensor's type: one numpy cannot hold (bf16, float8) or that is
-            # not floating point is refused by name before a byte of it is read.
+            header = _checked_header(path, meta, kind)
+            # The index says each tensor's type and shape: one numpy cannot hold (bf16, float8),
+            # that is not floating point, or whose shape does not fit is refused before a byte of
+            # it is read, so a sparse file claiming gigabytes is never read.
             dtypes = {k: f.get_slice(k).get_dtype() for k in ("weight", "bias")}
             odd = sorted({d for d in dtypes.values() if d not in FLOAT_DTYPES})
             if odd:
                 raise ModelError(f"{path}: weight and bias must be floating point "
                                  f"({', '.join(FLOAT_DTYPES)}), not {', '.join(odd)}")
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in ("weight", "bias")}
+            _check_shapes(path, shapes, len(header["labels"]), in_dim)
             weight, bias = f.get_tensor("weight"), f.get_tensor("bias")
     except ModelError:
         raise
     except Exception as e:  # whatever the file holds, it is one line: the file is not a layer
         raise ModelError(f"{path}: not a regions layer file ({type(e).__name__}: {_first_line(e)})") from None
+    if weight.dtype.kind != "f" or bias.dtype.kind != "f":
+        raise ModelError(f"{path}: weight and bias must be floating point")
+    _check_shapes(path, {"weight": weight.shape, "bias": bias.shape}, len(header["labels"]), in_dim)
+    weight, bias = weight.astype(np.float32), bias.astype(np.float32)
+    if not (np.isfinite(weight).all() and np.isfinite(bias).all()):  # float64 beyond float32's range too
+        raise ModelError(f"{path}: weight or bias holds values that are not finite")
+    return weight, bias, header
+
+
+# An emotion layer has a handful of outputs; more is a forged file, not a layer.
+MAX_LAYER_OUTPUTS = 1024
+
+
+def _checked_header(path: Path, meta: dict[str, str], kind: str) -> dict[str, Any]:
+    """The layer's header, its types and kind checked; else a one-line :class:`ModelError`."""
     try:
         header = json.loads(meta.get("emo", "{}"), parse_constant=_no_constants)
     except (ValueError, RecursionError):
@@ -93,19 +112,20 @@ def read_layer(path: Path, kind: str, in_dim: int | None = None) -> tuple[np.nda
         raise ModelError(f"{path}: broken layer header ({problem})")
     if header.get("kind") != kind:
         raise ModelError(f"{path}: is a {header.get('kind') or 'unknown'} layer, not a {kind} layer")
-    if weight.dtype.kind != "f" or bias.dtype.kind != "f":
-        raise ModelError(f"{path}: weight and bias must be floating point")
-    if weight.ndim != 2 or bias.shape != (weight.shape[0],):
-        raise ModelError(f"{path}: weight {tuple(weight.shape)} and bias {tuple(bias.shape)} do not fit")
-    if in_dim is not None and weight.shape[1] != in_dim:
-        raise ModelError(f"{path}: takes {weight.shape[1]} features, the backbone gives {in_dim}")
-    weight, bias = weight.astype(np.float32), bias.astype(np.float32)
-    if not (np.isfinite(weight).all() and np.isfinite(bias).all()):  # float64 beyond float32's range too
-        raise ModelError(f"{path}: weight or bias holds values that are not finite")
-    labels = header.get("labels")
-    if labels is not None and len(labels) != weight.shape[0]:
-        raise ModelError(f"{path}: {len(labels)} labels for {weight.shape[0]} outputs")
-    return weight, bias, header
+    return header
+
+
+def _check_shapes(path: Path, shapes: dict[str, tuple[int, ...]], n_labels: int, in_dim: int | None) -> None:
+    """``weight (E, C)`` and ``bias (E,)`` with one label per output and C the backbone's size."""
+    weight, bias = tuple(shapes["weight"]), tuple(shapes["bias"])
+    if len(weight) != 2 or bias != (weight[0],):
+        raise ModelError(f"{path}: weight {weight} and bias {bias} do not fit")
+    if in_dim is not None and weight[1] != in_dim:
+        raise ModelError(f"{path}: takes {weight[1]} features, the backbone gives {in_dim}")
+    if n_labels != weight[0]:
+        raise ModelError(f"{path}: {n_labels} labels for {weight[0]} outputs")
+    if weight[0] > MAX_LAYER_OUTPUTS:
+        raise ModelError(f"{path}: {weight[0]} outputs; a regions layer has at most {MAX_LAYER_OUTPUTS}")
 
 
 # Tensor types a layer may be stored in (safetensors' names); each is read as float32.
@@ -168,9 +188,9 @@ def _header_problem(header: Any) -> str:
         return f"a JSON {type(header).__name__}, not an object"
     if not isinstance(header.get("kind", ""), str):
         return "'kind' is not a string"
-    labels = header.get("labels", [])
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        return "'labels' is not a list of names"
+    labels = header.get("labels")  # one name per output: regions name the emotion they found
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        return "'labels' is not a non-empty list of names"
     for key in ("backbone", "backbone_sha256", "feature"):
         if not isinstance(header.get(key, ""), str):
             return f"{key!r} is not a string"

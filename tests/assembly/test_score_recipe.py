@@ -97,3 +97,12 @@ def test_junk_lines_are_named_even_when_nothing_can_be_scored():
     assert r.code == 2 and "Traceback" not in r.err
     assert r.err.splitlines()[:2] == ["emo score: stdin:1: not a JSON object: junk",
                                       "emo score: stdin: that line counts as an error"]
+
+
+def test_table_shows_labels_as_literal_text(tmp_path):
+    # Labels come from the records: rich markup in one raised (exit 2), escapes reached the terminal.
+    recs = [{"path": "a", "label": "[/oops]", "emotion": {"label": "[red]x", "probs": {"[red]x": 1.0}}},
+            {"path": "b", "label": "\x1b]0;title\x07\x1b[2J", "emotion": {"label": "joy", "probs": {"joy": 1.0}}}]
+    r = emo(["score", "--format", "table", str(_jsonl(tmp_path / "p.jsonl", recs))])
+    assert r.code == 0, r.err
+    assert b"[/oops]" in r.out and b"[red]x" in r.out and b"\x1b]0" not in r.out and b"\x07" not in r.out

@@ -209,3 +209,25 @@ def test_finetune_cross_validates_k_backbones(monkeypatch, tiny_backbone, tmp_pa
     cv = load_head(str(out)).header["metrics"]["cv"]
     assert cv["folds"] == 3 and 0.0 <= cv["top1"]["mean"] <= 1.0
     assert "fold 3/3: top1" in r.err and "3-fold cross-validation" in r.err
+
+
+def test_a_rate_that_is_not_a_usable_number_is_a_usage_error(monkeypatch, tiny_backbone, tmp_path):
+    # --lr inf trained a head of NaNs and exit 0; nan and -1 failed inside torch as "emo's fault".
+    data = _write(tmp_path, _feature_records(n=12))
+    out = tmp_path / "m.head"
+    for opt, value in [("--lr", "inf"), ("--lr", "nan"), ("--lr", "-1"), ("--lr", "1e300"),
+                       ("--weight-decay", "inf"), ("--weight-decay", "nan")]:
+        args = [a for a in FAST if a not in ("--lr", "0.01")]
+        r = emo(monkeypatch, "fit", "-o", str(out), *args, opt, value, str(data))
+        assert r.code == 2 and "Invalid value" in r.err and "emo's fault" not in r.err, (opt, value, r.err)
+        assert not out.exists()
+
+
+def test_training_that_diverges_writes_no_head(monkeypatch, tiny_backbone, tmp_path):
+    # A finite but absurd rate gives NaN weights: the head emo could never load was written, exit 0.
+    data = _write(tmp_path, _feature_records(n=12))
+    out = tmp_path / "m.head"
+    args = [a for a in FAST if a not in ("--lr", "0.01")]
+    r = emo(monkeypatch, "fit", "-o", str(out), *args, "--lr", "1e30", "--weight-decay", "1e30", str(data))
+    assert r.code == 2 and "diverged" in r.err, r.err
+    assert not out.exists() and not (tmp_path / "m.head.json").exists()

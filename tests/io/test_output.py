@@ -207,3 +207,36 @@ def test_resume_on_a_fifo_is_refused(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(OutputError, match="regular file"):
         OutputFile(fifo, resume=True).open()
+
+
+def test_a_link_planted_at_the_temporary_name_is_never_written_through(tmp_path, monkeypatch):
+    # The old name was .FILE.PID.tmp, opened through links: a link there made emo write elsewhere.
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious\n")
+    monkeypatch.setattr(os, "getpid", lambda: 4242)
+    (tmp_path / ".out.jsonl.4242.tmp").symlink_to(victim)
+    out = OutputFile(tmp_path / "out.jsonl")
+    out.open().write([{"path": "a"}])
+    out.commit()
+    assert victim.read_bytes() == b"precious\n"
+    assert (tmp_path / "out.jsonl").read_bytes() == b'{"path":"a"}\n' and not (tmp_path / "out.jsonl").is_symlink()
+
+
+def test_an_output_with_a_long_name_can_be_written(tmp_path):
+    path = tmp_path / ("a" * 240 + ".jsonl")  # 246 bytes: the temporary file's name must still fit
+    out = OutputFile(path)
+    out.open().write([{"path": "a"}])
+    out.commit()
+    assert path.read_bytes() == b'{"path":"a"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_a_new_output_gets_the_umask_mode(tmp_path):
+    old = os.umask(0o027)
+    try:
+        out = OutputFile(tmp_path / "out.jsonl")
+        out.open().write([{"path": "a"}])
+        out.commit()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.jsonl").stat().st_mode) == 0o640

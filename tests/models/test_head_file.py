@@ -217,3 +217,21 @@ def test_a_head_with_tensors_numpy_cannot_hold_is_refused_by_name(tmp_path, dtyp
     with pytest.raises(ModelError, match=f"float32, not {dtype}") as e:
         load_head_file(path)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("field, value", [("members", 2 * 10**6), ("hidden", [8] * 10**6)])
+def test_a_header_claiming_a_huge_architecture_is_refused_at_once(tmp_path, field, value):
+    # A tiny file whose header claimed 10^9 members made the check list every layer: minutes, gigabytes.
+    import time
+
+    from safetensors.numpy import load_file, save_file
+
+    head, _ = _trained()
+    path = save_head(head, tmp_path / "h.head")
+    meta = json.loads((tmp_path / "h.head.json").read_text())
+    meta["architecture"][field] = value
+    save_file(load_file(str(path)), str(path), metadata={"emo_head": json.dumps(meta)})
+    start = time.monotonic()
+    with pytest.raises(ModelError, match="does not match the stored tensors"):
+        load_head_file(path)
+    assert time.monotonic() - start < 2

@@ -74,3 +74,59 @@ def test_what_is_not_a_regular_file_is_one_model_error(tmp_path, make):
     with pytest.raises(ModelError) as e:
         read_layer(path, "cam", 8)
     assert "\n" not in str(e.value)
+
+
+def _sized(path, rows: int, cols: int, header):
+    """A sparse layer file whose index claims ``weight (rows, cols)`` float32: no bytes on disk."""
+    w_bytes, b_bytes = 4 * rows * cols, 4 * rows
+    index = {"weight": {"dtype": "F32", "shape": [rows, cols], "data_offsets": [0, w_bytes]},
+             "bias": {"dtype": "F32", "shape": [rows], "data_offsets": [w_bytes, w_bytes + b_bytes]},
+             "__metadata__": {"emo": json.dumps(header)}}
+    blob = json.dumps(index).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)) + blob)
+        f.truncate(8 + len(blob) + w_bytes + b_bytes)
+    return path
+
+
+def test_a_sparse_layer_claiming_too_much_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    # Tensors were read whole before their shapes were checked: 5 GB for a file claiming 500,000 outputs.
+    import safetensors
+
+    reads, real = [], safetensors.safe_open
+
+    class Counting:
+        def __init__(self, *a, **k):
+            self.f = real(*a, **k)
+
+        def __enter__(self):
+            self.f.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+        def get_tensor(self, k):
+            reads.append(k)
+            return self.f.get_tensor(k)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(safetensors, "safe_open", Counting)
+    for rows, header, why in [(5000, {"kind": "cam"}, "labels"),
+                              (5000, {"kind": "cam", "labels": ["a", "b"]}, "2 labels for 5000 outputs"),
+                              (5000, {"kind": "cam", "labels": [str(i) for i in range(5000)]}, "at most")]:
+        with pytest.raises(ModelError, match=why):
+            read_layer(_sized(tmp_path / "cam.safetensors", rows, 1280, header), "cam", 1280)
+    assert reads == []
+    weight, _, _ = read_layer(_raw(tmp_path / "ok.safetensors", "F32", 4), "cam", 8)
+    assert weight.shape == (3, 8) and reads == ["weight", "bias"]
+
+
+@pytest.mark.parametrize("header", [{"kind": "cam"}, {"kind": "cam", "labels": []}])
+def test_a_layer_without_a_label_per_output_is_refused_at_load(tmp_path, header):
+    # Without labels every picture became a model_error record (no emotion to find) instead of exit 2.
+    with pytest.raises(ModelError, match="labels") as e:
+        read_layer(_raw(tmp_path / "cam.safetensors", "F32", 4, header), "cam", 8)
+    assert "\n" not in str(e.value)
