@@ -103,8 +103,10 @@ MAX_LAYER_OUTPUTS = 1024
 
 def _checked_header(path: Path, meta: dict[str, str], kind: str) -> dict[str, Any]:
     """The layer's header, its types and kind checked; else a one-line :class:`ModelError`."""
+    if "emo" not in meta:  # some other safetensors file (or none of ours at all)
+        raise ModelError(f"{path}: not a regions layer file (it has no emo header)")
     try:
-        header = json.loads(meta.get("emo", "{}"), parse_constant=_no_constants)
+        header = json.loads(meta["emo"], parse_constant=_no_constants)
     except (ValueError, RecursionError):
         raise ModelError(f"{path}: its header is not JSON") from None
     problem = _header_problem(header)
