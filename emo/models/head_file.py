@@ -307,6 +307,12 @@ def _int_arch(arch: Mapping[str, Any]) -> dict[str, Any]:
             "members": whole(arch["members"]), "hidden": [whole(h) for h in arch["hidden"]]}
 
 
+def state_count(arch: Mapping[str, Any]) -> int:
+    """How many tensors :func:`state_shapes` lists for ``arch``, without listing them: five
+    normalisation tensors, then a weight and a bias per Linear layer of every member."""
+    return 5 + 2 * int(arch["members"]) * (len(arch["hidden"]) + 1)
+
+
 def state_shapes(arch: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """The tensor names and shapes a :class:`HeadNet` of ``arch`` has, by arithmetic alone.
 
@@ -407,7 +413,7 @@ def _check_shapes(path: Path, arch: dict[str, Any], shapes: dict[str, tuple[int,
     head = {k: v for k, v in shapes.items() if not k.startswith(BACKBONE_PREFIX)}
     try:
         # Counted first: a header claiming 10^9 members must not make us list 10^9 layers.
-        if 5 + 2 * int(arch["members"]) * (len(arch["hidden"]) + 1) != len(head) or state_shapes(arch) != head:
+        if state_count(arch) != len(head) or state_shapes(arch) != head:
             raise ValueError("the header's architecture does not match the stored tensors")
     except ValueError as e:
         raise ModelError(f"{path}: broken head file (ValueError: {e})") from None

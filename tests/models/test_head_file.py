@@ -135,13 +135,14 @@ def test_cam_layer_of_the_shipped_linear_head():
 @pytest.mark.parametrize("hidden, members", [((), 1), ((8,), 1), ((8, 4), 3)])
 def test_state_shapes_by_arithmetic_match_the_network(hidden, members):
     """Head files are checked without torch, by these shapes: they must be the real network's."""
-    from emo.models.head_file import state_shapes
+    from emo.models.head_file import state_count, state_shapes
 
     head = new_head(["deep", "object"], {"deep": 6, "object": 4}, "classify", LABELS)
     for _ in range(members):
         head.net.add_member(head.net.new_member(hidden))
     arch = {"in_dim": 10, "n_out": 7, "hidden": list(hidden), "members": members}
     assert state_shapes(arch) == {k: tuple(v.shape) for k, v in head.net.state_dict().items()}
+    assert state_count(arch) == len(head.net.state_dict())
 
 
 def test_a_head_with_float64_tensors_is_refused(tmp_path):
