@@ -166,7 +166,7 @@ def bench_decode_side(paths: list[Path], view, workers: int, batch_size: int) ->
     loop_cpu = time.process_time() - cpu - decoding[0]
     t_half, n_half = next(m for m in marks if m[1] >= n // 2)
     return {"n": n, "ips": n / total, "half": (n - n_half) / max(total - t_half, 1e-9), "plan": pipe.decoded_by,
-            "main_ms": 1e3 * loop_cpu / max(n, 1), "decoded_here": decoding[0]}
+            "main_ms": 1e3 * loop_cpu / max(n, 1)}
 
 
 def decode_side_runs(args, paths: list[Path], cores: int) -> dict[int, dict]:
@@ -400,7 +400,7 @@ def report(args, rows, cores, ceiling, engine, torch_version, load_start, load_e
                      + (f", {free[0]['half'] / row['floor']:.2f} on its second half" if steady else "")
                      + f"; --workers {cores} {free[cores]['ips'] / row['floor']:.2f} over the run. The main process "
                      f"spent {free[0]['main_ms']:.2f} ms of CPU per image there outside decoding: one core of that kind keeps up "
-                     f"with {1000 / free[0]['main_ms']:.0f} images a second.")
+                     f"with {1000 / max(free[0]['main_ms'], 1e-3):.0f} images a second.")
         if not gpu:
             shared = 1 / (1 / row["floor"] + 1 / ceiling)
             lines.append(f"- Here the engine runs on the cores that decode, so both cannot run at full speed at once: "
