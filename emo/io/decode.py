@@ -221,6 +221,17 @@ def _has_image_signature(path: Path) -> bool:
     return webp or any(head.startswith(sig) for sig in _SIGNATURES)
 
 
+def _riff_cut_short(path: Path) -> bool:
+    """A RIFF file (WebP) shorter than the size its own header gives: its end is missing."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return False
+    return len(head) == 12 and head.startswith(b"RIFF") and size < 8 + int.from_bytes(head[4:8], "little")
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; transparency is laid on white, 16-bit scaled not clipped."""
     if img.mode == "RGB":
@@ -314,8 +325,9 @@ def _decode_open(path: Path, budget: _Budget, views: tuple[View, ...], max_pixel
     except PermissionError:
         raise InputError("permission_denied", "permission denied") from None
     except OSError as e:
-        # Pillow reads the headers on open: a file cut inside them is truncated, not unreadable.
-        kind = "truncated" if "truncat" in str(e).lower() else "read_error"
+        # Pillow reads the headers on open: a file cut inside them is truncated, not unreadable
+        # (WebP's decoder says only that it could not start: the RIFF size tells).
+        kind = "truncated" if "truncat" in str(e).lower() or _riff_cut_short(path) else "read_error"
         raise InputError(kind, e.strerror or str(e)) from None
     with img:
         w, h = img.size

@@ -86,6 +86,18 @@ def test_bad_bytes_give_their_kind(tmp_path, data, kind):
     assert e.value.kind == kind
 
 
+@pytest.mark.parametrize("keep", [100, 500, 0.5], ids=["inside_the_first_chunk", "500_bytes", "half"])
+def test_a_webp_cut_short_is_truncated(tmp_path, keep):
+    Image.fromarray(noise(120, 160)).save(tmp_path / "whole.webp")
+    data = (tmp_path / "whole.webp").read_bytes()
+    n = int(len(data) * keep) if isinstance(keep, float) else keep
+    (tmp_path / "cut.webp").write_bytes(data[:n])
+    with pytest.raises(InputError) as e:
+        decode(tmp_path / "cut.webp", (View(32, 36),), 0)
+    assert e.value.kind == "truncated"
+    assert decode(tmp_path / "whole.webp", (View(32, 36),), 0).size == (160, 120)
+
+
 def test_missing_folder_and_limit(tmp_path):
     with pytest.raises(InputError) as e:
         decode(tmp_path / "none.jpg", (View(32),), 0)
