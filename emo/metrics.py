@@ -124,10 +124,18 @@ def _numbers(m: Any) -> dict[str, float]:
     return {k: float(v) for k, v in m.items() if isinstance(k, str) and _number(v)} if isinstance(m, Mapping) else {}
 
 
+def _distribution(m: Any) -> dict[str, float]:
+    """The finite entries of a ``{class: weight}`` mapping when they can stand for a distribution
+    (none negative, a positive finite sum); else empty: a top-1 or KL over them would mean nothing."""
+    d = _numbers(m)
+    total = sum(d.values())
+    return d if d and min(d.values()) >= 0 and 0 < total < math.inf else {}
+
+
 def _truth_label(rec: Mapping[str, Any]) -> str | None:
     if isinstance(rec.get("label"), str):
         return rec["label"]
-    d = _numbers(rec.get("distribution"))
+    d = _distribution(rec.get("distribution"))
     return max(d, key=lambda k: d[k]) if d else None
 
 
@@ -184,8 +192,9 @@ def score_classify(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             if name not in labels:
                 labels.append(name)
         pairs.append((truth, pred))
-        if _numbers(rec.get("distribution")) and probs:
-            dists.append((_numbers(rec["distribution"]), probs))
+        truth_d, pred_d = _distribution(rec.get("distribution")), _distribution(probs)
+        if truth_d and pred_d:
+            dists.append((truth_d, pred_d))
         st, sp = _truth_sentiment(rec), _pred_sentiment(rec, pred)
         if st is not None and sp is not None:
             sent_t.append(st), sent_p.append(sp)

@@ -75,6 +75,21 @@ def test_score_classify_distribution_truth():
     assert s["distribution"]["kl"] == pytest.approx(math.log(2) / 2)
 
 
+def test_weights_that_are_no_distribution_give_no_label_and_no_kl():
+    good = {"path": "a", "distribution": {"joy": 0.5, "fear": 0.5}, "emotion": {"label": "joy", "probs": {"joy": 0.5, "fear": 0.5}}}
+    odd = [
+        {"path": "neg", "distribution": {"joy": -1.0, "fear": 2.0}, "emotion": {"label": "joy", "probs": {"joy": 1.0}}},
+        {"path": "zero", "distribution": {"joy": 0.0, "fear": 0.0}, "emotion": {"label": "joy", "probs": {"joy": 1.0}}},
+        {"path": "huge", "distribution": {"joy": 1e308, "fear": 1e308}, "emotion": {"label": "joy", "probs": {"joy": 1.0}}},
+        # a labelled truth is scored, but predicted probabilities below 0 are no distribution for KL
+        {"path": "p", "label": "joy", "distribution": {"joy": 1.0}, "emotion": {"label": "joy", "probs": {"joy": 2.0, "fear": -1.0}}},
+    ]
+    s = score_classify([good, *odd])
+    assert s["counts"]["no_truth"] == 3 and s["counts"]["scored"] == 2
+    assert s["accuracy"] == pytest.approx(1.0)
+    assert s["distribution"]["n"] == 1 and s["distribution"]["kl"] == pytest.approx(0.0)
+
+
 def test_score_va_by_hand():
     recs = [{"path": str(i), "valence": t, "arousal": 5.0, "va": {"valence": p, "arousal": 6.0}}
             for i, (t, p) in enumerate([(1.0, 2.0), (2.0, 2.0), (3.0, 4.0)])]
