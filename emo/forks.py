@@ -59,16 +59,16 @@ def on_own_thread(fn: Callable[[], R]) -> R:
         return fn()
     if _helper is None:  # only the forking thread gets here: no other thread makes one meanwhile
         threads = sys.modules["torch"].get_num_threads()
-        _helper = ThreadPoolExecutor(1, "emo-forked", initializer=_torch_threads, initargs=(threads,))
+        _helper = ThreadPoolExecutor(1, "emo-forked", initializer=torch_threads, initargs=(threads,))
     return _helper.submit(fn).result()
 
 
-def _torch_threads(n: int) -> None:
-    """Thread initializer: torch runs this thread's operations on ``n`` threads."""
+def torch_threads(n: int) -> None:
+    """torch runs this thread's operations on ``n`` threads, and threads started later take ``n``."""
     import torch
 
-    # A new thread takes torch's last set count (1 once a one-core worker set it), not the
-    # forking thread's, on its first operation: take it now, so that ours is not overwritten.
+    # A new thread takes torch's last set count on its first operation: take it now, so that
+    # the set below is the last word for this thread.
     torch.get_num_threads()
     torch.set_num_threads(n)
 

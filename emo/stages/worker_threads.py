@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from emo.forks import torch_threads
+
 
 def one_core_pool(size: int, name: str) -> ThreadPoolExecutor:
     """A pool of ``size`` threads, each running torch's operations on itself alone.
@@ -32,13 +34,6 @@ def one_intra_op_thread(others: int = 0) -> None:
     if others > 1:
         # Only a set_num_threads call writes the count later threads take, and it sets the
         # calling thread too: a thread of its own makes that call and ends.
-        t = threading.Thread(target=_count_for_new_threads, args=(others,), name="emo-threads", daemon=True)
+        t = threading.Thread(target=torch_threads, args=(others,), name="emo-threads", daemon=True)
         t.start()
         t.join()
-
-
-def _count_for_new_threads(n: int) -> None:
-    import torch
-
-    torch.get_num_threads()  # take the current count first, so the set below is the last word
-    torch.set_num_threads(n)
