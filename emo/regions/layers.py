@@ -90,7 +90,6 @@ def read_layer(path: Path, kind: str, in_dim: int | None = None) -> tuple[np.nda
         raise ModelError(f"{path}: not a regions layer file ({type(e).__name__}: {_first_line(e)})") from None
     if weight.dtype.kind != "f" or bias.dtype.kind != "f":
         raise ModelError(f"{path}: weight and bias must be floating point")
-    _check_shapes(path, {"weight": weight.shape, "bias": bias.shape}, len(header["labels"]), in_dim)
     weight, bias = weight.astype(np.float32), bias.astype(np.float32)
     if not (np.isfinite(weight).all() and np.isfinite(bias).all()):  # float64 beyond float32's range too
         raise ModelError(f"{path}: weight or bias holds values that are not finite")
