@@ -211,24 +211,24 @@ def _check_jpeg_headers(path: Path) -> None:
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*")
 
 
-def _has_image_signature(path: Path) -> bool:
+def _file_head(path: Path) -> tuple[bytes, int]:
+    """The first 12 bytes of ``path`` (enough for any signature below) and its size; empty on error."""
     try:
         with open(path, "rb") as f:
-            head = f.read(12)
+            return f.read(12), os.fstat(f.fileno()).st_size
     except OSError:
-        return False
+        return b"", 0
+
+
+def _has_image_signature(path: Path) -> bool:
+    head, _ = _file_head(path)
     webp = head.startswith(b"RIFF") and head[8:12] == b"WEBP"
     return webp or any(head.startswith(sig) for sig in _SIGNATURES)
 
 
 def _riff_cut_short(path: Path) -> bool:
     """A RIFF file (WebP) shorter than the size its own header gives: its end is missing."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(12)
-            size = os.fstat(f.fileno()).st_size
-    except OSError:
-        return False
+    head, size = _file_head(path)
     return len(head) == 12 and head.startswith(b"RIFF") and size < 8 + int.from_bytes(head[4:8], "little")
 
 
