@@ -26,9 +26,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import throughput as tp  # noqa: E402  (the processor's name)
 from typing import Any
 
 import numpy as np
@@ -38,6 +35,9 @@ from emo.heads import SHIPPED, head_path
 from emo.models.head_file import load_head_file, new_head, save_head
 from emo.train import (FitConfig, calibration_report, cross_validate, describe_source, evaluate, kfold,
                        targets_from_records)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import throughput as tp  # noqa: E402  (the processor's name)
 
 FOLDS, BINS = 5, 15
 CONFIG_FIELDS = set(FitConfig.__dataclass_fields__)
