@@ -24,6 +24,9 @@ KEY_EMOTION = "emotion"
 KEY_SENTIMENT = "sentiment"
 KEY_VA = "va"
 KEY_XMP = "xmp"  # the XMP sidecar written beside the picture (emo classify --xmp)
+KEY_HASH = "sha256"  # an input may carry its file's content hash; --resume then matches path and hash
+# Keys that describe one picture: a record naming a folder (-r) cannot give them to every picture in it.
+PICTURE_KEYS = (KEY_FEATURES, KEY_REGIONS, KEY_EMOTION, KEY_SENTIMENT, KEY_VA, KEY_XMP, KEY_HASH)
 TRUTH_KEYS = ("label", "distribution", "valence", "arousal")
 
 ENV_PREFIX = "EMO_"

@@ -79,6 +79,7 @@ ERROR_KINDS = (
     "bad_path",  # a path the system refuses to look up: too long, a NUL byte, a symlink loop
     "not_found",  # no such file
     "is_directory",  # a directory given without -r
+    "no_images",  # a folder given with -r that holds no image file
     "not_a_file",  # FIFO, socket, device
     "permission_denied",
     "empty_file",  # zero bytes

@@ -80,7 +80,7 @@ def count_inputs(run: RunOptions, stdin: Any) -> int | None:
             n = 0
             for arg in run.paths:
                 p = Path(arg) if run.root is None or Path(arg).is_absolute() else run.root / arg
-                n += sum(1 for _ in walk(p)) if p.is_dir() else 1
+                n += max(1, sum(1 for _ in walk(p))) if p.is_dir() else 1  # an empty folder is one error record
             return n
         if stdin is None or run.recursive:  # -r on stdin: a line may be a folder of unknown size
             return None

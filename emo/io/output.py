@@ -34,13 +34,10 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from emo.config import KEY_EMOTION, KEY_ERROR, KEY_FEATURES, KEY_REGIONS, KEY_SENTIMENT, KEY_VA
+from emo.config import KEY_EMOTION, KEY_ERROR, KEY_FEATURES, KEY_HASH, KEY_REGIONS, KEY_SENTIMENT, KEY_VA
 from emo.errors import OutputError
 from emo.io.records import Item, record_name
 from emo.io.writer import JsonlWriter
-
-# An input may carry its content hash under this key; --resume then matches path and hash.
-KEY_HASH = "sha256"
 
 # Every record emo writes holds one of these; a line without any was not written by emo.
 _EMO_KEYS = (KEY_ERROR, KEY_FEATURES, KEY_EMOTION, KEY_SENTIMENT, KEY_VA, KEY_REGIONS)

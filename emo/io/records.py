@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import orjson
 
-from emo.config import KEY_ERROR, KEY_FEATURES, KEY_PATH, KEY_PATH_BYTES
+from emo.config import KEY_ERROR, KEY_FEATURES, KEY_PATH, KEY_PATH_BYTES, PICTURE_KEYS
 from emo.errors import InputError, UsageError, os_error_kind, os_error_message
 
 # Extensions taken when a folder is walked with -r; explicit paths are tried whatever their name.
@@ -366,23 +366,41 @@ def walk(folder: Path, errors: list[tuple[Path, OSError]] | None = None) -> Iter
                 yield Path(dirpath) / name
 
 
-def _walk_items(folder: Path, index: int) -> Iterator[Item]:
+def _walk_items(folder: Path, index: int, carried: Mapping[str, Any] | None = None) -> Iterator[Item]:
     """One :class:`Item` per image under ``folder`` and one error item per folder that cannot
-    be listed, in walk order, numbered from ``index``."""
+    be listed, in walk order, numbered from ``index``; a folder that gives none of these is one
+    ``no_images`` item, so the input that named it still has its record.
+
+    ``carried``: the other fields of the JSON record that named the folder, given to every item.
+    """
+    carried = carried or {}
     errors: list[tuple[Path, OSError]] = []
+    start = index
     for f in walk(folder, errors):
         while errors:
-            yield _folder_error(index, *errors.pop(0))
+            yield _folder_error(index, *errors.pop(0), carried)
             index += 1
-        yield Item(index, name_fields(str(f)), path=f)
+        yield Item(index, _with(name_fields(str(f)), carried), path=f)
         index += 1
     for folder_path, e in errors:
-        yield _folder_error(index, folder_path, e)
+        yield _folder_error(index, folder_path, e, carried)
         index += 1
+    if index == start:
+        item = Item(index, _with(name_fields(str(folder)), carried), path=folder)
+        kinds = ", ".join(sorted(IMAGE_EXTENSIONS))
+        item.fail("no_images", f"no image files in this folder or below it (names ending in {kinds})")
+        yield item
 
 
-def _folder_error(index: int, folder: Path, e: OSError) -> Item:
-    item = Item(index, name_fields(str(folder)), path=folder)
+def _with(fields: dict[str, Any], carried: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` (the name) first, then the carried fields it does not already hold."""
+    for k, v in carried.items():
+        fields.setdefault(k, v)
+    return fields
+
+
+def _folder_error(index: int, folder: Path, e: OSError, carried: Mapping[str, Any]) -> Item:
+    item = Item(index, _with(name_fields(str(folder)), carried), path=folder)
     item.fail(os_error_kind(e), f"cannot list folder: {os_error_message(e)}")
     return item
 
@@ -456,8 +474,12 @@ def read_inputs(
                 is_dir, err = _dir_or_error(item.path)
                 if err is not None:
                     item.fail(err.kind, err.message)
+                elif is_dir and (clash := [k for k in PICTURE_KEYS if k in item.record]):
+                    item.fail("bad_record", f'a record naming a folder (-r) cannot carry "{clash[0]}": '
+                              "it describes one picture, not every picture in the folder")
                 elif is_dir:
-                    items = _walk_items(item.path, index)
+                    carried = {k: v for k, v in item.record.items() if k not in (KEY_PATH, KEY_PATH_BYTES)}
+                    items = _walk_items(item.path, index, carried)
                     for it in items:
                         yield it
                         index = it.index + 1

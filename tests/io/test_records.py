@@ -62,6 +62,47 @@ def test_recursive_walk_is_sorted_and_takes_image_files_only(tmp_path):
     assert [it.index for it in items] == [0, 1, 2]
 
 
+def test_a_folder_without_images_is_one_error_record_in_every_input_form(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    for name in ("empty", "notes"):
+        folder = str(tmp_path / name)
+        forms = {
+            "args": list(read_inputs([folder, folder], None, recursive=True)),
+            "lines": _read(f"{folder}\n{folder}\n".encode(), recursive=True),
+            "null": _read(f"{folder}\0{folder}\0".encode(), null=True, recursive=True),
+        }
+        for form, items in forms.items():
+            assert [it.index for it in items] == [0, 1], form
+            assert all(it.error.kind == "no_images" and ".jpg" in it.error.message for it in items), form
+            assert [it.record["path"] for it in items] == [folder, folder], form
+
+
+def test_a_json_record_naming_a_folder_gives_its_fields_to_every_picture(tmp_path):
+    for name in ("a.jpg", "sub/b.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    line = b'{"path": "%s", "label": "joy", "album": {"y": 2024}}\n' % str(tmp_path).encode()
+    lines = line + b'{"path": "%s", "album": "none"}\nafter.jpg\n' % str(tmp_path / "empty").encode()
+    items = _read(lines, recursive=True)
+    assert [it.record for it in items[:2]] == [
+        {"path": str(tmp_path / n), "label": "joy", "album": {"y": 2024}} for n in ("a.jpg", "sub/b.png")]
+    assert items[2].error.kind == "no_images" and items[2].record["album"] == "none"
+    assert items[3].ok and items[3].record == {"path": "after.jpg"}
+    assert [it.index for it in items] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("key", ["features", "emotion", "va", "regions", "sha256", "xmp", "sentiment"])
+def test_a_json_record_naming_a_folder_cannot_give_one_pictures_results_to_all(tmp_path, key):
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    line = b'{"path": "%s", "%s": {"color": [1.0]}}\nnext.jpg\n' % (str(tmp_path).encode(), key.encode())
+    bad, after = _read(line, recursive=True)
+    assert bad.error.kind == "bad_record" and f'"{key}"' in bad.error.message
+    assert bad.record["path"] == str(tmp_path) and after.ok and after.index == 1
+
+
 def test_null_separated_paths_keep_newlines_and_spaces():
     items = _read(b"a b.jpg\0two\nlines.jpg\0", null=True)
     assert [it.record["path"] for it in items] == ["a b.jpg", "two\nlines.jpg"]
@@ -187,5 +228,5 @@ def test_path_lookups_that_the_system_refuses_become_errors_not_exceptions(tmp_p
 
     long = "c" * 300
     items = list(read_inputs([long, "a\0b", str(tmp_path)], None, recursive=True))
-    assert [it.error.kind if it.error else None for it in items] == ["bad_path", "bad_path"]
-    assert [it.index for it in items] == [0, 1]  # the empty folder adds none
+    assert [it.error.kind if it.error else None for it in items] == ["bad_path", "bad_path", "no_images"]
+    assert [it.index for it in items] == [0, 1, 2]  # the empty folder is a record of its own
