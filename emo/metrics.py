@@ -66,17 +66,30 @@ def distribution_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
 
 def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     """MSE, RMSE and Pearson r of ``pred`` against ``truth`` (both ``(N,)``); r is None when
-    either side is constant."""
+    either side is constant, the MSE and RMSE None only when they exceed float64's range."""
     t, p = np.asarray(truth, dtype=np.float64), np.asarray(pred, dtype=np.float64)
     if len(t) == 0:
         return {"n": 0, "mse": None, "rmse": None, "pearson_r": None}
-    with np.errstate(over="ignore", invalid="ignore"):  # numbers so large their squares overflow
+    with np.errstate(over="ignore", invalid="ignore"):
         mse = float(((p - t) ** 2).mean())
-        st, sp = t.std(), p.std()
-        r = float(((t - t.mean()) * (p - p.mean())).mean() / (st * sp)) if st > 0 and sp > 0 else None
-    finite = [v if v is not None and math.isfinite(v) else None for v in (mse, r)]
-    mse, r = finite
-    return {"n": int(len(t)), "mse": mse, "rmse": math.sqrt(mse) if mse is not None else None, "pearson_r": r}
+    if math.isfinite(mse):
+        rmse = math.sqrt(mse)
+    else:  # numbers near 1e308: the RMSE may still be in range, computed on values scaled to 1
+        scale = float(max(np.abs(t).max(), np.abs(p).max()))
+        with np.errstate(over="ignore"):
+            rmse = float(np.float64(math.sqrt(float(((p / scale - t / scale) ** 2).mean()))) * scale)
+    if max(np.abs(t).max(), np.abs(p).max()) > 1e150:  # r is the same for either side scaled on its own
+        t, p = t / (np.abs(t).max() or 1.0), p / (np.abs(p).max() or 1.0)
+    st, sp = t.std(), p.std()
+    r = float(((t - t.mean()) * (p - p.mean())).mean() / (st * sp)) if st > 0 and sp > 0 else None
+    mse, rmse, r = (v if v is not None and math.isfinite(v) else None for v in (mse, rmse, r))
+    return {"n": int(len(t)), "mse": mse, "rmse": rmse, "pearson_r": r}
+
+
+def out_of_range(result: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """``task.target`` names of the regression scores whose MSE exceeded float64 and is written as null."""
+    return [f"{task}.{target}" for task, r in result.items() for target, m in r.items()
+            if isinstance(m, Mapping) and "mse" in m and m.get("n") and m["mse"] is None]
 
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:

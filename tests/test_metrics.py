@@ -41,6 +41,17 @@ def test_regression_by_hand():
     assert regression_metrics(np.array([1.0, 2.0]), np.array([3.0, 3.0]))["pearson_r"] is None
 
 
+def test_regression_near_float64s_limit_keeps_what_fits():
+    t, p = np.array([1e308, -1e308, 3.0]), np.array([5.0, 4.0, 6.0])
+    m = regression_metrics(t, p)
+    assert m["mse"] is None  # about 6.7e615: no float64 holds it
+    assert m["rmse"] == pytest.approx(math.sqrt(2 / 3) * 1e308, rel=1e-12)
+    # r does not change when either side is scaled: the same as for the truth divided by 1e300
+    assert m["pearson_r"] == pytest.approx(regression_metrics(t / 1e300, p)["pearson_r"], rel=1e-9)
+    both = regression_metrics(np.array([-1.7e308, 3.0]), np.array([1.7e308, 4.0]))
+    assert both["mse"] is None and both["rmse"] is None and both["pearson_r"] == pytest.approx(-1.0)
+
+
 def _rec(label, pred, probs=None, **kw):
     r = {"path": f"{label}-{pred}.jpg", "label": label, **kw}
     if pred is not None:

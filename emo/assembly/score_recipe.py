@@ -115,7 +115,7 @@ def score(predictions: Sequence[str], task: str = "auto", truth: Path | None = N
 
 def run_score(opts: dict[str, Any]) -> int:
     """``emo score`` with the command line's options; the exit code."""
-    from emo.metrics import JoinCounts, why_nothing_scored
+    from emo.metrics import JoinCounts, out_of_range, why_nothing_scored
 
     if opts["fmt"] == "table" and opts.get("output") is not None:
         raise UsageError("-o writes the JSON result; --format table is for a terminal (redirect it instead)")
@@ -133,6 +133,10 @@ def run_score(opts: dict[str, Any]) -> int:
         _table(result)
     else:
         _write({**result, "join": join.as_dict()} if join is not None else result, opts.get("output"))
+    if not opts["quiet"]:
+        for name in out_of_range(result):
+            say(f"emo score: {name}: the squared error is past float64's range (a value near 1e308?); "
+                "the mean squared error is written as null")
     why = why_nothing_scored(result, join, opts["root"])
     if why is not None:
         if not opts["quiet"]:

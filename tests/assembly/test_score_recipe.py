@@ -106,3 +106,15 @@ def test_table_shows_labels_as_literal_text(tmp_path):
     r = emo(["score", "--format", "table", str(_jsonl(tmp_path / "p.jsonl", recs))])
     assert r.code == 0, r.err
     assert b"[/oops]" in r.out and b"[red]x" in r.out and b"\x1b]0" not in r.out and b"\x07" not in r.out
+
+
+def test_an_error_past_float64_is_null_and_said_once(tmp_path):
+    recs = [{"path": "a", "valence": 1e308, "va": {"valence": 5.0, "arousal": 5.0}},
+            {"path": "b", "valence": 3.0, "arousal": 4.0, "va": {"valence": 4.0, "arousal": 6.0}},
+            {"path": "c", "valence": 7.0, "arousal": 2.0, "va": {"valence": 6.0, "arousal": 3.0}}]
+    r = emo(["score", str(_jsonl(tmp_path / "p.jsonl", recs))])
+    res = orjson.loads(r.out)["va"]
+    assert r.code == 0 and res["valence"]["mse"] is None and res["valence"]["rmse"] > 1e307
+    assert res["arousal"]["mse"] == 5 / 2
+    assert r.err.count("\n") == 1 and "va.valence" in r.err and "null" in r.err
+    assert emo(["score", "-q", str(tmp_path / "p.jsonl")]).err == ""
