@@ -316,7 +316,10 @@ def _decode_open(path: Path, budget: _Budget, views: tuple[View, ...], max_pixel
         img = Image.open(budget)
     except UnidentifiedImageError:
         if _has_image_signature(path):
-            raise InputError("truncated", "image data ends inside its headers") from None
+            # A RIFF (WebP) header gives the file's size, so there a whole file is known to be corrupt.
+            whole = _file_head(path)[0].startswith(b"RIFF") and not _riff_cut_short(path)
+            why = "its headers are corrupt" if whole else "image data ends inside its headers, or they are corrupt"
+            raise InputError("truncated", why) from None
         raise InputError("not_an_image", "not an image Pillow can read") from None
     except Image.DecompressionBombError as e:
         raise InputError("too_large", str(e)) from None

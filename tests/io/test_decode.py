@@ -98,6 +98,19 @@ def test_a_webp_cut_short_is_truncated(tmp_path, keep):
     assert decode(tmp_path / "whole.webp", (View(32, 36),), 0).size == (160, 120)
 
 
+def test_a_whole_webp_with_junk_headers_is_called_corrupt_not_cut(tmp_path):
+    Image.fromarray(noise(120, 160)).save(tmp_path / "whole.webp")
+    data = (tmp_path / "whole.webp").read_bytes()
+    (tmp_path / "junk.webp").write_bytes(data[:12] + bytes(len(data) - 12))  # its size, no chunks
+    (tmp_path / "cut.webp").write_bytes(data[:12])
+    with pytest.raises(InputError) as e:
+        decode(tmp_path / "junk.webp", (View(32, 36),), 0)
+    assert e.value.kind == "truncated" and e.value.message == "its headers are corrupt"
+    with pytest.raises(InputError) as e:
+        decode(tmp_path / "cut.webp", (View(32, 36),), 0)
+    assert e.value.kind == "truncated" and "ends inside its headers" in e.value.message
+
+
 def test_missing_folder_and_limit(tmp_path):
     with pytest.raises(InputError) as e:
         decode(tmp_path / "none.jpg", (View(32),), 0)
