@@ -107,6 +107,20 @@ def test_gist_dims_deterministic_finite():
     assert torch.count_nonzero(gist(torch.full((1, 1, 256, 256), 0.4))) == 0  # a flat picture has no texture
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 16, 266, 331])
+def test_prefilter_basis_spans_the_gaussian_filter_by_fft(n):
+    from emo.features.texture import _prefilter_basis
+
+    basis = _prefilter_basis(n, torch.device("cpu")).double().numpy()
+    f = np.fft.fftfreq(n, 1.0 / n)
+    gain = np.exp(-(f**2) / (4.0 / np.sqrt(np.log(2))) ** 2)
+    x = np.random.default_rng(n).random((n, n))
+    by_fft = np.fft.ifft2(np.fft.fft2(x) * gain[:, None] * gain[None, :]).real
+    by_basis = basis @ (basis.T @ x @ basis) @ basis.T
+    np.testing.assert_allclose(by_basis, by_fft, atol=1e-6 * np.abs(by_fft).max())
+    assert basis.shape[1] <= min(n, 49)  # a low rank is the point: 47 for the 266-pixel padded view
+
+
 def _reference_gist(img: np.ndarray) -> np.ndarray:
     """GIST of one ``(H, W)`` grey image in [0, 1], written out plainly in float64 numpy.
 
