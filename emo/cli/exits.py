@@ -135,6 +135,13 @@ def _say(line: str) -> None:
         sys.stderr.write(line + "\n")
 
 
+def usage_line(e: click.ClickException) -> str:
+    """A usage error as one line, as every other error of the run (click's own takes four)."""
+    line = f"emo: error: {' '.join(e.format_message().split())}"
+    ctx = getattr(e, "ctx", None)
+    return f"{line} (see '{ctx.command_path} --help')" if ctx is not None else line
+
+
 def guarded(command: click.Command, args: Sequence[str] | None = None) -> int:
     """Run a click command in standalone-off mode and return the process exit code.
 
@@ -146,8 +153,11 @@ def guarded(command: click.Command, args: Sequence[str] | None = None) -> int:
         return rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.ClickException as e:
+    except click.exceptions.NoArgsIsHelpError as e:  # a bare `emo`: the help, which is for reading
         e.show()
+        return EXIT_USAGE
+    except click.ClickException as e:
+        _say(usage_line(e))
         return EXIT_USAGE
     except click.exceptions.Abort:  # click's own wrapping of KeyboardInterrupt
         click.echo("emo: interrupted", err=True)

@@ -16,10 +16,21 @@ from tests.robustness.conftest import emo
 def _one_line(run, code: int) -> None:
     assert run.code == code, run.err
     assert "Traceback" not in run.err and "Warning" not in run.err, run.err
-    if "Usage:" in run.err:  # click's usage errors: its usage line, a hint, and the error
-        assert run.err.strip().splitlines()[-1].startswith("Error: ")
-    else:
-        assert run.err.count("\n") == 1, run.err
+    assert run.err.count("\n") == 1 and run.err.startswith("emo: "), run.err
+
+
+@pytest.mark.parametrize("args", [
+    ["nosuch"],
+    ["classify", "--no-such-option"],
+    ["classify", "--batch-size", "x"],
+    ["score", "--format", "nope"],
+    ["models", "pull"],
+    ["fit", "--lr", "inf", "x.jsonl"],
+])
+def test_usage_errors_are_one_line_naming_the_help(args):
+    run = emo(args)
+    _one_line(run, 2)
+    assert run.err.startswith("emo: error: ") and "--help')" in run.err and "Usage:" not in run.err
 
 
 @pytest.mark.parametrize("args", [
