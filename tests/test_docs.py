@@ -214,3 +214,11 @@ def test_every_shown_classify_regions_names_a_head_that_reads_regions():
     with_regions = [c for c in shown if c[:1] == ["classify"] and "--regions" in c]
     assert with_regions, "no example of emo classify --regions found: the search broke"
     assert [c for c in with_regions if "--head" not in c] == []
+
+
+def test_install_lines_never_fetch_emo_by_name():
+    """"emo" on PyPI is another project: `pip install 'emo[ray]'` in a fresh environment installs
+    it, so the pages and the example install extras from the clone (`pip install '.[ray]'`)."""
+    pages = [*DOC_FILES, *sorted((REPO / "examples").glob("*.py"))]
+    bad = [p.name for p in pages if re.search(r"pip install\s+['\"]?emo\[", p.read_text())]
+    assert bad == []
