@@ -3,7 +3,7 @@ through a pool of actors, each holding one :class:`emo.Predictor` (one GPU per a
 there are GPUs). The output is the JSONL ``emo classify -r FOLDER`` writes: the same records,
 in the same order.
 
-    pip install 'emo[ray]'
+    pip install '.[ray]'          # from a clone of the repository, as docs/scale.md says
     python examples/ray_classify.py photos/ -o tags.jsonl
     python examples/ray_classify.py photos/ --actors 8 --gpus-per-actor 1 -o tags.jsonl
     python examples/ray_classify.py photos/ -o feats.jsonl -- features --set object,deep

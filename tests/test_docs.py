@@ -188,3 +188,37 @@ def test_the_readme_stays_short_and_speaks_of_the_product():
     for page in DOC_FILES:
         words = page.read_text()
         assert not re.search(r"/work/|/root/|\.\./shared|this machine", words), page.name
+
+
+def _help_examples() -> list[list[str]]:
+    """The ``emo ...`` commands of every subcommand's --help examples."""
+    out = []
+    for path in COMMANDS:
+        res = CliRunner().invoke(cli, [*path[1:], "--help"], terminal_width=400)
+        for line in res.output.splitlines():
+            if line.strip().startswith(("emo ", "find ")):  # an example line; options' prose is not
+                out += _emo_commands(line.strip())
+    return out
+
+
+def test_every_shown_classify_regions_names_a_head_that_reads_regions():
+    """No shipped head reads the regions' features, so `emo classify --regions` with the default
+    head stops with exit 2: every example of it says which head (one from emo fit --regions)."""
+    shown = _help_examples()
+    for page in DOC_FILES:
+        for block in _code_blocks(page.read_text()):
+            try:
+                shown += _emo_commands(block)
+            except ValueError:
+                continue  # JSON or XML, not shell
+    with_regions = [c for c in shown if c[:1] == ["classify"] and "--regions" in c]
+    assert with_regions, "no example of emo classify --regions found: the search broke"
+    assert [c for c in with_regions if "--head" not in c] == []
+
+
+def test_install_lines_never_fetch_emo_by_name():
+    """"emo" on PyPI is another project: `pip install 'emo[ray]'` in a fresh environment installs
+    it, so the pages and the example install extras from the clone (`pip install '.[ray]'`)."""
+    pages = [*DOC_FILES, *sorted((REPO / "examples").glob("*.py"))]
+    bad = [p.name for p in pages if re.search(r"pip install\s+['\"]?emo\[", p.read_text())]
+    assert bad == []

@@ -68,6 +68,11 @@ def test_the_files_the_code_opens_are_in_the_wheel(wheel):
         assert z.read("emo/regions/cam_emotion6.safetensors") == (REPO / "emo/regions/cam_emotion6.safetensors").read_bytes()
 
 
+def test_the_wheel_marks_the_package_as_typed(wheel):
+    """emo.Predictor is a library API with annotations; without py.typed, type checkers ignore them."""
+    assert "emo/py.typed" in _names(wheel)
+
+
 def test_man_pages_and_completions_are_installed(wheel):
     names = _names(wheel)
     data = "emo-0.1.0.data/data/share/"

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import REPO, make_image
 from tests.robustness.conftest import assert_same_records, emo
 
-ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'emo[ray]'); the Ray example is not tested")
+ray = pytest.importorskip("ray", reason="ray is not installed (pip install '.[ray]'); the Ray example is not tested")
 
 
 def _example():

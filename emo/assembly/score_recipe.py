@@ -92,7 +92,8 @@ def score(predictions: Sequence[str], task: str = "auto", truth: Path | None = N
           root: Path | None = None, join: Any = None, bad: list[BadLines] | None = None) -> dict[str, Any]:
     """Scores of the records in ``predictions`` ('-': stdin) per task: ``{task: result}``.
 
-    ``task`` "auto" scores every task whose predictions the records carry. With ``truth``, truth
+    ``task`` "auto" scores every task whose predictions the records carry (every task, for their
+    counts, when all records are error records or there are none). With ``truth``, truth
     fields come from that file's records, joined on paths resolved against ``root``; ``join`` (a
     :class:`emo.metrics.JoinCounts`) is told how the two sides met. ``bad`` is given a
     :class:`BadLines` for each file that holds lines that are not JSON objects.
@@ -109,7 +110,11 @@ def score(predictions: Sequence[str], task: str = "auto", truth: Path | None = N
         if task != "auto" or any(key in r for r in records):
             result[name] = _scorer(name)(records)
     if not result:
-        raise UsageError("no record carries a prediction (emotion or va); pipe emo classify or emo va into emo score")
+        if any("error" not in r for r in records):
+            raise UsageError("no record carries a prediction (emotion or va); pipe emo classify or emo va into emo score")
+        # Every input of the filter upstream failed (or there was none): nothing could be scored,
+        # which is exit 1 with the counts, not a usage error.
+        result = {name: _scorer(name)(records) for name in tasks}
     return result
 
 

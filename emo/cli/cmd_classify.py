@@ -36,8 +36,8 @@ from emo.cli.options import heads_completer, head_option, input_options, pass_op
 def classify(opts: dict[str, Any]) -> int:
     """Predict the emotion distribution and sentiment of each image.
 
-    Adds "emotion": {"label", "probs"} (every class named, probabilities summing to 1) and
-    "sentiment": {"label", "p_positive"}. A record that carries the features the head needs
+    Adds "emotion": {"label", "p", "probs"} ("p" the label's probability; every class named,
+    probabilities summing to 1) and "sentiment": {"label", "p", "p_positive"}. A record that carries the features the head needs
     (from emo features) is not recomputed; the network is not even loaded. A carried group the
     head needs that is malformed makes that record a bad_features error record.
 

@@ -20,7 +20,18 @@ def completion_source(shell: str) -> str:
     if cls is None:  # click knows every shell of SHELLS
         raise click.BadParameter(f"no completion for {shell}")
     text = cls(cli, {}, PROG, COMPLETE_VAR).source()
+    if shell == "bash":
+        text = _bash_keeps_names(text)
     return text if text.endswith("\n") else text + "\n"
+
+
+def _bash_keeps_names(text: str) -> str:
+    """click's bash script empties the list when a file or folder item comes: a head option
+    (``--head``: shipped names, then files) then offered files only. Without the emptying,
+    ``compopt -o default`` / ``-o dirnames`` complete paths only when no name matches."""
+    for kind in ("dirnames", "default"):
+        text = text.replace(f"COMPREPLY=()\n            compopt -o {kind}", f"compopt -o {kind}")
+    return text
 
 
 @click.command()

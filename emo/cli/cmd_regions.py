@@ -43,7 +43,7 @@ def regions(opts: dict[str, Any]) -> int:
     Examples:
       emo regions photo.jpg
       emo regions --draw shown/ -r photos > regions.jsonl
-      emo regions -r photos | emo classify --regions
+      emo regions -r photos | emo classify --regions --head my_regions.head   # from emo fit --regions
     """
     from emo.assembly.runner import run_command
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 
@@ -41,6 +43,11 @@ def test_classify_images_adds_distribution_and_sentiment(monkeypatch, heads, tmp
         assert rec["emotion"]["label"] == max(probs, key=probs.get)
         assert 0 <= rec["sentiment"]["p_positive"] <= 1
         assert rec["sentiment"]["label"] in ("positive", "negative")
+    # --help names every key the records carry (it once left out "p").
+    helped = emo(monkeypatch, "classify", "--help").out.decode()
+    for key in ("emotion", "sentiment"):
+        shown = re.search(rf'"{key}": {{([^}}]*)}}', " ".join(helped.split())).group(1)
+        assert {k.strip().strip('"') for k in shown.split(",")} == set(recs[0][key]), (key, shown)
 
 
 def test_records_with_features_never_load_the_backbone(monkeypatch, heads):

@@ -61,3 +61,16 @@ def test_table_format_and_no_predictions(monkeypatch):
     assert r.code == 0 and b"accuracy" in r.out and b"0.6000" in r.out and b"confusion" in r.out
     r = emo(monkeypatch, "score", input=_lines([{"path": "x", "label": "a"}]))
     assert r.code == 2 and "no record carries a prediction" in r.err
+
+
+def test_a_run_whose_inputs_all_failed_scores_nothing_with_exit_1(monkeypatch):
+    """`emo classify missing.jpg | emo score`: the records are error records, which is "nothing
+    could be scored" (exit 1, the errors counted), not a usage error telling to pipe emo classify."""
+    failed = [{"path": "missing.jpg", "label": "a", "error": {"kind": "not_found", "message": "no such file"}}]
+    r = emo(monkeypatch, "score", input=_lines(failed))
+    assert r.code == 1, r.err
+    res = orjson.loads(r.out)
+    assert res["classify"]["counts"]["errors"] == 1 and res["classify"]["counts"]["scored"] == 0
+    assert "pipe emo classify" not in r.err and "1 with errors" in r.err
+    r = emo(monkeypatch, "score", input=b"")  # an upstream run over no inputs at all
+    assert r.code == 1 and "pipe emo classify" not in r.err
