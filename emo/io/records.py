@@ -300,24 +300,24 @@ def item_from_record(index: int, obj: dict[str, Any], root: Path | None) -> Item
     return item
 
 
-class _LongPiece(bytes):
+class LongPiece(bytes):
     """A piece cut off at the line limit: its first bytes (for the message); the rest was skipped."""
 
     total = 0
 
 
-def _split(stream: IO[bytes], sep: bytes, chunk: int = 1 << 16, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+def split_pieces(stream: IO[bytes], sep: bytes, chunk: int = 1 << 16, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
     """Yield ``sep``-terminated pieces of a binary stream, without the separator.
 
     A long piece is gathered chunk by chunk and joined once, so a 10 MB line costs 10 MB; past
-    ``limit`` bytes the rest of it is skipped unread-into-memory and a :class:`_LongPiece` says so.
+    ``limit`` bytes the rest of it is skipped unread-into-memory and a :class:`LongPiece` says so.
     """
     pending: list[bytes] = []  # chunks of a piece whose separator has not come yet
     size = 0  # bytes of the pending piece, counted past the limit too
     def piece() -> bytes:
         if size <= limit:
             return b"".join(pending)
-        out = _LongPiece(b"".join(pending)[:80])
+        out = LongPiece(b"".join(pending)[:80])
         out.total = size
         return out
 
@@ -342,10 +342,10 @@ def _split(stream: IO[bytes], sep: bytes, chunk: int = 1 << 16, limit: int = MAX
 
 
 def _stdin_pieces(stdin: IO[bytes], sep: bytes) -> Iterator[bytes]:
-    """:func:`_split` of stdin; a stdin that cannot be read (a folder, an I/O error) is a
+    """:func:`split_pieces` of stdin; a stdin that cannot be read (a folder, an I/O error) is a
     :class:`UsageError` for the run, after the inputs read before it."""
     try:
-        yield from _split(stdin, sep)
+        yield from split_pieces(stdin, sep)
     except OSError as e:
         raise UsageError(f"cannot read stdin: {e.strerror or e}") from None
 
@@ -432,8 +432,8 @@ def read_inputs(
         if first:
             first = False
             if raw.startswith(UTF8_BOM):  # editors on Windows start files with one
-                raw = raw[len(UTF8_BOM):] if not isinstance(raw, _LongPiece) else raw
-        if isinstance(raw, _LongPiece):
+                raw = raw[len(UTF8_BOM):] if not isinstance(raw, LongPiece) else raw
+        if isinstance(raw, LongPiece):
             yield _bad(index, "bad_line", f"line {index + 1} is over {MAX_LINE_BYTES >> 20} MiB ({raw.total} bytes): {_preview(raw)}")
             index += 1
             continue
