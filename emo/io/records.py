@@ -61,6 +61,12 @@ class Item:
     def ok(self) -> bool:
         return self.error is None
 
+    def error_line(self, suffix: str = "") -> str:
+        """The one stderr line that reports this bad input: ``emo: NAME: KIND: MESSAGE``, with
+        the control characters a name or message may hold escaped (:func:`one_line`)."""
+        assert self.error is not None
+        return one_line(f"emo: {self.label}: {self.error.kind}: {self.error.message}{suffix}")
+
     @property
     def label(self) -> str:
         """How this input is named in messages: its exact name, bytes that are not UTF-8 as
@@ -112,6 +118,17 @@ UTF8_BOM = b"\xef\xbb\xbf"
 
 # Longest base64 text of a name of MAX_PATH_BYTES bytes: longer text is refused before decoding.
 _MAX_PATH_B64 = 4 * ((MAX_PATH_BYTES + 2) // 3)
+
+
+# Characters that would break a stderr line or steer the terminal showing it: C0 (newline,
+# carriage return, ESC), DEL, C1, and the separators str.splitlines() breaks at.
+_ONE_LINE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_ONE_LINE.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line for a terminal: a file named ``a<newline>b.jpg`` is shown ``a\\nb.jpg``."""
+    return text.translate(_ONE_LINE)
 
 
 def printable(name: str) -> str:

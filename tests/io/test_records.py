@@ -189,3 +189,12 @@ def test_path_lookups_that_the_system_refuses_become_errors_not_exceptions(tmp_p
     items = list(read_inputs([long, "a\0b", str(tmp_path)], None, recursive=True))
     assert [it.error.kind if it.error else None for it in items] == ["bad_path", "bad_path"]
     assert [it.index for it in items] == [0, 1]  # the empty folder adds none
+
+
+def test_one_line_escapes_what_would_break_or_steer_a_terminal_line():
+    from emo.io.records import one_line
+
+    assert one_line("a\nb\rc\td\x1b[0m\x7f\x85\u2028é") == "a\\nb\\rc\\td\\x1b[0m\\x7f\\x85\\u2028é"
+    item = Item(0, {"path": "x\ny.jpg"})
+    item.fail("not_found", "no such file")
+    assert item.error_line(" (skipped)") == "emo: x\\ny.jpg: not_found: no such file (skipped)"
