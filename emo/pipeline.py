@@ -330,4 +330,4 @@ def run(
 
 def _stderr_error(item: Item) -> None:
     assert item.error is not None
-    sys.stderr.write(f"emo: {item.label}: {item.error.kind}: {item.error.message}\n")
+    sys.stderr.write(item.error_line() + "\n")

@@ -103,6 +103,9 @@ def _record_target(rec: Mapping[str, Any], labels: LabelSet, label_prob: float,
     raise ValueError('no "label" or "distribution"')
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def targets_from_records(records: Sequence[Mapping[str, Any]], task: str, labels: LabelSet | None = None,
                          label_prob: float = DEFAULT_LABEL_PROB) -> tuple[Targets, list[int], list[int]]:
     """Targets for ``records``, the indices kept, and the indices of records with no usable target.
@@ -118,7 +121,8 @@ def targets_from_records(records: Sequence[Mapping[str, Any]], task: str, labels
         try:
             if regression:
                 v, a = rec.get("valence"), rec.get("arousal")
-                if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in (v, a)):
+                if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                           and abs(x) <= _FLOAT32_MAX for x in (v, a)):  # past float32 a target is inf
                     raise ValueError("no numeric valence and arousal")
                 vas.append((float(v), float(a)))
             else:
@@ -386,21 +390,23 @@ def finetune(images: np.ndarray, targets: Targets, cfg: FitConfig, model: nn.Mod
         torch.set_num_threads(old_threads)
 
 
-def evaluate(pred: np.ndarray, targets: Targets, task: str, labels: LabelSet | None = None) -> dict[str, float]:
+def evaluate(pred: np.ndarray, targets: Targets, task: str, labels: LabelSet | None = None
+             ) -> dict[str, float | None]:
     """Flat metrics of predictions against targets, for fold summaries and head headers.
 
     classify: ``pred (N, C)`` probabilities -> top1 (against the label), macro_f1, kl (to the
     target distribution), and sentiment_acc where the label set has a polarity for both sides.
-    va: ``pred (N, 2)`` -> valence/arousal mse and pearson_r.
+    va: ``pred (N, 2)`` -> valence/arousal mse and pearson_r; None where one is undefined (r of
+    ratings that are all alike), which :func:`summarise` leaves out and a header holds as null.
     """
     from emo.metrics import classification_metrics, distribution_metrics, regression_metrics
 
     if get_task(task).regression:
-        out: dict[str, float] = {}
+        out: dict[str, float | None] = {}
         for j, name in enumerate(("valence", "arousal")):
             m = regression_metrics(targets.va[:, j], pred[:, j])
             out[f"{name}_mse"] = m["mse"]
-            out[f"{name}_r"] = m["pearson_r"] if m["pearson_r"] is not None else float("nan")
+            out[f"{name}_r"] = m["pearson_r"]  # NaN here made the header unwritable
         return out
     assert labels is not None
     yp = pred.argmax(1)
@@ -438,6 +444,8 @@ def split_val(n: int, fraction: float, seed: int = 0, strata: np.ndarray | None 
     if not 0.0 < fraction < 1.0:
         raise UsageError("--val-split must be between 0 and 1")
     k = max(2, round(1.0 / fraction))
+    if n < k:  # kfold would name --folds, which was not given
+        raise UsageError(f"--val-split {fraction:g} holds out one record in {k}: it needs at least {k} records, not {n}")
     return kfold(n, k, seed, strata) == 0
 
 
@@ -450,7 +458,7 @@ def summarise(rows: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]
     keys = dict.fromkeys(k for r in rows for k, v in r.items() if isinstance(v, (int, float)))
     out: dict[str, dict[str, float]] = {}
     for k in keys:
-        vals = [r[k] for r in rows if k in r]
+        vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]  # a fold's None is no number
         out[k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
         if len(vals) < len(rows):
             out[k]["n"] = len(vals)

@@ -233,3 +233,24 @@ def test_describe_source_names_the_file_relative_to_the_root(tmp_path):
     d = describe_source(f, tmp_path)
     assert d == {"path": "data/train.jsonl", "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
     assert describe_source(f, tmp_path / "elsewhere")["path"] == "train.jsonl"
+
+
+def test_pearson_r_of_ratings_all_alike_is_none_and_left_out_of_the_summary():
+    flat = Targets(va=np.full((4, 2), 5.0, np.float32))
+    pred = np.array([[4.0, 5.0], [5.0, 6.0], [6.0, 4.0], [5.5, 5.5]])
+    m = evaluate(pred, flat, "va")
+    assert m["valence_r"] is None and m["arousal_r"] is None and m["valence_mse"] > 0
+    s = summarise([m, {**m, "valence_r": 0.5}])
+    assert s["valence_r"] == {"mean": 0.5, "std": 0.0, "n": 1} and "arousal_r" not in s
+    assert all(math.isfinite(v) for row in s.values() for v in row.values())
+
+
+def test_valence_past_float32_is_no_target():
+    recs = [{"valence": 1e300, "arousal": 5.0}, {"valence": 5.0, "arousal": -1e39}, {"valence": 3.0, "arousal": 4.0}]
+    t, kept, skipped = targets_from_records(recs, "va")
+    assert kept == [2] and skipped == [0, 1] and np.isfinite(t.va).all()
+
+
+def test_a_val_split_too_large_for_the_records_names_val_split():
+    with pytest.raises(UsageError, match="--val-split"):
+        split_val(1, 0.5)

@@ -49,7 +49,7 @@ def collect_features(records: list[dict[str, Any]], groups: tuple[str, ...], set
 
     def on_error(item):
         if not quiet:
-            line = f"emo: {item.label}: {item.error.kind}: {item.error.message} (skipped)"
+            line = item.error_line(" (skipped)")
             progress.print(line) if progress is not None else _say(line)
 
     run(items, stages, settings, sink, on_error)
@@ -104,7 +104,7 @@ def _fit_regions(opts: dict[str, Any]) -> int:
 
     def on_error(item) -> None:
         if not opts["quiet"]:
-            _say(f"emo: {item.label}: {item.error.kind}: {item.error.message} (skipped)")
+            _say(item.error_line(" (skipped)"))
 
     layer, counts = fit_region_head(records, settings, opts["root"], seed=opts["seed"], on_error=on_error)
     layer.header["data"]["bad_lines"] = bad

@@ -129,7 +129,7 @@ def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptio
         reported += 1
         if run.quiet or (run.fail_fast and reported > 1):  # --fail-fast: only the one it stops at
             return
-        progress.print(f"emo: {item.label}: {item.error.kind}: {item.error.message}")
+        progress.print(item.error_line())
 
     start = time.perf_counter()
 

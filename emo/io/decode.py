@@ -42,6 +42,27 @@ HEADER_BUDGET = 4 << 20
 LOAD_SLACK = 4 << 20
 
 
+# Pillow readers that hand the file to another program: EPS goes to Ghostscript, a PostScript
+# interpreter, so opening one would run the program the file holds.
+_RUNS_PROGRAMS = frozenset({"EPS"})
+_FORMATS: tuple[str, ...] | None = None
+
+
+def readable_formats() -> tuple[str, ...]:
+    """The Pillow formats emo opens: every reader Pillow has, less those that run another program."""
+    global _FORMATS
+    if _FORMATS is None:
+        Image.init()
+        _FORMATS = tuple(f for f in Image.OPEN if f not in _RUNS_PROGRAMS)
+    return _FORMATS
+
+
+def open_image(fp: str | Path | BinaryIO) -> Image.Image:
+    """``Image.open`` restricted to :func:`readable_formats`: a PostScript file, whatever its name,
+    is an :class:`UnidentifiedImageError` rather than a program for Ghostscript."""
+    return Image.open(fp, formats=readable_formats())
+
+
 class _OverBudget(Exception):
     """Raised by :class:`_Budget`; not an OSError, so no Pillow plugin mistakes it for a cut file."""
 
@@ -313,7 +334,7 @@ def decode(path: Path, views: tuple[View, ...], max_pixels: int, max_bytes: int 
 
 def _decode_open(path: Path, budget: _Budget, views: tuple[View, ...], max_pixels: int) -> Decoded:
     try:
-        img = Image.open(budget)
+        img = open_image(budget)
     except UnidentifiedImageError:
         if _has_image_signature(path):
             # A RIFF (WebP) header gives the file's size, so there a whole file is known to be corrupt.

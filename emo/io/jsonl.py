@@ -29,17 +29,26 @@ def iter_jsonl(sources: Sequence[str], on_bad: Callable[[str, int, bytes], None]
     """``(source, line number, object or None)`` for each non-blank line of JSONL files ('-': stdin).
 
     A line that is not a JSON object yields ``None`` (the caller counts it) and, first, is given
-    to ``on_bad(source, line number, line)`` so the caller can say which it was; a UTF-8 byte
-    order mark before the first line is ignored. Every file is opened before the first is read,
+    to ``on_bad(source, line number, line)`` so the caller can say which it was; so does a line
+    over :data:`emo.io.records.MAX_LINE_BYTES`, given by its start only and never held whole. A
+    UTF-8 byte order mark before the first line is ignored. Every file is opened before the first is read,
     so a missing one fails the run before any work is done.
     """
     import orjson
+
+    from emo.io import records
 
     streams = [(src, _open(src)) for src in (sources or (STDIN,))]
     try:
         for src, f in streams:
             try:
-                for n, line in enumerate(f, 1):
+                # Lines past records.MAX_LINE_BYTES are skipped, not gathered: junk without newlines is not held whole.
+                for n, line in enumerate(records.split_pieces(f, b"\n", limit=records.MAX_LINE_BYTES), 1):
+                    if isinstance(line, records.LongPiece):
+                        if on_bad is not None:
+                            on_bad(src, n, bytes(line))
+                        yield src, n, None
+                        continue
                     if n == 1 and line.startswith(b"\xef\xbb\xbf"):
                         line = line[3:]
                     line = line.strip()

@@ -95,6 +95,7 @@ class Done:
         self.by_key: Counter[Hashable] = Counter()
         self._pathless: list[frozenset | None] = []  # leaf sets; None once matched
         self._index: dict[tuple[tuple[str, ...], bytes], list[int]] = {}
+        self._bare = 0  # records with no field but ``error`` (the input was ``{}``)
 
     def add(self, record: dict[str, Any]) -> None:
         """Count one record read from the file."""
@@ -103,6 +104,9 @@ class Done:
             self.by_key[record_key(record)] += 1
             return
         leaves = _leaves(record)
+        if not leaves:
+            self._bare += 1
+            return
         n = len(self._pathless)
         self._pathless.append(leaves)
         for leaf in leaves:
@@ -118,6 +122,10 @@ class Done:
             return False
         want = _leaves(record)
         if not want:
+            # An input with no field (``{}``) is held by a record with nothing but its error.
+            if self._bare:
+                self._bare -= 1
+                return True
             return False
         probe = min(want)
         for n in self._index.get(probe, ()):

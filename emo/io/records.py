@@ -61,6 +61,12 @@ class Item:
     def ok(self) -> bool:
         return self.error is None
 
+    def error_line(self, suffix: str = "") -> str:
+        """The one stderr line that reports this bad input: ``emo: NAME: KIND: MESSAGE``, with
+        the control characters a name or message may hold escaped (:func:`one_line`)."""
+        assert self.error is not None
+        return one_line(f"emo: {self.label}: {self.error.kind}: {self.error.message}{suffix}")
+
     @property
     def label(self) -> str:
         """How this input is named in messages: its exact name, bytes that are not UTF-8 as
@@ -112,6 +118,17 @@ UTF8_BOM = b"\xef\xbb\xbf"
 
 # Longest base64 text of a name of MAX_PATH_BYTES bytes: longer text is refused before decoding.
 _MAX_PATH_B64 = 4 * ((MAX_PATH_BYTES + 2) // 3)
+
+
+# Characters that would break a stderr line or steer the terminal showing it: C0 (newline,
+# carriage return, ESC), DEL, C1, and the separators str.splitlines() breaks at.
+_ONE_LINE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_ONE_LINE.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line for a terminal: a file named ``a<newline>b.jpg`` is shown ``a\\nb.jpg``."""
+    return text.translate(_ONE_LINE)
 
 
 def printable(name: str) -> str:
@@ -300,24 +317,24 @@ def item_from_record(index: int, obj: dict[str, Any], root: Path | None) -> Item
     return item
 
 
-class _LongPiece(bytes):
+class LongPiece(bytes):
     """A piece cut off at the line limit: its first bytes (for the message); the rest was skipped."""
 
     total = 0
 
 
-def _split(stream: IO[bytes], sep: bytes, chunk: int = 1 << 16, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+def split_pieces(stream: IO[bytes], sep: bytes, chunk: int = 1 << 16, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
     """Yield ``sep``-terminated pieces of a binary stream, without the separator.
 
     A long piece is gathered chunk by chunk and joined once, so a 10 MB line costs 10 MB; past
-    ``limit`` bytes the rest of it is skipped unread-into-memory and a :class:`_LongPiece` says so.
+    ``limit`` bytes the rest of it is skipped unread-into-memory and a :class:`LongPiece` says so.
     """
     pending: list[bytes] = []  # chunks of a piece whose separator has not come yet
     size = 0  # bytes of the pending piece, counted past the limit too
     def piece() -> bytes:
         if size <= limit:
             return b"".join(pending)
-        out = _LongPiece(b"".join(pending)[:80])
+        out = LongPiece(b"".join(pending)[:80])
         out.total = size
         return out
 
@@ -342,10 +359,10 @@ def _split(stream: IO[bytes], sep: bytes, chunk: int = 1 << 16, limit: int = MAX
 
 
 def _stdin_pieces(stdin: IO[bytes], sep: bytes) -> Iterator[bytes]:
-    """:func:`_split` of stdin; a stdin that cannot be read (a folder, an I/O error) is a
+    """:func:`split_pieces` of stdin; a stdin that cannot be read (a folder, an I/O error) is a
     :class:`UsageError` for the run, after the inputs read before it."""
     try:
-        yield from _split(stdin, sep)
+        yield from split_pieces(stdin, sep)
     except OSError as e:
         raise UsageError(f"cannot read stdin: {e.strerror or e}") from None
 
@@ -450,8 +467,8 @@ def read_inputs(
         if first:
             first = False
             if raw.startswith(UTF8_BOM):  # editors on Windows start files with one
-                raw = raw[len(UTF8_BOM):] if not isinstance(raw, _LongPiece) else raw
-        if isinstance(raw, _LongPiece):
+                raw = raw[len(UTF8_BOM):] if not isinstance(raw, LongPiece) else raw
+        if isinstance(raw, LongPiece):
             yield _bad(index, "bad_line", f"line {index + 1} is over {MAX_LINE_BYTES >> 20} MiB ({raw.total} bytes): {_preview(raw)}")
             index += 1
             continue

@@ -94,10 +94,34 @@ def _read(path: Path) -> tuple[bytes, int] | None:
             raise SidecarError(f"{path}: cannot read the sidecar ({e.strerror}); left alone") from None
 
 
+class _Declared(Exception):
+    """Raised from the parser's DTD handlers to stop at the first declaration."""
+
+
+def _declares_dtd(data: bytes) -> bool:
+    """Whether ``data`` declares a DTD or an entity, asked of the XML parser itself: a search of
+    the bytes misses a sidecar in UTF-16, where ``<!DOCTYPE`` is spelt with NUL bytes between."""
+    from xml.parsers import expat
+
+    def stop(*_: object) -> None:
+        raise _Declared
+
+    parser = expat.ParserCreate()
+    parser.StartDoctypeDeclHandler = stop
+    parser.EntityDeclHandler = stop
+    try:
+        parser.Parse(data, True)
+    except _Declared:
+        return True
+    except expat.ExpatError:
+        return False  # not well-formed: the parse that follows says where
+    return False
+
+
 def _parse(data: bytes, path: Path) -> tuple[ET.ElementTree, list[tuple[str, str]], str]:
     """The sidecar's tree, its namespace prefixes in document order, and its wrapper: ``xpacket``,
     ``declaration`` (an ``<?xml?>`` line) or ``""``."""
-    if re.search(rb"<!(DOCTYPE|ENTITY)", data):
+    if _declares_dtd(data):
         # XMP has no DTD; entities are how a hostile file makes a parser blow up.
         raise SidecarError(f"{path}: the sidecar declares a DTD or entities; left alone")
     prefixes: list[tuple[str, str]] = []

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from emo.io.decode import open_image
+
 # Best region red, then orange, yellow, and the rest in a pale green.
 COLOURS = [(230, 30, 30), (255, 140, 0), (250, 220, 0)]
 REST = (120, 230, 120)
@@ -201,7 +203,7 @@ def _open_upright(path: Path, target: tuple[int, int], size: tuple[int, int] | N
     Refuses a picture over ``max_pixels`` (0: no limit) or, when ``size`` is given, of another
     size: the file changed since its regions were found, and they would not fit it.
     """
-    with Image.open(path) as im:
+    with open_image(path) as im:
         if max_pixels and im.width * im.height > max_pixels:
             raise ValueError(f"{im.width}x{im.height} pixels is over the limit of {max_pixels}")
         upright = _upright_size(im)
@@ -242,7 +244,7 @@ def draw_regions(path: Path, regions: list[dict], out: Path, title: str = "", k:
     the best lies on top. Writes ``out`` (JPEG) and returns it; raises OSError or ValueError.
     """
     if size is None:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             size = _upright_size(im)
     plan = layout(size, regions, k, title)
     pic = plan.picture

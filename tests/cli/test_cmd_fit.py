@@ -231,3 +231,18 @@ def test_training_that_diverges_writes_no_head(monkeypatch, tiny_backbone, tmp_p
     r = emo(monkeypatch, "fit", "-o", str(out), *args, "--lr", "1e30", "--weight-decay", "1e30", str(data))
     assert r.code == 2 and "diverged" in r.err, r.err
     assert not out.exists() and not (tmp_path / "m.head.json").exists()
+
+
+def test_va_ratings_all_alike_still_give_a_head(monkeypatch, tiny_backbone, tmp_path):
+    # Pearson r is undefined on folds whose ratings are all alike: null in the header, not a refusal.
+    recs = [{**r, "valence": 5.0, "arousal": 5.0} for r in _feature_records(12)]
+    data = _write(tmp_path, recs)
+    for extra in (("--folds", "2"), ("--val-split", "0.5")):
+        out = tmp_path / "flat.head"
+        r = emo(monkeypatch, "fit", "--task", "va", *extra, *FAST, str(data), "-o", str(out))
+        assert r.code == 0, r.err
+        metrics = load_head(str(out)).header["metrics"]
+        if "cv" in metrics:
+            assert "valence_r" not in metrics["cv"] and metrics["out_of_fold"]["valence_r"] is None
+        else:
+            assert metrics["validation"]["valence_r"] is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -122,3 +124,45 @@ def test_missing_folder_and_limit(tmp_path):
     with pytest.raises(InputError) as e:
         decode(tmp_path / "a.png", (View(32),), 9999)
     assert e.value.kind == "too_large" and "10000" in e.value.message
+
+
+_POSTSCRIPT = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n"
+               b"0 0 moveto 10 10 lineto stroke\nshowpage\n%%EOF\n")
+
+
+@pytest.fixture
+def ghostscript_spy(tmp_path, monkeypatch):
+    """A ``gs`` first on PATH that only notes it was started; Pillow looks for it afresh."""
+    from PIL import EpsImagePlugin
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    marker = tmp_path / "gs-ran"
+    gs = bin_dir / "gs"
+    gs.write_text(f"#!/bin/sh\necho \"$@\" >> {marker}\nexit 1\n")
+    gs.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", None)
+    return marker
+
+
+@pytest.mark.parametrize("name", ["photo.jpg", "drawing.eps"])
+def test_postscript_is_no_image_and_ghostscript_never_runs(tmp_path, ghostscript_spy, name):
+    path = tmp_path / name
+    path.write_bytes(_POSTSCRIPT)
+    with pytest.raises(InputError) as e:
+        decode(path, (View(8, mode="squash"),), 0)
+    assert e.value.kind == "not_an_image"
+    assert not ghostscript_spy.exists()
+
+
+def test_drawing_regions_never_hands_postscript_to_ghostscript(tmp_path, ghostscript_spy):
+    from emo.regions.draw import draw_regions
+
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(_POSTSCRIPT)
+    regions = [{"box": [0, 0, 5, 5], "score": 1.0, "label": "joy"}]
+    with pytest.raises(OSError):
+        draw_regions(path, regions, tmp_path / "out.jpg", size=(10, 10))
+    assert not ghostscript_spy.exists()
+    assert not (tmp_path / "out.jpg").exists()

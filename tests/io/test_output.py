@@ -134,6 +134,25 @@ def test_records_without_a_path_match_their_inputs_once_each():
     assert [it.index for it in skip_done(items, done)] == [1, 2]
 
 
+def test_empty_records_match_their_error_records_once_each():
+    # {} (or a record whose only field is an error, which is dropped) is written back as its error alone.
+    item = Item(0, {})
+    item.fail("bad_record", 'record 1 has no "path"')
+    done = _done(orjson.loads(orjson.dumps(item.record)), {"line": 3, "error": {"kind": "bad_line", "message": "x"}})
+    items = [Item(0, {}), Item(1, {}), Item(2, {"line": 3})]
+    assert [it.index for it in skip_done(items, done)] == [1]
+
+
+def test_a_second_resume_run_over_empty_records_adds_nothing(tmp_path):
+    from tests.robustness.conftest import emo
+
+    out = tmp_path / "out.jsonl"
+    for code in (1, 0):  # the second run finds both inputs done
+        run = emo(["classify", "--resume", "-o", str(out)], stdin=b'{}\n{"error": 1}\n')
+        assert run.code == code, run.err
+    assert len(out.read_bytes().splitlines()) == 2
+
+
 def test_resume_on_a_file_that_is_not_emo_output_changes_nothing(tmp_path):
     for before in (b"hello world", b"a note\nsecond", b'{"path": "x.jpg"}\n', b"[1, 2]\n"):
         path = tmp_path / "notes.txt"

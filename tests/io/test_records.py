@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emo.io.records import Item, _split, name_fields, name_from_path_bytes, read_inputs, record_name
+from emo.io.records import Item, split_pieces, name_fields, name_from_path_bytes, read_inputs, record_name
 
 
 def _read(data: bytes, **kw):
@@ -23,11 +23,11 @@ def _read(data: bytes, **kw):
        chunk=st.integers(1, 64))
 def test_split_gives_back_every_piece_whatever_the_chunk_size(pieces, chunk):
     data = b"".join(p + b"\n" for p in pieces)
-    assert list(_split(io.BytesIO(data), b"\n", chunk)) == pieces
+    assert list(split_pieces(io.BytesIO(data), b"\n", chunk)) == pieces
 
 
 def test_split_keeps_a_last_piece_without_separator():
-    assert list(_split(io.BytesIO(b"a\nb"), b"\n", 1)) == [b"a", b"b"]
+    assert list(split_pieces(io.BytesIO(b"a\nb"), b"\n", 1)) == [b"a", b"b"]
 
 
 def test_json_fields_pass_through_and_features_are_taken(tmp_path):
@@ -206,12 +206,12 @@ def test_a_message_quoting_a_name_that_is_not_utf8_is_still_json_and_tells_names
 def test_split_cuts_a_piece_past_the_limit_without_gathering_it():
     import io as _io
 
-    from emo.io.records import _LongPiece, _split
+    from emo.io.records import LongPiece, split_pieces
 
     data = b"a\n" + b"x" * 1000 + b"\nb\n"
-    pieces = list(_split(_io.BytesIO(data), b"\n", chunk=64, limit=100))
+    pieces = list(split_pieces(_io.BytesIO(data), b"\n", chunk=64, limit=100))
     assert pieces[0] == b"a" and pieces[2] == b"b"
-    assert isinstance(pieces[1], _LongPiece) and pieces[1].total == 1000 and len(pieces[1]) <= 80
+    assert isinstance(pieces[1], LongPiece) and pieces[1].total == 1000 and len(pieces[1]) <= 80
 
 
 def test_bom_only_before_the_first_input():
@@ -230,3 +230,12 @@ def test_path_lookups_that_the_system_refuses_become_errors_not_exceptions(tmp_p
     items = list(read_inputs([long, "a\0b", str(tmp_path)], None, recursive=True))
     assert [it.error.kind if it.error else None for it in items] == ["bad_path", "bad_path", "no_images"]
     assert [it.index for it in items] == [0, 1, 2]  # the empty folder is a record of its own
+
+
+def test_one_line_escapes_what_would_break_or_steer_a_terminal_line():
+    from emo.io.records import one_line
+
+    assert one_line("a\nb\rc\td\x1b[0m\x7f\x85\u2028é") == "a\\nb\\rc\\td\\x1b[0m\\x7f\\x85\\u2028é"
+    item = Item(0, {"path": "x\ny.jpg"})
+    item.fail("not_found", "no such file")
+    assert item.error_line(" (skipped)") == "emo: x\\ny.jpg: not_found: no such file (skipped)"

@@ -135,6 +135,22 @@ def test_a_corrupt_sidecar_is_refused_and_left_as_it_was(photo, content, why):
     assert sorted(p.name for p in photo.parent.iterdir()) == ["photo.jpg", "photo.jpg.xmp"]
 
 
+_ENTITIES = ('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+             '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+             '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>&b;</dc:title>'
+             '</rdf:Description></rdf:RDF></x:xmpmeta>')
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_dtd_in_a_utf16_sidecar_is_refused_too(photo, encoding):
+    side = sidecar_path(photo)
+    data = _ENTITIES.replace('"1.0"?>', '"1.0" encoding="UTF-16"?>').encode(encoding)
+    side.write_bytes(data)
+    with pytest.raises(SidecarError, match="DTD"):
+        write_sidecar(photo, "joy", "positive")
+    assert side.read_bytes() == data
+
+
 def test_a_symlinked_sidecar_and_a_folder_are_left_alone(photo, tmp_path):
     elsewhere = tmp_path / "elsewhere.xmp"
     elsewhere.write_text(DARKTABLE)

@@ -219,3 +219,15 @@ def test_a_stdin_that_fails_mid_read_keeps_what_came_before(good):
         for item in read_inputs([], io.BufferedReader(Failing())):
             got.append(item.record["path"])
     assert got == [good]
+
+
+def test_a_bad_name_holding_line_breaks_or_escapes_is_one_stderr_line(tiny, tmp_path):
+    # -0 names may hold anything but NUL: each bad one is still reported on one line of its own.
+    names = ["x\ny.png", "p\rq.png", "e\x1b[2Jf.png", "s\u2028t.png", "n\x85o.png"]
+    stdin = b"".join(os.fsencode(str(tmp_path / n)) + b"\0" for n in names)
+    run = emo(TINY + ["-0"], stdin=stdin)
+    check_contract(run, [(str(tmp_path / n), "not_found") for n in names])
+    lines = run.err.splitlines()
+    assert len(lines) == len(names) and all(ln.startswith("emo: ") for ln in lines), run.err
+    assert "\x1b" not in run.err and "\r" not in run.err
+    assert lines[0] == f"emo: {tmp_path}/x\\ny.png: not_found: no such file"
