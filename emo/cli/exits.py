@@ -137,7 +137,9 @@ def _say(line: str) -> None:
 
 def usage_line(e: click.ClickException) -> str:
     """A usage error as one line, as every other error of the run (click's own takes four)."""
-    line = f"emo: error: {' '.join(e.format_message().split())}"
+    from emo.io.records import one_line, shown
+
+    line = f"emo: error: {one_line(shown(' '.join(e.format_message().split())))}"
     ctx = getattr(e, "ctx", None)
     return f"{line} (see '{ctx.command_path} --help')" if ctx is not None else line
 

@@ -26,11 +26,13 @@ def _one_line(run, code: int) -> None:
     ["score", "--format", "nope"],
     ["models", "pull"],
     ["fit", "--lr", "inf", "x.jsonl"],
+    ["classify", "--\x1b[31mred\udcff"],  # an escape sequence and a byte that is not UTF-8
 ])
 def test_usage_errors_are_one_line_naming_the_help(args):
     run = emo(args)
     _one_line(run, 2)
     assert run.err.startswith("emo: error: ") and "--help')" in run.err and "Usage:" not in run.err
+    assert "\x1b" not in run.err
 
 
 @pytest.mark.parametrize("args", [
