@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from emo.errors import InputError, os_error_kind, os_error_message
 
@@ -27,6 +27,9 @@ Image.MAX_IMAGE_PIXELS = None
 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 # A cut file must be an error, never a picture padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Pillow inflates a PNG's ICC profile under its text-chunk limit (1 MiB): printers' and cameras'
+# profiles of a few MiB would make a good picture unreadable. Still bounded, per chunk and in all.
+PngImagePlugin.MAX_TEXT_CHUNK = max(PngImagePlugin.MAX_TEXT_CHUNK, 16 << 20)
 
 # JPEG headers (everything before the first scan) past these sizes are junk, not a picture: Pillow
 # would step through such junk one byte per call (about 3 s for 16 MiB), so they are refused first.

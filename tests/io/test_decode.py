@@ -113,6 +113,14 @@ def test_a_whole_webp_with_junk_headers_is_called_corrupt_not_cut(tmp_path):
     assert e.value.kind == "truncated" and "ends inside its headers" in e.value.message
 
 
+def test_a_png_with_a_large_icc_profile_decodes(tmp_path):
+    # Printer and camera profiles of a few MiB are real; the picture must not be refused for one.
+    profile = np.random.default_rng(0).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()
+    Image.fromarray(noise(40, 60)).save(tmp_path / "icc.png", icc_profile=profile)
+    got = decode(tmp_path / "icc.png", (View(32, 36),), 0)
+    assert got.size == (60, 40)
+
+
 def test_missing_folder_and_limit(tmp_path):
     with pytest.raises(InputError) as e:
         decode(tmp_path / "none.jpg", (View(32),), 0)
