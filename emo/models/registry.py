@@ -181,6 +181,25 @@ register(
     )
 )
 
+# The ``rcnn`` region source's detector (emo.regions.rcnn): listed so that ``emo models`` shows
+# whether its weights are here and ``emo models pull`` can fetch them; it is not a backbone.
+register(
+    NetworkEntry(
+        name="fasterrcnn_resnet50_fpn",
+        builder="emo.regions.rcnn:build_detector",
+        task="detector",
+        weights=WeightsFile(
+            "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth", "258fb6c6",
+            url=_TV + "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth", license="BSD-3-Clause (torchvision)",
+        ),
+        # The shorter side is scaled to 512 pixels, the longer to at most 800 (emo regions --source rcnn).
+        preprocess=Preprocess(crop=512, resize=800),
+        num_classes=91,
+        labels="coco91",
+        description="Faster R-CNN ResNet-50 FPN, 91 COCO classes: emo regions --source rcnn; weights by URL on a connected machine",
+    )
+)
+
 
 def get(name: str) -> NetworkEntry:
     """The entry called ``name``; :class:`UnknownNetwork` (a KeyError, exit 2) lists the known names."""

@@ -18,14 +18,9 @@ from torch import nn
 
 from emo.config import Settings
 from emo.errors import ModelError
-from emo.models.registry import WeightsFile
+from emo.models.registry import get
 
-COCO_WEIGHTS = WeightsFile(
-    filename="fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
-    sha256="258fb6c6",
-    url="https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
-    license="BSD-3-Clause (torchvision)",
-)
+COCO_WEIGHTS = get("fasterrcnn_resnet50_fpn").weights
 ANCHOR_SIZES = ((32,), (64,), (128,), (256,))
 # torchvision's COCO RPN predicts aspect ratios (0.5, 1.0, 2.0) per location; 1:1 is the middle one.
 _COCO_RATIOS, _KEEP_RATIO = 3, 1

@@ -187,7 +187,7 @@ def _present() -> list[str]:
     from emo.config import DEFAULTS
     from emo.models.weights import locate
 
-    return [n for n in ALL if get(n).weights and locate(get(n).weights, DEFAULTS)]
+    return [n for n in names("backbone") if get(n).weights and locate(get(n).weights, DEFAULTS)]
 
 
 @pytest.mark.parametrize("name", _present())
