@@ -25,8 +25,8 @@ from emo.cli.options import heads_completer, head_option, input_options, pass_op
 @click.option("--sentiment-min-prob", type=click.FloatRange(0, 1), default=None,
               help="The same for sentiment; its likelier side always has at least 0.5 [default: 0].")
 @click.option("--raw-probs", is_flag=True,
-              help="Probabilities as the head was trained, without the temperature fitted to calibrate them "
-                   "(see docs/confidence.md).")
+              help="Probabilities as the head was trained, without the temperature fitted on held-out folds "
+                   "that calibrates them (so that labels given with p 0.7 are right about 70% of the time).")
 @click.option("--xmp", is_flag=True,
               help="Also write emotion|LABEL and sentiment|LABEL keywords into each picture's PICTURE.xmp sidecar "
                    "(merged: other fields and keywords stay; uncertain labels write none).")
