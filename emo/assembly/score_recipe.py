@@ -169,10 +169,11 @@ def _write(result: dict[str, Any], output: Path | None) -> None:
 
 
 def _table(result: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    con = Console(soft_wrap=True)
+    from emo.io.writer import table_console
+
+    con = table_console(soft_wrap=True)
     for task, res in result.items():
         t = Table(title=f"emo score: {task}", box=None, pad_edge=False)
         t.add_column("metric")

@@ -101,8 +101,9 @@ def list_engines(ctx: click.Context, as_json: bool = False, cache_dir: str | Non
     if not rows:
         click.echo(f"no engines in {cache.root}", err=True)
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    from emo.io.writer import table_console
 
     t = Table(box=None, pad_edge=False)
     for col in ("key", "network", "backend", "precision", "profile", "device", "size", "age", "last use"):
@@ -111,7 +112,7 @@ def list_engines(ctx: click.Context, as_json: bool = False, cache_dir: str | Non
         t.add_row(r["key"][:12], r["network"], r["backend"], r["precision"], r["profile"], r["device"],
                   _size(r["size"]), _age(now - r["created"]), _age(now - r["last_used"]) + " ago")
     # A pipe gets the full table, not one cut to 80 columns.
-    Console(soft_wrap=True, width=None if stdout_is_terminal() else 200).print(t)
+    table_console(soft_wrap=True, width=None if stdout_is_terminal() else 200).print(t)
     total = sum(r["size"] for r in rows)
     click.echo(f"{len(rows)} engine(s), {_size(total)} in {cache.root}", err=True)
     return 0

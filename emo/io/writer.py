@@ -16,7 +16,7 @@ import orjson
 
 from emo.config import (KEY_EMOTION, KEY_ERROR, KEY_FEATURES, KEY_PATH, KEY_PATH_BYTES, KEY_REGIONS, KEY_SENTIMENT,
                         KEY_VA)
-from emo.errors import OutputError
+from emo.errors import OutputError, PipeClosed
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
 _DEFERRED = (signal.SIGINT, signal.SIGTERM)
@@ -169,3 +169,20 @@ class JsonlWriter:
                     pass
             hint = " (disk full)" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
             raise OutputError(f"cannot write {self.name}: {e.strerror or e}{hint}") from None
+
+
+def table_console(**kwargs: Any) -> Any:
+    """A rich ``Console`` on stdout for tables (``emo models``, ``emo engines``, ``emo score
+    --format table``) whose closed pipe raises :class:`emo.errors.PipeClosed`, as a JSONL run does.
+
+    rich's own answer to a closed pipe is ``SystemExit(1)``, which would make ``emo models | head
+    -1`` exit 1 (some inputs failed) instead of 141.
+    """
+    from rich.console import Console
+
+    class _TableConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True  # nothing more is written to the closed pipe
+            raise PipeClosed() from None
+
+    return _TableConsole(**kwargs)

@@ -99,3 +99,21 @@ def test_closed_pipe_raises_broken_pipe():
             JsonlWriter(w).write([{"a": 1}])
     finally:
         os.close(w)
+
+
+def test_a_table_on_a_closed_pipe_raises_pipe_closed_not_system_exit():
+    """rich ends the process with exit 1 on a closed pipe; a table must end as a JSONL run does (141)."""
+    from rich.table import Table
+
+    from emo.errors import PipeClosed
+
+    class ClosedPipe(io.StringIO):
+        def write(self, s: str) -> int:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    t = Table()
+    t.add_column("metric")
+    t.add_row("accuracy")
+    con = writer_mod.table_console(file=ClosedPipe())
+    with pytest.raises(PipeClosed):
+        con.print(t)
