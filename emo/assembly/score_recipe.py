@@ -135,7 +135,7 @@ def run_score(opts: dict[str, Any]) -> int:
                 for line in lines.messages():
                     say(line)
     if opts["fmt"] == "table":
-        _table(result)
+        _table(result, join.as_dict() if join is not None else None)
     else:
         _write({**result, "join": join.as_dict()} if join is not None else result, opts.get("output"))
     if not opts["quiet"]:
@@ -168,12 +168,22 @@ def _write(result: dict[str, Any], output: Path | None) -> None:
     out.commit()
 
 
-def _table(result: dict[str, Any]) -> None:
+def _table(result: dict[str, Any], join: dict[str, int] | None = None) -> None:
+    """The result as rich tables: every count the JSON carries, so a reader of the table learns
+    as much about what was (not) scored, including how --truth matched and how many predictions
+    were uncertain (scored on their best class)."""
     from rich.table import Table
 
     from emo.io.writer import table_console
 
     con = table_console(soft_wrap=True)
+    if join is not None:
+        j = Table(title="emo score: --truth join", box=None, pad_edge=False)
+        j.add_column("count")
+        j.add_column("value", justify="right")
+        for k, v in join.items():
+            j.add_row(k, str(v))
+        con.print(j)
     for task, res in result.items():
         t = Table(title=f"emo score: {task}", box=None, pad_edge=False)
         t.add_column("metric")
@@ -181,6 +191,7 @@ def _table(result: dict[str, Any]) -> None:
         for k, v in res["counts"].items():
             t.add_row(k, str(v))
         if not get_task(task).regression:
+            t.add_row("uncertain (scored on best)", str(res.get("uncertain", 0)))
             for k in ("accuracy", "macro_f1"):
                 t.add_row(k, _fmt(res.get(k)))
             if "distribution" in res:

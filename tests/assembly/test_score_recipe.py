@@ -118,3 +118,18 @@ def test_an_error_past_float64_is_null_and_said_once(tmp_path):
     assert res["arousal"]["mse"] == 5 / 2
     assert r.err.count("\n") == 1 and "va.valence" in r.err and "null" in r.err
     assert emo(["score", "-q", str(tmp_path / "p.jsonl")]).err == ""
+
+
+def test_table_shows_uncertain_count_and_truth_join(tmp_path):
+    # The JSON carried both; the table left them out, so a reader of --format table could not tell
+    # that predictions below --min-prob were scored on their best class, nor how --truth matched.
+    unsure = {"path": "a.jpg", "emotion": {"label": None, "uncertain": True, "best": "joy",
+                                           "probs": {"joy": 0.3, "fear": 0.25, "sadness": 0.45 - 0.2}}}
+    preds = _jsonl(tmp_path / "p.jsonl", [unsure, _pred("b.jpg", "fear"), _pred("c.jpg", "joy")])
+    truth = _jsonl(tmp_path / "t.jsonl", [{"path": "a.jpg", "label": "joy"}, {"path": "b.jpg", "label": "joy"}])
+    r = emo(["score", "--format", "table", "--truth", str(truth), "--root", str(tmp_path), str(preds)])
+    assert r.code == 0, r.err
+    rows = {" ".join(line.split()[:-1]): line.split()[-1] for line in r.out.decode().splitlines() if line.strip()}
+    assert rows["uncertain (scored on best)"] == "1"
+    assert rows["matched"] == "2" and rows["no_truth"] == "1" and rows["predictions"] == "3"
+    assert rows["accuracy"] == "0.5000"
