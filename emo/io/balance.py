@@ -136,6 +136,14 @@ class Balancer:
     def describe(self) -> str:
         """The plan in words, for ``-v``."""
         p = self.plan
-        how = "measured" if p.measured else ("one core" if self.fixed else "not measured yet")
+        if p.measured:
+            how = "measured"
+        elif self.fixed:
+            how = "one core"
+        elif self._taken < self.warmup + self.window:
+            # A short run ends before its first measurement: say so, and what a measurement takes.
+            how = f"not measured: it takes {self.warmup + self.window} images, the start-up plan ran"
+        else:
+            how = "not measured: every window had a stall, the start-up plan ran"
         extra = ", the main process decoding while it waits" if p.helps else ""
         return f"{p.workers} of {self.cap} busy ({how}{extra})"

@@ -48,7 +48,14 @@ def test_a_slow_first_batch_leaves_the_fixed_plan():
     assert bal.plan == Plan(7, UNLIMITED, False, measured=False)
     _feed(bal, 32, per_image=0.001, wait=0.0, main_cpu=0.001, decode_cpu=0.03, start=t, first_gap=5.0)
     assert bal.plan == Plan(7) and not bal.history
-    assert "not measured yet" in bal.describe()
+    assert "not measured: every window had a stall" in bal.describe()
+
+
+def test_a_run_too_short_to_measure_says_how_many_images_it_takes():
+    """-v's last line on a five-picture run said "not measured yet", as if more were coming."""
+    bal = Balancer(4, batch_size=32)
+    _feed(bal, 5, per_image=0.001, wait=0.0, main_cpu=0.001, decode_cpu=0.03)
+    assert bal.describe() == "4 of 4 busy (not measured: it takes 104 images, the start-up plan ran)"
 
 
 def test_decode_bound_on_a_gpu_feeds_every_core_and_the_main_process_helps():
