@@ -33,8 +33,17 @@ class ClassifyOptions:
             raise UsageError("--min-prob and --sentiment-min-prob must be between 0 and 1")
 
 
-def load_task_head(spec: str, task: Task, command: str) -> Any:
-    """The head ``spec`` (a shipped name or a file), refused with a UsageError unless it predicts ``task``."""
+# emo classify and emo va both read it: exported for one of them, it reaches the other in a chain.
+ENV_HEAD = config.ENV_PREFIX + "HEAD"
+
+
+def load_task_head(spec: str, task: Task, command: str, settable: bool = False) -> Any:
+    """The head ``spec`` (a shipped name or a file), refused with a UsageError unless it predicts ``task``.
+
+    ``settable``: ``spec`` is the subcommand's own head, which ``EMO_HEAD`` may have set; a wrong
+    one from there says so, since ``emo classify | emo va`` reads one variable for both heads."""
+    import os
+
     from emo.errors import ModelError
     from emo.models.head_file import load_head
 
@@ -43,7 +52,11 @@ def load_task_head(spec: str, task: Task, command: str) -> Any:
     except OSError as e:  # a name too long for the file system, a folder in the way...
         raise ModelError(f"cannot read head {spec[:80]!r}: {e.strerror or e}") from None
     if head.task != task.name:
-        raise UsageError(f"head {head.name} predicts {head.task}; {command} needs a {task.name} head")
+        why = f"head {head.name} predicts {head.task}; {command} needs a {task.name} head"
+        if settable and os.environ.get(ENV_HEAD) == spec:
+            why += (f" ({ENV_HEAD}={spec} set it, and both emo classify and emo va read {ENV_HEAD}: "
+                    f"give this one --head, or unset {ENV_HEAD})")
+        raise UsageError(why)
     return head
 
 
@@ -53,7 +66,7 @@ def build(o: ClassifyOptions, settings: config.Settings, ctx: BuildContext) -> l
     from emo.heads import SENTIMENT_HEAD
     from emo.stages.head_stages import ClassifyStage
 
-    head = load_task_head(settings.head or CLASSIFY.default_head, CLASSIFY, "emo classify")
+    head = load_task_head(settings.head or CLASSIFY.default_head, CLASSIFY, "emo classify", settable=True)
     sent = None
     spec = o.sentiment_head or SENTIMENT_HEAD
     if spec != NO_HEAD and not from_labels(head.labels).complete_sentiment:

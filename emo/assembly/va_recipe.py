@@ -21,7 +21,7 @@ def build(o: VAOptions, settings: config.Settings, ctx: BuildContext) -> list[An
     from emo.assembly.classify_recipe import load_task_head
     from emo.stages.head_stages import VAStage
 
-    head = load_task_head(settings.head or VA.default_head, VA, "emo va")
+    head = load_task_head(settings.head or VA.default_head, VA, "emo va", settable=True)
     return feature_stages([head], settings, ctx.say) + [VAStage(head)]
 
 

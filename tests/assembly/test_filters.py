@@ -78,6 +78,22 @@ def test_classify_refuses_heads_of_another_task_at_start():
         filter_stages("va", get_filter("va").options(), settings_from({"head": "emotion6"}))
 
 
+def test_a_wrong_head_from_emo_head_names_the_variable(monkeypatch):
+    # emo classify and emo va read one EMO_HEAD: exported for classify it reached emo va in a
+    # chain, whose refusal did not say where the head came from.
+    monkeypatch.setenv("EMO_HEAD", "emotion6")
+    with pytest.raises(UsageError, match=r"needs a va head \(EMO_HEAD=emotion6 set it.*unset EMO_HEAD\)"):
+        filter_stages("va", get_filter("va").options(), settings_from({}))
+    monkeypatch.setenv("EMO_HEAD", "va")
+    with pytest.raises(UsageError, match=r"needs a classify head \(EMO_HEAD=va"):
+        filter_stages("classify", ClassifyOptions(), settings_from({}))
+    # --head given on the line, not from the variable: no word about it.
+    monkeypatch.setenv("EMO_HEAD", "sentiment")
+    with pytest.raises(UsageError) as e:
+        filter_stages("va", get_filter("va").options(), settings_from({"head": "emotion6"}))
+    assert "EMO_HEAD" not in str(e.value)
+
+
 def test_features_stages_follow_the_groups_asked_for():
     stages = filter_stages("features", FeaturesOptions(groups=("color", "deep")), settings_from({}))
     kinds = [type(s).__name__ for s in stages]
