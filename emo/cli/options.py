@@ -86,7 +86,7 @@ def engine_options(batch_flag: str = "--batch-size") -> F:
     return _stack([
         _opt("--device", default=None, shell_complete=complete_devices,
              help=f"auto, cpu, cuda or cuda:N [default: {D.device}; env EMO_DEVICE]."),
-        _opt(batch_flag, "batch_size", type=click.IntRange(1, 1 << 16), default=None,
+        _opt(batch_flag, "batch_size", type=click.IntRange(1, config.MAX_BATCH_SIZE), default=None,
              help=f"Images per engine batch [default: {D.batch_size}; env EMO_BATCH_SIZE]."),
         _opt("--backend", type=click.Choice(config.BACKENDS), default=None,
              help="Engine: auto picks tensorrt on CUDA, else inductor, else eager [env EMO_BACKEND]."),
@@ -96,7 +96,7 @@ def engine_options(batch_flag: str = "--batch-size") -> F:
 
 
 decode_options = _stack([
-    _opt("--workers", type=click.IntRange(0, 1024), default=None,
+    _opt("--workers", type=click.IntRange(0, config.MAX_WORKERS), default=None,
          help="Decode workers; 0 = automatic: as many decode processes as the run measures it needs, up to one "
               "per core; N fixes the number [default: 0; env EMO_WORKERS]."),
     _opt("--decoder", type=click.Choice(config.DECODERS), default=None,

@@ -86,3 +86,20 @@ def test_without_fail_fast_every_input_gets_its_record(tiny_backbone, tmp_path):
 def test_output_dash_is_stdout(tiny_backbone, tmp_path):
     run = emo(TINY + ["-o", "-", str(make_image(tmp_path / "a.png"))])
     assert run.code == 0 and len(run.out.splitlines()) == 1
+
+
+def test_batch_size_and_workers_take_what_their_variables_take():
+    """--batch-size and --workers accept the range EMO_BATCH_SIZE and EMO_WORKERS do, no narrower."""
+    import click
+    import pytest
+
+    from emo import config
+    from emo.cli.cmd_classify import classify
+
+    ctx = classify.make_context("classify", ["--batch-size", str(config.MAX_BATCH_SIZE), "--workers", str(config.MAX_WORKERS)])
+    assert (ctx.params["batch_size"], ctx.params["workers"]) == (config.MAX_BATCH_SIZE, config.MAX_WORKERS)
+    env = config.from_env({"EMO_BATCH_SIZE": str(config.MAX_BATCH_SIZE), "EMO_WORKERS": str(config.MAX_WORKERS)})
+    assert (env.batch_size, env.workers) == (config.MAX_BATCH_SIZE, config.MAX_WORKERS)
+    for flag, value in (("--batch-size", config.MAX_BATCH_SIZE + 1), ("--workers", config.MAX_WORKERS + 1)):
+        with pytest.raises(click.BadParameter):
+            classify.make_context("classify", [flag, str(value)])
