@@ -108,6 +108,8 @@ def page(path: tuple[str, ...], cmd: click.Command, ctx: click.Context, children
             text = p.help or ""
             if p.show_default is True and p.default not in (None, False, ()) and "[default" not in text:
                 text += f" [default: {p.default}]"
+            if isinstance(p.type, click.types._NumberRangeBase):  # the range click's --help shows
+                text += f" [{p.type._describe_range()}]"
             lines += [".TP", flags + (f" \\fI{esc(mv)}\\fR" if mv else ""), esc(text)]
     if children:
         lines.append(".SH COMMANDS")

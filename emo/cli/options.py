@@ -89,7 +89,7 @@ def engine_options(batch_flag: str = "--batch-size") -> F:
         _opt(batch_flag, "batch_size", type=click.IntRange(1, config.MAX_BATCH_SIZE), default=None,
              help=f"Images per engine batch [default: {D.batch_size}; env EMO_BATCH_SIZE]."),
         _opt("--backend", type=click.Choice(config.BACKENDS), default=None,
-             help="Engine: auto picks tensorrt on CUDA, else inductor, else eager [env EMO_BACKEND]."),
+             help=f"Engine: auto picks tensorrt on CUDA, else inductor, else eager [default: {D.backend}; env EMO_BACKEND]."),
         _opt("--precision", type=click.Choice(config.PRECISIONS), default=None,
              help=f"Numeric precision [default: {D.precision}; env EMO_PRECISION]."),
     ])
