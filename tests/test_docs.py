@@ -224,14 +224,16 @@ def test_install_lines_never_fetch_emo_by_name():
     assert bad == []
 
 
-def test_every_choice_and_engine_option_shows_its_default():
-    """A user choosing among values (or an engine setting) sees which one runs when none is given."""
+def test_every_choice_engine_and_root_option_shows_its_default():
+    """A user choosing among values (an engine setting, the folder paths resolve against) sees which
+    one runs when none is given."""
     import click
 
     missing = []
     for path, cmd, ctx in gen_man.walk(cli):
         for p in cmd.get_params(ctx):
-            if isinstance(p, click.Option) and not p.is_flag and (isinstance(p.type, click.Choice) or "env EMO_" in (p.help or "")):
+            if isinstance(p, click.Option) and not p.is_flag and (isinstance(p.type, click.Choice) or "env EMO_" in (p.help or "")
+                                                                  or p.name == "root"):
                 if "[default" not in (p.help or "") and not p.show_default and "EMO_WEIGHTS_DIR" not in (p.help or ""):
                     missing.append(f"emo {' '.join(path[1:])} {p.opts[-1]}")
     assert missing == []

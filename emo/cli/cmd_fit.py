@@ -114,7 +114,7 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
 @click.option("--name", default=None, help="Name stored in the header [default: the output file's stem].")
 @click.option("--data-description", default=None, help="What the training data is (stored in the header).")
 @click.option("--root", type=FOLDER, default=None,
-              help="Resolve relative image paths against this folder.")
+              help="Resolve the records' relative image paths against this folder [default: current folder].")
 @engine_options("--engine-batch-size")
 @decode_options
 @cache_options
