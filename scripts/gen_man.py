@@ -21,13 +21,31 @@ from emo import __version__
 from emo.cli import cli
 
 SECTION = "1"
+INTERRUPTED = ("130, 143", "Interrupted by SIGINT or SIGTERM; stdout holds only complete lines.")
+PIPE_CLOSED = ("141", "The reader of stdout closed the pipe (emo ... | head); quietly.")
 EXIT_STATUS = [
     ("0", "Every input was done."),
-    ("1", "Some inputs became error records (their lines carry \"error\": {\"kind\", \"message\"})."),
+    ("1", "Some inputs became error records (their lines carry \"error\": {\"kind\", \"message\"}); "
+          "for emo score, nothing could be scored."),
     ("2", "Usage, model or configuration error, or the output cannot be written: nothing useful ran."),
-    ("130, 143", "Interrupted by SIGINT or SIGTERM; stdout holds only complete lines."),
-    ("141", "The reader closed the pipe (emo ... | head); quietly."),
+    INTERRUPTED,
+    PIPE_CLOSED,
 ]
+FILTER_STATUS = [EXIT_STATUS[0], ("1", "Some inputs became error records (their lines carry "
+                                       "\"error\": {\"kind\", \"message\"})."), *EXIT_STATUS[2:]]
+SCORE_STATUS = [("0", "Something was scored."), ("1", "Nothing could be scored (stderr says why)."), *EXIT_STATUS[2:]]
+OTHER_STATUS = [("0", "Done."), ("2", "Usage, model, configuration or output error."), INTERRUPTED, PIPE_CLOSED]
+
+
+def exit_statuses(path: tuple[str, ...], cmd: click.Command) -> list[tuple[str, str]]:
+    """The exit statuses ``cmd`` can end with: a filter's, emo score's, or the others' (0 or 2)."""
+    if len(path) == 1:
+        return EXIT_STATUS
+    if any(p.name == "paths" for p in cmd.params):
+        return FILTER_STATUS
+    return SCORE_STATUS if path[1:] == ("score",) else OTHER_STATUS
+
+
 ENVIRONMENT = [
     ("EMO_DEVICE, EMO_BATCH_SIZE, EMO_WORKERS, EMO_BACKEND, EMO_PRECISION",
      "Defaults for the options of the same names; an option given on the command line wins."),
@@ -118,8 +136,7 @@ def page(path: tuple[str, ...], cmd: click.Command, ctx: click.Context, children
             lines += [".TP", f"\\fB{esc(child[-1])}\\fR", esc(sub.get_short_help_str(limit=200)),
                       f"See \\fB{esc('-'.join(child))}\\fR({SECTION})."]
     lines.append(".SH EXIT STATUS")
-    filters = len(path) == 1 or any(p.name == "paths" for p in cmd.params)
-    for code, what in EXIT_STATUS if filters else [("0", "Done."), ("2", "Usage, model or configuration error.")]:
+    for code, what in exit_statuses(path, cmd):
         lines += [".TP", f"\\fB{code}\\fR", esc(what)]
     if len(path) == 1:
         lines.append(".SH ENVIRONMENT")

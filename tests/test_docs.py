@@ -237,3 +237,28 @@ def test_every_choice_engine_and_root_option_shows_its_default():
                 if "[default" not in (p.help or "") and not p.show_default and "EMO_WEIGHTS_DIR" not in (p.help or ""):
                     missing.append(f"emo {' '.join(path[1:])} {p.opts[-1]}")
     assert missing == []
+
+
+def _exit_passage(text: str, start: str) -> str:
+    """The paragraph (or table) that begins at the first line containing ``start``."""
+    at = text.index(start)
+    end = text.find("\n\n", at)
+    return text[at:] if end < 0 else text[at:end]
+
+
+def test_every_exit_code_is_stated_wherever_exit_statuses_are_listed():
+    """emo --help, man emo, the README, architecture.md and robustness.md list the same codes as
+    emo/errors.py, so none of them leaves out 130/143 or 141."""
+    from emo import errors
+
+    codes = {getattr(errors, n) for n in dir(errors) if n.startswith("EXIT_")}
+    shown = {
+        "emo --help": _exit_passage(CliRunner().invoke(cli, ["--help"]).output, "Exit status"),
+        "man/emo.1": _exit_passage((REPO / "man" / "emo.1").read_text(), ".SH EXIT STATUS").replace("\n", " "),
+        "README.md": _exit_passage((REPO / "README.md").read_text(), "**Exit status**"),
+        "docs/architecture.md": _exit_passage((REPO / "docs" / "architecture.md").read_text(), "- Exit status"),
+        "docs/robustness.md": _exit_passage((REPO / "docs" / "robustness.md").read_text(), "| code | meaning |"),
+    }
+    for where, text in shown.items():
+        missing = sorted(c for c in codes if not re.search(rf"(?<!\d){c}(?!\d)", text))
+        assert missing == [], f"{where} does not state exit {missing}"

@@ -60,8 +60,13 @@ def cli() -> None:
       emo features --set color,lbp,gist,object,deep a.jpg b.png | emo va | emo classify
       emo classify < test.jsonl | emo score --task classify
 
-    Exit status: 0 every input done, 1 some inputs became error records, 2 usage, model or
-    configuration error.
+    \b
+    Exit status:
+      0         every input done
+      1         some inputs became error records (emo score: nothing could be scored)
+      2         usage, model, configuration or output error: nothing useful ran
+      130, 143  interrupted (SIGINT, SIGTERM); only whole lines were written
+      141       the reader closed the pipe (emo ... | head), quietly
     """
 
 
