@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import inspect
 import re
+from dataclasses import fields
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from emo import __version__
+from emo import __version__, config
 from emo.cli import cli
 
 SECTION = "1"
@@ -46,11 +47,17 @@ def exit_statuses(path: tuple[str, ...], cmd: click.Command) -> list[tuple[str, 
     return SCORE_STATUS if path[1:] == ("score",) else OTHER_STATUS
 
 
+# Every variable emo reads; tests/test_docs.py checks that each EMO_ name in the code is here.
+_SETTINGS_VARS = [config.ENV_PREFIX + f.name.upper() for f in fields(config.Settings) if f.name != "cache_dir"]
 ENVIRONMENT = [
-    ("EMO_DEVICE, EMO_BATCH_SIZE, EMO_WORKERS, EMO_BACKEND, EMO_PRECISION",
-     "Defaults for the options of the same names; an option given on the command line wins."),
+    (", ".join(_SETTINGS_VARS),
+     "Defaults for the options of the same names (EMO_BATCH_SIZE for --batch-size); an option given on "
+     "the command line wins. A bad value is a configuration error (exit 2) naming the variable."),
     ("EMO_CACHE_DIR", "Cache for weights and compiled engines (default $XDG_CACHE_HOME/emo or ~/.cache/emo)."),
-    ("EMO_BACKBONE, EMO_HEAD, EMO_WEIGHTS_DIR, EMO_MAX_PIXELS", "Defaults for --backbone, --head, --weights-dir, --max-pixels."),
+    (config.ENV_TRUSTED_USERS, "Users (names or uids, comma-separated) besides you and root whose cached engines "
+                               "are trusted: a shared cache's service user."),
+    ("EMO_HEAP", "system: leave glibc's heap settings alone (emo otherwise keeps freed memory for the next batch)."),
+    ("EMO_DEBUG", "Set: an unexpected error shows its Python traceback instead of one line."),
 ]
 
 

@@ -262,3 +262,15 @@ def test_every_exit_code_is_stated_wherever_exit_statuses_are_listed():
     for where, text in shown.items():
         missing = sorted(c for c in codes if not re.search(rf"(?<!\d){c}(?!\d)", text))
         assert missing == [], f"{where} does not state exit {missing}"
+
+
+def test_man_emo_names_every_environment_variable_the_code_reads():
+    environment = (REPO / "man" / "emo.1").read_text().split(".SH ENVIRONMENT", 1)[1].split(".SH ", 1)[0]
+    read = set()
+    for f in (REPO / "emo").rglob("*.py"):
+        read |= set(re.findall(r"(?<![\w])EMO_[A-Z][A-Z_]*[A-Z]", f.read_text()))
+    from emo import config
+
+    read |= {config.ENV_PREFIX + f.upper() for f in config.Settings.__dataclass_fields__}
+    missing = sorted(v for v in read if v not in environment.replace("\\", ""))
+    assert missing == [], f"man emo's ENVIRONMENT leaves out {missing}"
