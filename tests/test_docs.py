@@ -218,9 +218,11 @@ def test_every_shown_classify_regions_names_a_head_that_reads_regions():
 
 def test_install_lines_never_fetch_emo_by_name():
     """"emo" on PyPI is another project: `pip install 'emo[ray]'` in a fresh environment installs
-    it, so the pages and the example install extras from the clone (`pip install '.[ray]'`)."""
-    pages = [*DOC_FILES, *sorted((REPO / "examples").glob("*.py"))]
-    bad = [p.name for p in pages if re.search(r"pip install\s+['\"]?emo\[", p.read_text())]
+    it, so the pages, the example and emo's own messages install from the clone (`pip install '.[ray]'`)."""
+    pages = [*DOC_FILES, *sorted((REPO / "examples").glob("*.py")), *sorted((REPO / "emo").rglob("*.py")),
+             *sorted((REPO / "scripts").glob("*.py")), *sorted((REPO / "man").glob("*.1"))]
+    by_name = re.compile(r"pip3? install\s+(?:-\S+\s+)*['\"]?emo(?:\[|['\"]?(?:\s|$|[;)`]))", re.M)
+    bad = [str(p.relative_to(REPO)) for p in pages if by_name.search(p.read_text())]
     assert bad == []
 
 

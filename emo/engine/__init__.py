@@ -253,7 +253,8 @@ def _one(name: str, model: "ModelSource", network_id: str, weights_sha256: str, 
         if device.type != "cuda":
             raise ModelError("TensorRT needs a CUDA device (use --device cuda, or --backend inductor)")
         if not tensorrt.available():
-            raise ModelError("torch-tensorrt is not installed (pip install 'emo[tensorrt]')")
+            raise ModelError("torch-tensorrt is not installed (in a clone of emo: pip install '.[tensorrt]'; "
+                             "its version must match the installed torch's)")
     return _compiled(name, model, network_id, weights_sha256, profile, settings, device, announce)
 
 

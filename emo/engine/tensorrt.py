@@ -1,6 +1,6 @@
 """The tensorrt backend: torch-tensorrt's dynamo frontend, dynamic batch (min / opt / max), CUDA only.
 
-Optional: ``pip install 'emo[tensorrt]'``; ``torch_tensorrt`` is imported only when this
+Optional: ``pip install '.[tensorrt]'`` in a clone of emo; ``torch_tensorrt`` is imported only when this
 backend is chosen. The engine takes float pixels in [0, 255] (the host casts the uint8 batch on
 the GPU) in the run's precision, and is saved as an ExportedProgram with ``torch_tensorrt.save``
 and loaded with ``torch_tensorrt.load``.

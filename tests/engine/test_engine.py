@@ -122,7 +122,7 @@ def test_tensorrt_not_installed_message(monkeypatch, tmp_path):
     monkeypatch.setattr(engine_mod, "resolve_device", lambda spec: torch.device("cuda"))
     monkeypatch.setattr(tensorrt, "available", lambda: False)
     _, model = tiny_model()
-    with pytest.raises(ModelError, match=r"pip install 'emo\[tensorrt\]'"):
+    with pytest.raises(ModelError, match=r"pip install '\.\[tensorrt\]'"):
         load(model, network_id="tiny_test", weights_sha256="x", profile=Profile(32, 4), settings=_settings(tmp_path, backend="tensorrt"))
 
 
