@@ -176,7 +176,8 @@ def table_console(**kwargs: Any) -> Any:
     --format table``) whose closed pipe raises :class:`emo.errors.PipeClosed`, as a JSONL run does.
 
     rich's own answer to a closed pipe is ``SystemExit(1)``, which would make ``emo models | head
-    -1`` exit 1 (some inputs failed) instead of 141.
+    -1`` exit 1 (some inputs failed) instead of 141. Off a terminal, lines lose the spaces rich pads
+    the last column with, so ``awk``, ``diff`` and ``grep 'yes$'`` see what a person sees.
     """
     from rich.console import Console
 
@@ -184,5 +185,9 @@ def table_console(**kwargs: Any) -> Any:
         def on_broken_pipe(self) -> None:
             self.quiet = True  # nothing more is written to the closed pipe
             raise PipeClosed() from None
+
+        def _render_buffer(self, buffer: Any) -> str:  # rich's one place where segments become text
+            text = super()._render_buffer(buffer)
+            return text if self.is_terminal else "\n".join(line.rstrip(" ") for line in text.split("\n"))
 
     return _TableConsole(**kwargs)

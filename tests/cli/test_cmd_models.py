@@ -134,6 +134,11 @@ def test_models_table(monkeypatch):
     assert lines[0].startswith("networks (missing weights: ") and "classes / embedding" in lines[1]
 
 
+def test_models_piped_has_no_trailing_spaces(monkeypatch):
+    out = emo(monkeypatch, "models").out.decode()
+    assert [ln for ln in out.splitlines() if ln != ln.rstrip()] == []
+
+
 def test_models_shows_the_pinned_pip_line_for_missing_weights(monkeypatch, tmp_path):
     from emo.models import weights
 
