@@ -276,3 +276,17 @@ def test_man_emo_names_every_environment_variable_the_code_reads():
     read |= {config.ENV_PREFIX + f.upper() for f in config.Settings.__dataclass_fields__}
     missing = sorted(v for v in read if v not in environment.replace("\\", ""))
     assert missing == [], f"man emo's ENVIRONMENT leaves out {missing}"
+
+
+def test_no_command_list_cuts_a_subcommand_short():
+    """Each group's Commands section says in full what each subcommand does (no trailing "...")."""
+    for path, cmd, _ in gen_man.walk(cli):
+        if path[1:] and hasattr(cmd, "list_commands"):
+            out = CliRunner().invoke(cli, [*path[1:], "--help"], terminal_width=80).output
+            listed = out.split("Commands:", 1)[1]
+            assert "..." not in listed, f"emo {' '.join(path[1:])} --help: {listed}"
+
+
+def test_engines_help_says_what_an_engine_is():
+    out = CliRunner().invoke(cli, ["engines", "--help"]).output
+    assert "An engine is a network" in out and "ENGINES is the folder" not in out

@@ -46,12 +46,15 @@ def _settings(ctx: click.Context, given: dict) -> config.Settings:
 @cache_options
 @click.pass_context
 def engines(ctx: click.Context, cache_dir: str | None, weights_dir: str | None) -> int:
-    """List, build or clear the compiled engines in the cache (ENGINES is the folder).
+    """List, build ahead or clear the compiled engines in the cache.
 
-    An engine is a network compiled for one input profile, precision, backend and device;
-    its cache key hashes all of these and the torch / torch-tensorrt / TensorRT versions, so a
-    change builds a new one. With no subcommand, lists the cache. --cache-dir may come before or
-    after the subcommand.
+    An engine is a network (a backbone of emo models) compiled by a backend (tensorrt on CUDA,
+    inductor, or eager: not compiled) for one input profile, precision and device. A run builds
+    the engine it needs the first time (about a minute for mobilenet_v2 on 2 cores) and keeps it
+    in the cache's engines/ folder; later runs load it in a fraction of a second. Its key hashes
+    all of these and the torch / torch-tensorrt / TensorRT versions, so a change builds a new one.
+
+    With no subcommand, lists the cache. --cache-dir may come before or after the subcommand.
 
     \b
     Examples:
@@ -69,13 +72,13 @@ def engines(ctx: click.Context, cache_dir: str | None, weights_dir: str | None) 
     return 0
 
 
-@engines.command("list")
+@engines.command("list", short_help="Show the cached engines (what a bare emo engines does).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per engine instead of a table.")
 @cache_options
 @click.pass_context
 def list_engines(ctx: click.Context, as_json: bool = False, cache_dir: str | None = None,
                  weights_dir: str | None = None) -> int:
-    """List cached engines: network, backend, precision, input profile, device, size, age, last use.
+    """Show the cached engines: network, backend, precision, input profile, device, size, age, last use.
 
     \b
     Example:
@@ -137,7 +140,7 @@ def _complete_for(ctx: click.Context, param: click.Parameter, incomplete: str) -
     return [(done + "," if done else "") + n for n in FILTER_MODULES if n.startswith(last)]
 
 
-@engines.command()
+@engines.command(short_help="Compile engines before a run needs them (ahead of a cron job).")
 @click.argument("names", nargs=-1, shell_complete=complete_backbones)
 @click.option("--for", "commands", callback=_for, default=None, shell_complete=_complete_for,
               help="Build every engine these subcommands use with their default options "
@@ -148,11 +151,15 @@ def _complete_for(ctx: click.Context, param: click.Parameter, incomplete: str) -
 @click.option("-v", "--verbose", is_flag=True, help="Say on stderr what is compiled or loaded.")
 @click.pass_context
 def build(ctx: click.Context, names: tuple[str, ...], commands: tuple[str, ...], verbose: bool, **given) -> int:
-    """Build (or verify) engines ahead of a run: of backbone NAMES, or of every network the
-    subcommands named by --for use, with the same options a run would take.
+    """Compile engines before a run needs them, so its first batch does not wait for a compile.
+
+    Builds the engines of backbone NAMES, or of every network the subcommands named by --for use
+    (at least one of the two), for the --batch-size, --precision, --backend and --device the runs
+    will take: an engine is built for those exactly. An engine already cached is loaded and
+    checked, not rebuilt.
 
     Prints one line per engine: name, backend, device, and the engine file (or "-": nothing to
-    compile). Building ahead means the first real run starts at once.
+    compile, as with --backend eager).
 
     \b
     Examples:
@@ -199,7 +206,7 @@ def _report(name: str, engine, start: float) -> None:
     click.echo(f"{name}\t{engine.backend}\t{engine.device}\t{where}\t{state}")
 
 
-@engines.command()
+@engines.command(short_help="Delete cached engines; a run rebuilds what it needs.")
 @click.option("--older-than", "days", type=click.FloatRange(min=0), default=None,
               help="Only engines not used for this many days.")
 @click.option("-n", "--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
@@ -209,7 +216,7 @@ def _report(name: str, engine, start: float) -> None:
 @click.pass_context
 def clear(ctx: click.Context, days: float | None, dry_run: bool, yes: bool, cache_dir: str | None = None,
           weights_dir: str | None = None) -> int:
-    """Delete cached engines (all, or those unused for --older-than DAYS); they rebuild on demand.
+    """Delete cached engines (all, or those unused for --older-than DAYS); a run rebuilds what it needs.
 
     \b
     Examples:
