@@ -193,7 +193,7 @@ def _fit_head(opts: dict[str, Any]) -> int:
     spec = get_task(task)
     quiet, verbose = opts["quiet"], opts["verbose"]
     try:
-        groups = parse_groups(opts["groups"])
+        groups = parse_groups(opts["groups"], "--features", ("deep",))
     except ValueError as e:
         raise UsageError(str(e)) from None
     if opts["with_regions"]:

@@ -7,9 +7,7 @@ from typing import Any
 import click
 
 from emo.cli.options import input_options, pass_opts, run_options
-from emo.features import ALL_GROUPS, DEFAULT_GROUPS, DESCRIPTIONS
-
-_GROUP_HELP = "\n".join(f"  {g:7s} {DESCRIPTIONS[g]}" for g in ALL_GROUPS)
+from emo.features import ALL_GROUPS, DEFAULT_GROUPS, groups_help
 
 
 def _complete_groups(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -18,9 +16,10 @@ def _complete_groups(ctx: click.Context, param: click.Parameter, incomplete: str
     return [prefix + g for g in ALL_GROUPS if g.startswith(last)]
 
 
-@click.command(epilog="\b\nFeature groups (dims):\n" + _GROUP_HELP)
+@click.command(epilog="\b\nFeature groups (dims):\n" + groups_help())
 @click.option("--set", "groups", default=None, shell_complete=_complete_groups,
-              help=f"Comma-separated feature groups to compute [default: {','.join(DEFAULT_GROUPS)}].")
+              help=f"Comma-separated feature groups to compute, from {', '.join(ALL_GROUPS)} (each described "
+                   f"below) [default: {','.join(DEFAULT_GROUPS)}].")
 @click.option("--scene-model", type=click.Path(dir_okay=False), default=None,
               help="Segmentation network for 'scene': an ExportedProgram (.pt2) or TorchScript file, or a registry name.")
 @click.option("--scene-labels", type=click.Path(dir_okay=False), default=None,

@@ -29,10 +29,25 @@ DESCRIPTIONS = {
 }
 
 
-def parse_groups(spec: str) -> tuple[str, ...]:
-    """``"color,deep"`` -> ``("color", "deep")``; an unknown name raises ValueError."""
+def parse_groups(spec: str, flag: str = "--set", default: tuple[str, ...] = DEFAULT_GROUPS) -> tuple[str, ...]:
+    """``"color,deep"`` -> ``("color", "deep")``; an unknown name, or none (``flag ""``), raises
+    ValueError naming ``flag`` and the ``default`` it has when left out."""
     groups = tuple(dict.fromkeys(g.strip() for g in spec.split(",") if g.strip()))
+    if not groups:
+        raise ValueError(f"{flag} {spec!r} names no feature group; give one or more of {', '.join(ALL_GROUPS)} "
+                         f"(comma-separated), or leave {flag} out for {','.join(default)}")
     bad = [g for g in groups if g not in ALL_GROUPS]
-    if bad or not groups:
-        raise ValueError(f"unknown feature group(s) {', '.join(bad) or '(none)'}; known: {', '.join(ALL_GROUPS)}")
+    if bad:
+        raise ValueError(f"unknown feature group{'s' if len(bad) > 1 else ''} {', '.join(bad)}; known: {', '.join(ALL_GROUPS)}")
     return groups
+
+
+def groups_help(width: int = 76) -> str:
+    """The feature groups and what each holds, one entry each, wrapped under its name (for --help)."""
+    import textwrap
+
+    lines = []
+    for g in ALL_GROUPS:
+        lines += textwrap.wrap(DESCRIPTIONS[g], width=width, initial_indent=f"  {g:7s} ", subsequent_indent=" " * 10,
+                             break_on_hyphens=False)
+    return "\n".join(lines)

@@ -161,7 +161,24 @@ def test_bad_inputs_keep_their_place_and_exit_1(monkeypatch, tiny_backbone, bad_
 
 def test_unknown_group_is_a_usage_error(monkeypatch):
     r = emo(monkeypatch, "features", "--set", "color,smell", "x.jpg")
-    assert r.code == 2 and "unknown feature group(s) smell" in r.err and r.out == b""
+    assert r.code == 2 and "unknown feature group smell;" in r.err and r.out == b""
+
+
+def test_an_empty_set_says_it_names_no_group(monkeypatch):
+    r = emo(monkeypatch, "features", "--set", "", "x.jpg")
+    assert r.code == 2 and r.out == b""
+    assert "--set '' names no feature group" in r.err and "leave --set out for color,lbp,gist,object,deep" in r.err
+    assert "(none)" not in r.err
+    fit = emo(monkeypatch, "fit", "--features", "", "-o", "x.head", "x.jsonl")
+    assert fit.code == 2 and "--features '' names no feature group" in fit.err, fit.err
+
+
+def test_groups_help_wraps_under_each_name():
+    from emo.features import ALL_GROUPS, groups_help
+
+    lines = groups_help().splitlines()
+    assert all(len(ln) <= 76 for ln in lines)
+    assert [ln.split()[0] for ln in lines if not ln.startswith(" " * 10)] == list(ALL_GROUPS)
 
 
 def test_unknown_backbone_is_exit_2(monkeypatch, image_dir):
