@@ -128,3 +128,13 @@ def test_the_installed_wheel_runs_regions_classify_and_va_from_another_folder(wh
     assert sum(rec["emotion"]["probs"].values()) == pytest.approx(1, abs=1e-3)
     assert rec["sentiment"]["label"] in ("positive", "negative")
     assert all(1 <= rec["va"][k] <= 9 for k in ("valence", "arousal"))
+
+
+def test_the_wheel_carries_the_mit_licence(wheel):
+    """The README says MIT: the licence text ships in the wheel and its metadata names it."""
+    with zipfile.ZipFile(wheel) as z:
+        lic = [n for n in z.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        assert lic, sorted(n for n in z.namelist() if ".dist-info/" in n)
+        assert z.read(lic[0]).decode().startswith("MIT License")
+        meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: MIT" in meta and "License-File: LICENSE" in meta
