@@ -40,8 +40,9 @@ OTHER_STATUS = [("0", "Done."), ("2", "Usage, model, configuration or output err
 
 def exit_statuses(path: tuple[str, ...], cmd: click.Command) -> list[tuple[str, str]]:
     """The exit statuses ``cmd`` can end with: a filter's, emo score's, or the others' (0 or 2)."""
-    if len(path) == 1:
-        return EXIT_STATUS
+    if len(path) == 1:  # emo without a command is a usage error too
+        return [*EXIT_STATUS[:2], ("2", "Usage error (emo without a command too), model or configuration error, or "
+                                        "the output cannot be written: nothing useful ran."), *EXIT_STATUS[3:]]
     if any(p.name == "paths" for p in cmd.params):
         return FILTER_STATUS
     return SCORE_STATUS if path[1:] == ("score",) else OTHER_STATUS

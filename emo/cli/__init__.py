@@ -64,7 +64,8 @@ def cli() -> None:
     Exit status:
       0         every input done
       1         some inputs became error records (emo score: nothing could be scored)
-      2         usage, model, configuration or output error: nothing useful ran
+      2         usage (emo without a command too), model, configuration or output
+                error: nothing useful ran
       130, 143  interrupted (SIGINT, SIGTERM); only whole lines were written
       141       the reader closed the pipe (emo ... | head), quietly
     """

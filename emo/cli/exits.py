@@ -144,6 +144,15 @@ def usage_line(e: click.ClickException) -> str:
     return f"{line} (see '{ctx.command_path} --help')" if ctx is not None else line
 
 
+def no_command(ctx: click.Context | None) -> str:
+    """What a group run without a command says on stderr: its usage, the commands, where the help is."""
+    if ctx is None or not isinstance(ctx.command, click.Group):
+        return "emo: error: no command given (see 'emo --help')"
+    names = ", ".join(ctx.command.list_commands(ctx))
+    return (f"{ctx.get_usage()}\nemo: error: no command given; one of {names} "
+            f"(see '{ctx.command_path} --help' for what each does)")
+
+
 def _click_saw_broken_pipe() -> bool:
     # click answers EPIPE from a command's own echo with sys.exit(1), after wrapping stdout in
     # its flush-pacifying wrapper: that wrapper is the only sign the exit was a closed pipe.
@@ -166,8 +175,8 @@ def guarded(command: click.Command, args: Sequence[str] | None = None) -> int:
         return rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.exceptions.NoArgsIsHelpError as e:  # a bare `emo`: the help, which is for reading
-        e.show()
+    except click.exceptions.NoArgsIsHelpError as e:  # a bare `emo`: a usage error, said short, as rg does
+        _say(no_command(e.ctx))
         return EXIT_USAGE
     except click.ClickException as e:
         _say(usage_line(e))

@@ -67,6 +67,16 @@ def test_models_pull_help(monkeypatch):
     assert r.code == 0 and b"Copy or download the weights of NAMES" in r.out
 
 
+def test_bare_emo_is_a_short_usage_error(monkeypatch):
+    """No command: usage, the commands and where help is, on stderr, exit 2; stdout stays empty."""
+    r = emo(monkeypatch)
+    assert r.code == 2 and r.out == b""
+    lines = r.err.splitlines()
+    assert lines[0] == "Usage: emo [OPTIONS] COMMAND [ARGS]..." and len(lines) == 2
+    assert lines[1].startswith("emo: error: no command given; one of features, regions, classify")
+    assert "emo --help" in lines[1]
+
+
 def test_version(monkeypatch):
     from emo import __version__
 
