@@ -30,7 +30,8 @@ from emo.config import Settings, decode_workers
 from emo.engine.host import tune_process
 from emo.errors import EmoError, InputError
 from emo.io.decode import Decoded, View
-from emo.io.procpool import ProcessDecoder, _decode_one, balancer_for, can_fork_before_torch, process_workers
+from emo.io.procpool import (ProcessDecoder, _decode_one, balancer_for, can_fork_before_torch, process_workers,
+                             ring_slots)
 from emo.io.records import Item
 
 # Before torch loads: passive OpenMP waits and a heap that keeps the engine's buffers (see host.py).
@@ -189,6 +190,38 @@ def open_decoder(settings: Settings, views: Sequence[View]) -> _ThreadDecoder | 
     return _ThreadDecoder(decode_workers(settings), settings.max_pixels, settings.max_bytes)
 
 
+def planned_slots(settings: Settings, views: Sequence[View]) -> int:
+    """The ring slots :func:`open_decoder` would give, known without forking (0: threads)."""
+    if views and (settings.decoder == "process" or (settings.decoder == "auto" and can_fork_before_torch())):
+        return ring_slots(views)
+    return 0
+
+
+class _OnFirstImage:
+    """The decoder :func:`open_decoder` gives, opened at the first image to decode: a run with
+    nothing to decode (empty input, every input failing before its file is read, features carried
+    in the records) forks no worker and starts no thread."""
+
+    def __init__(self, settings: Settings, views: Sequence[View]) -> None:
+        self.settings, self.views = settings, tuple(views)
+        self.slots = planned_slots(settings, views)
+        self.inner: _ThreadDecoder | ProcessDecoder | None = None
+
+    def submit(self, path, views: tuple[View, ...]) -> Any:
+        if self.inner is None:
+            self.inner = open_decoder(self.settings, self.views)
+            self.slots = self.inner.slots
+        return self.inner.submit(path, views)
+
+    def describe(self) -> str:
+        """What decoded, for ``-v``; empty when nothing was."""
+        return self.inner.describe() if self.inner is not None else ""
+
+    def close(self, abort: bool = False) -> None:
+        if self.inner is not None:
+            self.inner.close(abort=abort)
+
+
 def _ready(reader: _Reader, size: int) -> bool:
     """A full batch of input is already read: taking it costs no wait."""
     return reader.q.qsize() >= size
@@ -228,9 +261,10 @@ class Pipeline:
         self.stages = list(stages)
         self.settings = settings
         self.lookahead = lookahead
-        self.decoded_by = ""  # set by run(): what decoded the images
+        self.decoded_by = ""  # set by run(): what decoded the images, empty when none was
+        self.decoded = 0  # images decoded (files that failed to are not counted)
 
-    def _submit(self, decoder: _ThreadDecoder | ProcessDecoder, batch: list[Item]) -> list[Any]:
+    def _submit(self, decoder: _OnFirstImage, batch: list[Item]) -> list[Any]:
         futures: list[Any] = []
         for item in batch:
             # An item that comes with its views (pictures in memory, emo.Predictor) is not decoded.
@@ -251,6 +285,7 @@ class Pipeline:
                 item.fail(res.kind, res.message)
             else:
                 item.size, item.views = res.size, res.views
+                self.decoded += 1
         for stage in self.stages:
             todo = [it for it in batch if it.ok and stage.wants(it)]
             if todo:
@@ -263,8 +298,7 @@ class Pipeline:
         """Yield finished batches in input order; decoding runs ahead by ``lookahead`` batches
         (decode processes: as many as their ring holds, while the input keeps up)."""
         views = tuple(dict.fromkeys(v for s in self.stages for v in s.views))
-        decoder = open_decoder(self.settings, views)
-        self.decoded_by = decoder.describe() if views else ""
+        decoder = _OnFirstImage(self.settings, views)
         size = self.settings.batch_size
         first = min(size, FIRST_BATCH)
         # A process decoder's first fill: as many images as its ring holds (less the batch
@@ -302,7 +336,7 @@ class Pipeline:
             aborted = False
         finally:
             reader.close()
-            self.decoded_by = decoder.describe() if views else ""  # as it ended: a balanced plan moves
+            self.decoded_by = decoder.describe() if self.decoded else ""  # as it ended: a balanced plan moves
             decoder.close(abort=aborted)
 
 

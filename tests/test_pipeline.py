@@ -520,3 +520,22 @@ def test_stages_run_side_by_side_decode_only_the_views_of_those_that_want_the_it
     # the first record carries what RedStage makes, the second what Small makes
     assert asked == [(small,), (VIEW,)]
     assert out[0].record["small"] == (8, 8, 3) and out[1].record["red"] >= 0
+
+
+@pytest.mark.parametrize("decoder", ["thread", "process"])
+def test_nothing_to_decode_opens_no_decoder(tmp_path, monkeypatch, decoder):
+    """Empty input, inputs that fail before their file is read, records that carry their result:
+    no worker is forked, no thread started, and -v says nothing was decoded."""
+    opened = []
+    real = pipeline.open_decoder
+    monkeypatch.setattr(pipeline, "open_decoder", lambda *a: opened.append(a) or real(*a))
+    carried = [Item(0, {"path": "a.jpg", "red": 1.0}, path=tmp_path / "a.jpg")]
+    failed = [Item(1, {"path": "b.jpg"}, path=tmp_path / "b.jpg")]
+    failed[0].fail("not_found", "no such file")
+    for items in ([], carried, failed):
+        out, summary = _collect(items, [RedStage()], 4, decoder=decoder)
+        assert len(out) == len(items) and summary.decoder == ""
+    assert opened == []
+    p = make_image(tmp_path / "c.png")
+    out, summary = _collect([Item(0, {"path": str(p)}, path=p)], [RedStage()], 4, decoder=decoder)
+    assert len(opened) == 1 and "red" in out[0].record and summary.decoder

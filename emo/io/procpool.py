@@ -222,7 +222,7 @@ class ProcessDecoder:
         self.isolate = isolate
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes  # None: decode's default (EMO_MAX_BYTES or 512 MiB)
-        self.slots = slots or max(2, min(MAX_SLOTS, RING_BYTES // self.layout.slot_bytes))
+        self.slots = slots or ring_slots(views)
         self.mem = mmap.mmap(-1, self.slots * self.layout.slot_bytes)
         self.balancer = balancer
         self._next = 0  # next sequence number
@@ -570,6 +570,11 @@ class ProcessDecoder:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(abort=exc_type is not None)
+
+
+def ring_slots(views: Sequence[View]) -> int:
+    """How many images the shared ring holds for ``views``: as many as fit in RING_BYTES."""
+    return max(2, min(MAX_SLOTS, RING_BYTES // _Layout(views).slot_bytes))
 
 
 def can_fork_before_torch() -> bool:
