@@ -360,12 +360,15 @@ def why_nothing_scored(result: Mapping[str, Mapping[str, Any]], join: JoinCounts
     if not result:
         return "nothing scored: no record carries a prediction (emotion or va); pipe emo classify or emo va into emo score"
     c = next(iter(result.values()))["counts"]
-    why = (f"nothing scored: {c['records']} records, {c['errors']} with errors, "
+    from emo.io.records import counted
+
+    why = (f"nothing scored: {counted(c['records'], 'record')}, {c['errors']} with errors, "
            f"{c['no_prediction']} without a prediction, {c['no_truth']} without truth")
     if join is not None:
         base = f"--root {root}" if root is not None else "the current folder"
-        why += (f"; {join.matched} of {join.predictions} prediction paths found in the truth file's "
-                f"{join.truth} records ({join.no_prediction} truth records have no prediction)")
+        why += (f"; {join.matched} of {counted(join.predictions, 'prediction path')} found in the truth file's "
+                f"{counted(join.truth, 'record')} ({counted(join.no_prediction, 'truth record')} "
+                f"{'has' if join.no_prediction == 1 else 'have'} no prediction)")
         if not join.matched and join.example_prediction and join.example_truth:
             why += (f"; paths differ, e.g. prediction {join.example_prediction!r} vs truth "
                     f"{join.example_truth!r} resolved against {base}")

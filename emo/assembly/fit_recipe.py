@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from emo.assembly.progress import Progress, say as _say, stderr_is_terminal
+from emo.io.records import counted
 
 
 def collect_features(records: list[dict[str, Any]], groups: tuple[str, ...], settings: Any, root: Path | None,
@@ -118,7 +119,7 @@ def _fit_regions(opts: dict[str, Any]) -> int:
         raise OutputError(f"-o {out}: cannot write the region head: {e.strerror or e}") from None
     _keep_mode(out, mode)
     if not opts["quiet"]:
-        _say(f"emo fit: wrote {out} (region head: {counts['records']} images, {counts['positives']} positive "
+        _say(f"emo fit: wrote {out} (region head: {counted(counts['records'], 'image')}, {counts['positives']} positive "
              f"and {counts['negatives']} negative anchors, training accuracy "
              f"{layer.header['metrics']['train_accuracy']:.3f})")
     return 0
@@ -251,7 +252,7 @@ def _fit_head(opts: dict[str, Any]) -> int:
     targets = targets.take(np.asarray(good))
     counts = {"records": len(records) + bad_lines, "bad_lines": bad_lines, "no_target": len(no_target),
               "failed_features": len(failed), "wrong_dims": len(wrong), "used": len(good)}
-    say(f"{len(good)} records used; skipped: {bad_lines} bad lines, {len(no_target)} without a target, "
+    say(f"{counted(len(good), 'record')} used; skipped: {counted(bad_lines, 'bad line')}, {len(no_target)} without a target, "
         f"{len(failed)} whose features failed, {len(wrong)} with other dims")
 
     uses_net = any(g in NETWORK_GROUPS for g in groups)
@@ -501,7 +502,7 @@ def _finetune(opts, cfg, settings, recs, targets, labels, label_prob, counts, sa
         steps.final()
         model, head = train(tr)
     secs = time.perf_counter() - t_final
-    say(f"fine-tuned {entry.name} on {len(tr)} images, {cfg.epochs} epochs, {secs:.0f} s")
+    say(f"fine-tuned {entry.name} on {counted(len(tr), 'image')}, {counted(cfg.epochs, 'epoch')}, {secs:.0f} s")
     metrics["train_seconds"] = round(secs, 1)
     if va_idx is not None:
         metrics["validation"] = {"share": opts["val_split"], "n": int(len(va_idx)), **score(model, head, va_idx)}
@@ -523,7 +524,7 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
              f"{cal['ece_before']:.3f} before, {cal['ece_after']:.3f} after (held-out folds)")
     val = metrics.get("validation")
     if val:
-        _say(f"emo fit: validation ({val['n']} records):")
+        _say(f"emo fit: validation ({counted(val['n'], 'record')}):")
         for k, v in val.items():
             if isinstance(v, float):
                 _say(f"  {k:22s} {v:.4f}")

@@ -162,9 +162,11 @@ def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptio
         return EXIT_SOME_FAILED
     if run.verbose:
         secs = time.perf_counter() - start
+        from emo.io.records import counted
+
         skipped_text = f", {len(out.done)} already in {out_path}" if out is not None and out.done else ""
-        how = f", decoded by {summary.decoder}" if summary.decoder else ""
-        say(f"emo: {summary.total} inputs, {summary.failed} failed{skipped_text}, {secs:.1f} s{how}")
+        how = f", decoded by {summary.decoder}" if summary.decoder else ""  # empty when nothing was decoded
+        say(f"emo: {counted(summary.total, 'input')}, {summary.failed} failed{skipped_text}, {secs:.1f} s{how}")
     return EXIT_SOME_FAILED if summary.failed else EXIT_OK
 
 

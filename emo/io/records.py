@@ -126,6 +126,11 @@ _ONE_LINE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
 _ONE_LINE.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
 
 
+def counted(n: int, noun: str, plural: str = "") -> str:
+    """``n`` with ``noun`` in the number it takes: ``1 input``, ``2 inputs``, ``0 inputs``."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
 def one_line(text: str) -> str:
     """``text`` as one line for a terminal: a file named ``a<newline>b.jpg`` is shown ``a\\nb.jpg``."""
     return text.translate(_ONE_LINE)

@@ -103,3 +103,13 @@ def test_batch_size_and_workers_take_what_their_variables_take():
     for flag, value in (("--batch-size", config.MAX_BATCH_SIZE + 1), ("--workers", config.MAX_WORKERS + 1)):
         with pytest.raises(click.BadParameter):
             classify.make_context("classify", [flag, str(value)])
+
+
+def test_verbose_summary_counts_in_words_and_names_a_decoder_only_when_one_decoded(tiny_backbone, tmp_path):
+    missing = emo(TINY + ["-v", str(tmp_path / "gone.jpg")])
+    last = missing.err.splitlines()[-1]
+    assert missing.code == 1 and last.startswith("emo: 1 input, 1 failed,") and "decoded by" not in last
+    assert emo(TINY + ["-v"], b"").err.splitlines()[-1].startswith("emo: 0 inputs, 0 failed,")
+    two = emo(TINY + ["-v", str(make_image(tmp_path / "a.png")), str(make_image(tmp_path / "b.png"))])
+    assert two.code == 0 and two.err.splitlines()[-1].startswith("emo: 2 inputs, 0 failed,")
+    assert "decoded by" in two.err.splitlines()[-1]
