@@ -195,3 +195,17 @@ def test_a_rerun_keeps_the_users_own_flat_keywords_that_match_emos_leaves(tmp_pa
     write_sidecar(pic, "fear", None)
     hier, subj = read_keywords(side)
     assert hier == ["emotion|fear"] and subj == ["neutral", "positive", "fear"]  # emo's joy is gone
+
+
+def test_the_docs_example_sidecar_is_what_emo_writes(tmp_path):
+    """docs/xmp.md shows a new sidecar byte for byte as write_sidecar makes it."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "xmp.md").read_text(encoding="utf-8")
+    shown = re.search(r"as emo writes it:\n\n```xml\n(.*?)```", doc, re.S)
+    assert shown, "docs/xmp.md lost its example sidecar"
+    picture = tmp_path / "beach.jpg"
+    Image.new("RGB", (8, 8)).save(picture)
+    written = write_sidecar(picture, "joy", "positive").read_text(encoding="utf-8")
+    assert shown.group(1) == written
