@@ -290,3 +290,14 @@ def test_no_command_list_cuts_a_subcommand_short():
 def test_engines_help_says_what_an_engine_is():
     out = CliRunner().invoke(cli, ["engines", "--help"]).output
     assert "An engine is a network" in out and "ENGINES is the folder" not in out
+
+
+def test_every_option_the_docs_give_emo_classify_exists():
+    """An option a page shows in `emo classify ...` prose (as --raw-probs) is one classify takes."""
+    from emo.cli.cmd_classify import classify
+
+    known = {o for p in classify.params for o in (*p.opts, *p.secondary_opts)}
+    for page in DOC_FILES:
+        for cmd in re.findall(r"`emo classify ([^`]*)`", page.read_text()):
+            flags = [w.split("=")[0] for w in cmd.split() if w.startswith("--")]
+            assert set(flags) <= known, f"{page.name}: `emo classify {cmd}`"
