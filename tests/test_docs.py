@@ -301,3 +301,19 @@ def test_every_option_the_docs_give_emo_classify_exists():
         for cmd in re.findall(r"`emo classify ([^`]*)`", page.read_text()):
             flags = [w.split("=")[0] for w in cmd.split() if w.startswith("--")]
             assert set(flags) <= known, f"{page.name}: `emo classify {cmd}`"
+
+
+# Options of other programs the pages show (pip, useradd, the bench scripts, the Ray example),
+# and the misspelt option robustness.md shows a usage error for.
+OTHER_PROGRAMS_OPTIONS = {"--no-deps", "--system", "--images", "--decode-side-only", "--actors", "--foo"}
+
+
+def test_every_option_the_pages_name_is_one_emo_takes():
+    """A page that names --fail-fast, --raw-probs... names an option some emo command has."""
+    known = set(OTHER_PROGRAMS_OPTIONS)
+    for _, cmd, ctx in gen_man.walk(cli):
+        for p in cmd.get_params(ctx):
+            known |= {*p.opts, *p.secondary_opts}
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        unknown = sorted(set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", page.read_text())) - known)
+        assert unknown == [], f"{page.name} names options no emo command takes: {unknown}"
