@@ -37,7 +37,7 @@ def _bash_keeps_names(text: str) -> str:
 @click.command()
 @click.argument("shell", type=click.Choice(SHELLS))
 def completion(shell: str) -> int:
-    """Print the completion script for SHELL on stdout.
+    """Print the completion script for a shell (bash, zsh or fish) on stdout.
 
     \b
     Examples:
