@@ -360,6 +360,8 @@ def why_nothing_scored(result: Mapping[str, Mapping[str, Any]], join: JoinCounts
     if not result:
         return "nothing scored: no record carries a prediction (emotion or va); pipe emo classify or emo va into emo score"
     c = next(iter(result.values()))["counts"]
+    if not c["records"] and join is None:
+        return "nothing scored: no prediction records came in (empty input?)"
     from emo.io.records import counted
 
     why = (f"nothing scored: {counted(c['records'], 'record')}, {c['errors']} with errors, "

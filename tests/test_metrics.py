@@ -212,3 +212,7 @@ def test_why_nothing_scored_names_the_counts_and_the_path_mismatch(tmp_path, mon
     assert why_nothing_scored({}) .startswith("nothing scored: no record carries a prediction")
     no_truth = why_nothing_scored({"classify": score_classify([{"path": "a", "emotion": {"label": "joy"}}])})
     assert "1 without truth" in no_truth and "--truth" in no_truth
+    one = why_nothing_scored({"classify": score_classify([{"path": "a", "error": {"kind": "x", "message": "y"}}])})
+    assert one.startswith("nothing scored: 1 record, 1 with errors")
+    empty = why_nothing_scored({"classify": score_classify([])})
+    assert empty == "nothing scored: no prediction records came in (empty input?)"
