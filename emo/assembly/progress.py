@@ -21,6 +21,11 @@ def is_terminal(stream: Any) -> bool:
         return False
 
 
+def stdout_is_terminal() -> bool:
+    """Whether a person reads stdout (tables are then cut to the screen), False when it is closed."""
+    return is_terminal(sys.stdout)
+
+
 def stderr_is_terminal() -> bool:
     """Whether a person watches stderr (progress is for people, never for pipes or files)."""
     return is_terminal(sys.stderr)

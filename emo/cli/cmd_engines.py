@@ -9,8 +9,8 @@ import click
 import orjson
 
 from emo import config
-from emo.cli.options import (backbone_option, cache_options, complete_backbones, engine_options,
-                             stdout_is_terminal)
+from emo.assembly.progress import stdout_is_terminal
+from emo.cli.options import backbone_option, cache_options, complete_backbones, engine_options
 
 
 def _size(n: int) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 import orjson
 
-from emo.cli.options import cache_options, stdout_is_terminal
+from emo.assembly.progress import stdout_is_terminal
+from emo.cli.options import cache_options
 
 
 def _complete_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:

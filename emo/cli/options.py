@@ -131,15 +131,6 @@ def head_option(default_name: str, task: str) -> F:
                         help=f"Head: a shipped name (see emo models) or a file from emo fit [default: {default_name}; env EMO_HEAD].")
 
 
-def stdout_is_terminal() -> bool:
-    """Whether a person reads stdout (tables are then cut to the screen), False when it is closed."""
-    import sys
-
-    from emo.assembly.progress import is_terminal
-
-    return is_terminal(sys.stdout)
-
-
 def pass_opts(f: F) -> F:
     """Hand the command body all its options as one dict (``opts``)."""
 

@@ -53,3 +53,20 @@ def test_a_phase_set_before_the_bar_starts_shows_its_total(monkeypatch):
     with p:
         task = p._bar.tasks[0]
         assert task.total == 1568 and task.description == "emo classify"
+
+
+def test_stdout_is_a_terminal_only_when_it_says_so(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(P.sys, "stdout", Tty())
+    assert P.stdout_is_terminal()
+    monkeypatch.setattr(P.sys, "stdout", io.StringIO())  # a pipe or a file
+    assert not P.stdout_is_terminal()
+    closed = io.StringIO()
+    closed.close()  # isatty() on a closed stream raises ValueError
+    monkeypatch.setattr(P.sys, "stdout", closed)
+    assert not P.stdout_is_terminal()
+    monkeypatch.setattr(P.sys, "stdout", None)  # emo started with stdout closed
+    assert not P.stdout_is_terminal()
