@@ -134,10 +134,13 @@ def wheel_distribution(label: int, p_star: float, distances: np.ndarray) -> np.n
 def distribution_vector(dist: Mapping[str, float], labels: LabelSet) -> np.ndarray:
     """A record's ``{class: probability}`` as a ``(C,)`` vector in the set's order, renormalised.
 
-    Classes missing from the mapping count 0; a name the set lacks raises KeyError.
+    Classes missing from the mapping count 0; a name the set lacks raises KeyError, a probability
+    that is not a number (a string, a boolean) TypeError.
     """
     v = np.zeros(len(labels), dtype=np.float64)
     for k, p in dist.items():
+        if isinstance(p, bool) or not isinstance(p, (int, float)):  # float() would take True or "0.5"
+            raise TypeError(f"probability of {k!r} is not a number")
         v[labels.index(k)] = float(p)
     s = v.sum()
     if not np.isfinite(s) or s <= 0 or (v < 0).any():

@@ -56,6 +56,24 @@ def collect_features(records: list[dict[str, Any]], groups: tuple[str, ...], set
     return feats, failed
 
 
+def record_label(rec: dict[str, Any], index: int) -> str:
+    """How a training record is named on stderr: its file's name, else its place in the input."""
+    from emo.io.records import record_name, shown
+
+    name = record_name(rec)
+    return shown(name) if name is not None else f"record {index + 1}"
+
+
+def _say_refused(records: list[dict[str, Any]], refused: dict[int, str], quiet: bool, progress: Progress) -> None:
+    """One stderr line per record whose target has the wrong type, as a bad input is named."""
+    from emo.io.records import one_line
+
+    if quiet:
+        return
+    for i, problem in refused.items():
+        progress.print(one_line(f"emo: {record_label(records[i], i)}: bad_record: {problem} (skipped)"))
+
+
 def _portable(path: str, root: Path | None) -> str:
     """A data file's name as a header may record it: relative to ``root`` when inside it, else its
     own name; never an absolute folder of the machine that trained the head. Bytes of a name that
@@ -229,14 +247,17 @@ def _fit_head(opts: dict[str, Any]) -> int:
 
     records, bad_lines = read_records(opts["records"])
     label_prob = opts["label_prob"] or DEFAULT_LABEL_PROB
-    targets, kept, no_target = targets_from_records(records, task, labels, label_prob)
+    refused: dict[int, str] = {}
+    targets, kept, no_target = targets_from_records(records, task, labels, label_prob, refused)
+    _say_refused(records, refused, quiet, progress)
     if not kept:
         raise UsageError(f"none of the {len(records)} records has {spec.target} "
                          f"that fits the task" + (f" and the classes {', '.join(labels.labels)}" if labels else ""))
     recs = [records[i] for i in kept]
     if ft:
         return _finetune(opts, cfg, settings, recs, targets, labels, label_prob,
-                         {"records": len(records) + bad_lines, "bad_lines": bad_lines, "no_target": len(no_target)}, say,
+                         {"records": len(records) + bad_lines, "bad_lines": bad_lines, "no_target": len(no_target),
+                          "wrong_target": len(refused)}, say,
                          progress)
     with progress:
         feats, failed = collect_features(recs, groups, settings, opts["root"], verbose, quiet, opts["regions_k"],
@@ -250,9 +271,11 @@ def _fit_head(opts: dict[str, Any]) -> int:
         raise UsageError(f"{e}; {len(failed)} failed, the first: {next(iter(failed.values()))}") from None
     targets = targets.take(np.asarray(good))
     counts = {"records": len(records) + bad_lines, "bad_lines": bad_lines, "no_target": len(no_target),
-              "failed_features": len(failed), "wrong_dims": len(wrong), "used": len(good)}
+              "wrong_target": len(refused), "failed_features": len(failed), "wrong_dims": len(wrong),
+              "used": len(good)}
     say(f"{len(good)} records used; skipped: {bad_lines} bad lines, {len(no_target)} without a target, "
-        f"{len(failed)} whose features failed, {len(wrong)} with other dims")
+        f"{len(refused)} with a target of the wrong type, {len(failed)} whose features failed, "
+        f"{len(wrong)} with other dims")
 
     uses_net = any(g in NETWORK_GROUPS for g in groups)
     backbone_sha = ""

@@ -246,3 +246,27 @@ def test_va_ratings_all_alike_still_give_a_head(monkeypatch, tiny_backbone, tmp_
             assert "valence_r" not in metrics["cv"] and metrics["out_of_fold"]["valence_r"] is None
         else:
             assert metrics["validation"]["valence_r"] is None
+
+
+def test_targets_of_the_wrong_json_type_are_refused_per_record(monkeypatch, tiny_backbone, tmp_path):
+    recs = _feature_records()
+    recs[0]["valence"] = "5"
+    recs[1]["valence"] = True
+    recs[2]["arousal"] = "4.5"
+    data = _write(tmp_path, recs)
+    out = tmp_path / "va.head"
+    r = emo(monkeypatch, "fit", "--task", "va", *FAST, str(data), "-o", str(out))
+    assert r.code == 0, r.err
+    lines = r.err.splitlines()
+    assert 'emo: img0.jpg: bad_record: "valence" is a string, not a number (skipped)' in lines
+    assert 'emo: img1.jpg: bad_record: "valence" is a boolean, not a number (skipped)' in lines
+    assert 'emo: img2.jpg: bad_record: "arousal" is a string, not a number (skipped)' in lines
+    counts = load_head(str(out)).header["training"]["data"]["counts"]
+    assert (counts["used"], counts["wrong_target"], counts["no_target"]) == (57, 3, 0)
+    recs = _feature_records(6)
+    for rec in recs:
+        rec["label"] = True
+    r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", *FAST, str(_write(tmp_path, recs, "b.jsonl")),
+            "-o", str(tmp_path / "b.head"))
+    assert r.code == 2 and "Traceback" not in r.err
+    assert 'emo: img0.jpg: bad_record: "label" is a boolean, not a class name (skipped)' in r.err.splitlines()
