@@ -71,6 +71,38 @@ def iter_jsonl(sources: Sequence[str], on_bad: Callable[[str, int, bytes], None]
                 f.close()
 
 
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def surrogate_at(value: Any) -> str | None:
+    """Where in a parsed JSON value a string or key holds a lone surrogate (``"\\ud800"`` is valid
+    JSON that no UTF-8 text can hold), as ``labels[0]`` or ``training.command``; None if nowhere.
+
+    Such text cannot be written to a record, a terminal or an XML sidecar, so a file that carries
+    it (a head header) is refused where it is read rather than failing wherever it is used.
+    """
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, str):
+            if _has_surrogate(v):
+                return where or "the text"
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                key = str(k)
+                if _has_surrogate(key):
+                    return f"{where}.<key>" if where else "a key"
+                stack.append((f"{where}.{key}" if where else key, x))
+        elif isinstance(v, list):
+            stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
+    return None
+
+
 def read_records(sources: Sequence[str]) -> tuple[list[dict[str, Any]], int]:
     """Every record of ``sources`` and the number of lines that were not JSON objects."""
     records, bad = [], 0

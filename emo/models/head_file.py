@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emo.errors import ModelError
+from emo.io.jsonl import surrogate_at
+from emo.io.records import one_line, shown
 from emo.tasks import HEAD_TASKS, get_task
 
 if TYPE_CHECKING:
@@ -385,6 +387,9 @@ def check_header(header: Any) -> dict[str, Any]:
         raise ValueError("'finetuned' must be an object with a string id")
     if not isinstance(header.get("name", ""), str):
         raise ValueError("'name' must be a string")
+    where = surrogate_at(header)
+    if where is not None:  # its labels and name go into records, messages and sidecars
+        raise ValueError(f"{one_line(shown(where))[:80]} holds a lone surrogate, text no UTF-8 can hold")
     return header
 
 
