@@ -73,8 +73,14 @@ def _unwritable(record: dict[str, Any], kind: str, message: str) -> dict[str, An
     try:
         orjson.dumps(keep, option=_OPTS, default=_default)
     except (TypeError, orjson.JSONEncodeError):
-        # The fields that name the file stay, so the error record still says which input it is.
-        keep = {k: record[k] for k in (KEY_PATH, KEY_PATH_BYTES) if isinstance(record.get(k), str)}
+        # The fields that name the file stay, so the error record still says which input it is;
+        # made valid UTF-8 (a lone surrogate as U+FFFD), as they may be what could not be written.
+        from emo.io.records import printable
+
+        keep = {KEY_PATH: printable(record[KEY_PATH])} if isinstance(record.get(KEY_PATH), str) else {}
+        exact = record.get(KEY_PATH_BYTES)
+        if isinstance(exact, str) and exact.isascii():  # base64; anything else names no file
+            keep[KEY_PATH_BYTES] = exact
     return {**keep, KEY_ERROR: {"kind": kind, "message": message}}
 
 

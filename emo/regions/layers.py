@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emo.errors import ModelError
+from emo.io.jsonl import surrogate_at
+from emo.io.records import one_line, shown
 
 if TYPE_CHECKING:  # reading and checking a layer file needs no torch: a run checks it before torch loads
     import torch
@@ -195,4 +197,7 @@ def _header_problem(header: Any) -> str:
     for key in ("backbone", "backbone_sha256", "feature"):
         if not isinstance(header.get(key, ""), str):
             return f"{key!r} is not a string"
+    where = surrogate_at(header)
+    if where is not None:  # its labels go into every region record
+        return f"{one_line(shown(where))[:80]} holds a lone surrogate, text no UTF-8 can hold"
     return ""
