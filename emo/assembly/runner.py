@@ -133,10 +133,22 @@ def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptio
 
     start = time.perf_counter()
 
+    unwritable = 0
+
     def sink(batch: list[Any]) -> None:
+        nonlocal unwritable
         bad = next((i for i, it in enumerate(batch) if not it.ok), None) if run.fail_fast else None
         keep = batch if bad is None else batch[: bad + 1]
-        writer.write(it.record for it in keep)
+        # With --fail-fast one at a time: a record the writer must replace is a bad input too.
+        for part in ([[it] for it in keep] if run.fail_fast else [keep]):
+            for pos, error in writer.write([it.record for it in part]):
+                item = part[pos]
+                item.fail(error["kind"], error["message"])
+                unwritable += 1
+                on_error(item)
+                if run.fail_fast:
+                    progress.advance(keep.index(item) + 1)
+                    raise FailFast(item.label)
         progress.advance(len(keep))
         if bad is not None:
             raise FailFast(batch[bad].label)
@@ -164,8 +176,8 @@ def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptio
         secs = time.perf_counter() - start
         skipped_text = f", {len(out.done)} already in {out_path}" if out is not None and out.done else ""
         how = f", decoded by {summary.decoder}" if summary.decoder else ""
-        say(f"emo: {summary.total} inputs, {summary.failed} failed{skipped_text}, {secs:.1f} s{how}")
-    return EXIT_SOME_FAILED if summary.failed else EXIT_OK
+        say(f"emo: {summary.total} inputs, {summary.failed + unwritable} failed{skipped_text}, {secs:.1f} s{how}")
+    return EXIT_SOME_FAILED if summary.failed or unwritable else EXIT_OK
 
 
 class _compile_phase:

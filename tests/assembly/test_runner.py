@@ -83,3 +83,34 @@ def test_closed_stdin_and_stdout_are_one_line_and_exit_2(tmp_path):
         err = run.stderr.decode()
         assert run.returncode == 2, (args, err)
         assert "Traceback" not in err and err.count("\n") == 1 and "closed" in err
+
+
+class _Unwritable:
+    """A stage that leaves a value JSON cannot hold in the second picture's record."""
+
+    views = ()
+
+    def wants(self, item):
+        return item.index == 1
+
+    def run(self, items):
+        for it in items:
+            it.record["note"] = "half\ud800"
+
+
+@pytest.mark.parametrize("fail_fast", [False, True])
+def test_a_record_the_writer_must_replace_counts_as_failed(tmp_path, monkeypatch, capsys, fail_fast):
+    import emo.assembly.runner as runner
+
+    real = runner.filter_stages
+    monkeypatch.setattr(runner, "filter_stages", lambda *a, **k: [*real(*a, **k), _Unwritable()])
+    imgs = [str(make_image(tmp_path / f"{i}.png")) for i in range(3)]
+    out = tmp_path / "out.jsonl"
+    code = run_filter("features", FeaturesOptions(groups=("color",)), settings_from({}),
+                      RunOptions(paths=tuple(imgs), output=out, fail_fast=fail_fast))
+    assert code == 1  # not 0: one input has an error record instead of its features
+    recs = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [r.get("error", {}).get("kind") for r in recs] == ([None, "bad_record"] if fail_fast
+                                                              else [None, "bad_record", None])
+    err = capsys.readouterr().err
+    assert f"emo: {imgs[1]}: bad_record: cannot be written as JSON" in err
