@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -430,8 +431,10 @@ def _write(opts, head, cfg, labels, label_prob, groups, counts, metrics, say) ->
     return 0
 
 
-def _decode_all(recs: list[dict[str, Any]], root: Path | None, size: int, settings: Any, say) -> tuple[Any, list[int]]:
-    """Every record's image as a ``size`` x ``size`` centre square (shorter side to ``size``)."""
+def _decode_all(recs: list[dict[str, Any]], root: Path | None, size: int, settings: Any,
+                say: Callable[[str], None]) -> tuple[Any, list[int]]:
+    """Every record's image as a ``size`` x ``size`` centre square (shorter side to ``size``);
+    each record that has none is named to ``say`` as one line, as a bad input is named."""
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
@@ -445,18 +448,22 @@ def _decode_all(recs: list[dict[str, Any]], root: Path | None, size: int, settin
 
     def one(i: int):
         item = item_from_record(i, dict(recs[i]), root)
-        if item.path is None:
-            return None, "no path"
+        if item.ok and item.path is None:
+            item.fail("bad_record", "--finetune needs the picture, and this record names none")
+        if not item.ok:
+            return None, item
         try:
-            return decode(item.path, (view,), settings.max_pixels, settings.max_bytes).views[view], None
+            return decode(item.path, (view,), settings.max_pixels, settings.max_bytes).views[view], item
         except InputError as e:
-            return None, f"{e.kind}: {e.message}"
+            item.fail(e.kind, e.message)
+            return None, item
 
     with ThreadPoolExecutor(decode_workers(settings)) as pool:
         res = list(pool.map(one, range(len(recs))))
-    bad = [i for i, (a, why) in enumerate(res) if a is None]
+    bad = [i for i, (a, _) in enumerate(res) if a is None]
     for i in bad:
-        say(f"{recs[i].get('path', f'record {i + 1}')}: {res[i][1]} (skipped)")
+        # A name can hold a newline or a terminal's escapes: error_line writes them escaped.
+        say(res[i][1].error_line(" (skipped)"))
     good = [a for a, _ in res if a is not None]
     return (np.stack(good) if good else np.zeros((0, size, size, 3), np.uint8)), bad
 
@@ -475,7 +482,8 @@ def _finetune(opts, cfg, settings, recs, targets, labels, label_prob, counts, sa
 
     entry = get(settings.backbone)
     pp = entry.preprocess
-    images, bad = _decode_all(recs, opts["root"], pp.resize, settings, say)
+    images, bad = _decode_all(recs, opts["root"], pp.resize, settings,
+                              lambda line: None if opts["quiet"] else progress.print(line))
     keep = np.asarray([i for i in range(len(recs)) if i not in set(bad)], dtype=np.int64)
     if len(keep) == 0:
         raise UsageError("--finetune needs images: no record's path could be decoded")

@@ -270,3 +270,18 @@ def test_targets_of_the_wrong_json_type_are_refused_per_record(monkeypatch, tiny
             "-o", str(tmp_path / "b.head"))
     assert r.code == 2 and "Traceback" not in r.err
     assert 'emo: img0.jpg: bad_record: "label" is a boolean, not a class name (skipped)' in r.err.splitlines()
+
+
+def test_finetune_names_skipped_pictures_escaped_one_line_each(monkeypatch, tiny_backbone, tmp_path):
+    # A name holding a newline and a terminal escape forged an "emo fit: wrote ..." line and coloured the terminal.
+    forged = "nope\x1b[31m\nemo fit: wrote forged.head\u0085.png"
+    recs = [{"path": forged, "label": "joy"}, {"features": {"deep": [0.0] * 8}, "label": "fear"}]
+    data = _write(tmp_path, recs)
+    r = emo(monkeypatch, "fit", "--finetune", "--labels", "joy,sadness,fear", "--backbone", "tiny_test",
+            "--root", str(tmp_path), str(data), "-o", str(tmp_path / "ft.head"))
+    assert r.code == 2 and "\x1b" not in r.err and "\x85" not in r.err
+    lines = r.err.splitlines()
+    assert lines[0] == ("emo: nope\\x1b[31m\\nemo fit: wrote forged.head\\x85.png: not_found: "
+                        "no such file (skipped)")
+    assert lines[1] == "emo: <input 2>: bad_record: --finetune needs the picture, and this record names none (skipped)"
+    assert len(lines) == 3 and lines[2].startswith("emo: error: --finetune needs images")
