@@ -122,7 +122,7 @@ def exit_now(code: int) -> None:
         code = code if code in (EXIT_SIGINT, EXIT_SIGTERM) else EXIT_BROKEN_PIPE
     except (OSError, ValueError) as e:  # a full disk on the last flush: those records are lost
         code = max(code, EXIT_USAGE)
-        _say(f"emo: error: cannot write stdout: {getattr(e, 'strerror', None) or e}")
+        _say(error_line(f"cannot write stdout: {getattr(e, 'strerror', None) or e}"))
     with contextlib.suppress(Exception):  # among them, removing the folders engines were unpacked into
         atexit._run_exitfuncs()
     with contextlib.suppress(Exception):
@@ -133,6 +133,15 @@ def exit_now(code: int) -> None:
 def _say(line: str) -> None:
     with contextlib.suppress(Exception):
         sys.stderr.write(line + "\n")
+
+
+def error_line(message: object) -> str:
+    """``emo: error: MESSAGE`` as one line a terminal shows as it is: a message may quote a file
+    name or other user text holding a newline (which would forge a line of emo's own), a
+    terminal's escapes, or bytes that are not UTF-8; all are written escaped."""
+    from emo.io.records import one_line, shown
+
+    return f"emo: error: {one_line(shown(str(message)))}"
 
 
 def usage_line(e: click.ClickException) -> str:
@@ -176,13 +185,13 @@ def guarded(command: click.Command, args: Sequence[str] | None = None) -> int:
         click.echo("emo: interrupted", err=True)
         return EXIT_SIGINT
     except EmoError as e:
-        click.echo(f"emo: error: {e}", err=True)
+        _say(error_line(e))
         return e.exit_code
     except (BrokenPipeError, PipeClosed):
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except OSError as e:  # a full disk or a closed stream under stdout: the output is not whole
-        click.echo(f"emo: error: cannot write: {e.strerror or e}", err=True)
+        _say(error_line(f"cannot write: {e.strerror or e}"))
         return EXIT_USAGE
     except KeyboardInterrupt:
         click.echo("emo: interrupted", err=True)
@@ -194,6 +203,6 @@ def guarded(command: click.Command, args: Sequence[str] | None = None) -> int:
         if os.environ.get("EMO_DEBUG"):
             raise
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        click.echo(f"emo: error: {type(e).__name__}: {first} (this is emo's fault or its environment's; "
-                   "EMO_DEBUG=1 shows where)", err=True)
+        _say(error_line(f"{type(e).__name__}: {first} (this is emo's fault or its environment's; "
+                        "EMO_DEBUG=1 shows where)"))
         return EXIT_USAGE
