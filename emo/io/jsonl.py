@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -12,16 +14,42 @@ STDIN = "-"
 
 
 def _open(src: str):
-    """A binary stream for ``src`` ('-' is stdin); a missing or unreadable file is a UsageError."""
+    """A binary stream for ``src`` ('-' is stdin); a missing or unreadable file is a UsageError,
+    and so is anything but a regular file (:func:`_regular`)."""
     if src == STDIN:
         stream = getattr(sys.stdin, "buffer", None)
         if stream is None:  # emo was started with stdin closed
             raise UsageError("stdin is closed: give record files as arguments")
         return stream
     try:
-        return open(src, "rb")
+        # Without waiting: opening a FIFO would otherwise block until a writer comes.
+        fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read {src}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        _regular(src, fd)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def _regular(src: str, fd: int) -> None:
+    """Refuse a record file that is not a regular file: a FIFO waits for a writer that may never
+    come, a device such as /dev/zero never ends, and a folder holds no lines. A pipe is given as
+    stdin ('-') instead, where waiting for its writer is what the user asked for."""
+    try:
+        mode = os.fstat(fd).st_mode
     except OSError as e:
         raise UsageError(f"cannot read {src}: {e.strerror or e}") from None
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"cannot read {src}: it is a folder, not a file of records")
+    what = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    raise UsageError(f"cannot read {src}: it is {what}, not a file of records "
+                     "(pipe records in on stdin, as '-', instead)")
 
 
 def iter_jsonl(sources: Sequence[str], on_bad: Callable[[str, int, bytes], None] | None = None

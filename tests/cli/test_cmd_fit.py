@@ -285,3 +285,26 @@ def test_finetune_names_skipped_pictures_escaped_one_line_each(monkeypatch, tiny
                         "no such file (skipped)")
     assert lines[1] == "emo: <input 2>: bad_record: --finetune needs the picture, and this record names none (skipped)"
     assert len(lines) == 3 and lines[2].startswith("emo: error: --finetune needs images")
+
+
+def test_a_records_argument_that_is_a_fifo_is_refused_not_waited_on(monkeypatch, tiny_backbone, tmp_path):
+    import os
+
+    import threading
+
+    fifo = tmp_path / "train.json"
+    os.mkfifo(fifo)
+    # Should emo wait on the FIFO after all, a late writer that sends nothing ends the wait.
+    done = threading.Event()
+
+    def late_writer():
+        if not done.wait(5):
+            fd = os.open(fifo, os.O_RDWR)  # never blocks, and counts as a writer
+            os.close(fd)
+
+    threading.Thread(target=late_writer, daemon=True).start()
+    r = emo(monkeypatch, "fit", "--task", "va", *FAST, str(fifo), "-o", str(tmp_path / "m.head"))
+    done.set()
+    assert r.code == 2 and r.err.splitlines() == [
+        f"emo: error: cannot read {fifo}: it is a FIFO, not a file of records (pipe records in on stdin, as '-', instead)"]
+    assert not (tmp_path / "m.head").exists()

@@ -35,3 +35,44 @@ def test_an_endless_line_does_not_fill_memory(tmp_path, monkeypatch):
 
     monkeypatch.setattr("emo.io.jsonl._open", lambda src: Endless())
     assert read_records(["zeros"]) == ([], 1)
+
+
+def _read_within(paths, seconds=10):
+    """read_records on another thread: (result or exception, whether it returned in time)."""
+    import threading
+
+    got: list = []
+
+    def go():
+        try:
+            got.append(read_records(paths))
+        except BaseException as e:  # noqa: BLE001 - handed back to the test
+            got.append(e)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(seconds)
+    return (got[0] if got else None), not t.is_alive()
+
+
+def test_a_record_file_that_is_a_fifo_a_device_or_a_folder_is_refused_at_once(tmp_path):
+    import os
+
+    import pytest
+
+    from emo.errors import UsageError
+
+    fifo = tmp_path / "train.jsonl"
+    os.mkfifo(fifo)
+    folder = tmp_path / "dir.jsonl"
+    folder.mkdir()
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(b'{"path": "a.jpg"}\n')
+    for path, what in ((fifo, "a FIFO"), ("/dev/zero", "a device"), (folder, "a folder")):
+        # Every file is opened before any is read: a good file first changes nothing.
+        got, returned = _read_within([str(good), str(path)])
+        assert returned, f"{path} hung the reader"  # a FIFO without a writer, /dev/zero without an end
+        assert isinstance(got, UsageError) and f"it is {what}, not a file of records" in str(got)
+    assert read_records([str(good)]) == ([{"path": "a.jpg"}], 0)
+    with pytest.raises(UsageError, match="cannot read"):
+        read_records([str(tmp_path / "missing.jsonl")])
