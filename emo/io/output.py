@@ -221,6 +221,36 @@ def _new_temporary(target: Path) -> tuple[Path, int]:
     raise FileExistsError(errno.EEXIST, "cannot make a temporary file beside it")
 
 
+def file_id(path: str | Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of the regular file ``path`` names (through links), else None: what
+    tells that two names, links or hard links are one file."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def refuse_inputs(out: Path | None, inputs: Iterable[str | Path], what: str = "inputs",
+                  root: Path | None = None) -> None:
+    """Raise :class:`OutputError` when the file ``-o out`` names is one of ``inputs`` (relative
+    ones resolved against ``root``), before any work: writing the output would replace it."""
+    if out is None or str(out) == "-":
+        return
+    target = file_id(out)
+    if target is None:  # no file yet, or one written into rather than replaced (a FIFO, a device)
+        return
+    for src in inputs:
+        if str(src) == "-":
+            continue
+        p = Path(os.path.expanduser(str(src)))
+        if root is not None and not p.is_absolute():
+            p = root / p
+        if file_id(p) == target:
+            raise OutputError(f"-o {out}: is also one of the {what} ({src}); it would be replaced by the output "
+                              "(nothing was written)")
+
+
 class OutputFile:
     """The ``-o FILE`` target: :meth:`open` gives a writer, :meth:`commit` or :meth:`abort` ends it."""
 
