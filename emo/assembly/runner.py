@@ -99,7 +99,7 @@ def count_inputs(run: RunOptions, stdin: Any) -> int | None:
 
 def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptions) -> int:
     """Run filter ``name`` over the inputs ``run`` names; the process exit code (0, 1)."""
-    from emo.io.output import OutputFile, skip_done
+    from emo.io.output import OutputFile, refuse_inputs, skip_done
     from emo.io.records import read_inputs
     from emo.pipeline import run as run_pipeline
 
@@ -107,6 +107,8 @@ def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptio
     out_path = run.output if run.output is not None and str(run.output) != "-" else None
     if run.resume and out_path is None:
         raise UsageError("--resume needs -o FILE: it continues the run whose records FILE holds")
+    # Before any network loads: -o naming a picture argument would replace the picture.
+    refuse_inputs(out_path, run.paths, "pictures given", run.root)
     verbose_say: Callable[[str], None] | None = say if run.verbose else None
     stages = filter_stages(name, options, settings, BuildContext(root=run.root, say=verbose_say))
     stdin = _stdin(run)

@@ -114,3 +114,27 @@ def test_a_record_the_writer_must_replace_counts_as_failed(tmp_path, monkeypatch
                                                               else [None, "bad_record", None])
     err = capsys.readouterr().err
     assert f"emo: {imgs[1]}: bad_record: cannot be written as JSON" in err
+
+
+def _pictures(tmp_path):
+    imgs = [make_image(tmp_path / f"{n}.png", color=(9 * i, 99, 9)) for i, n in enumerate("abc")]
+    return imgs, {p: p.read_bytes() for p in imgs}
+
+
+def test_o_naming_a_picture_argument_is_refused_before_anything_runs(tmp_path):
+    import emo.assembly.runner as runner
+    from emo.errors import OutputError
+
+    imgs, before = _pictures(tmp_path)
+    link = tmp_path / "out.jsonl"
+    link.symlink_to(imgs[2])
+    for out, given in ((imgs[1], imgs[1]), (link, imgs[2])):
+        with pytest.raises(OutputError, match=f"-o {out}: is also one of the pictures given"):
+            run_filter("features", FeaturesOptions(groups=("color",)), settings_from({}),
+                       RunOptions(paths=tuple(str(p) for p in imgs), output=out))
+    # Relative names are resolved against --root, as the pictures are.
+    with pytest.raises(OutputError):
+        runner.run_filter("features", FeaturesOptions(groups=("color",)), settings_from({}),
+                          RunOptions(paths=("a.png",), root=tmp_path, output=imgs[0]))
+    assert {p: p.read_bytes() for p in imgs} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png", "out.jsonl"]
