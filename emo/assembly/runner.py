@@ -117,6 +117,8 @@ def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptio
     items = read_inputs(run.paths, stdin, null=run.null, recursive=run.recursive, root=run.root)
     out = OutputFile(out_path, run.resume) if out_path is not None else None
     writer = out.open() if out is not None else stdout_writer()
+    if out is not None:
+        items = out.guard(items)  # pictures named on stdin, in records or found by -r
     if out is not None and out.done:
         items = skip_done(items, out.done)
     progress = Progress(not run.quiet and stderr_is_terminal())

@@ -260,6 +260,7 @@ class OutputFile:
         self.tmp: Path | None = None
         self.fd: int | None = None
         self.regular = True
+        self.identity: tuple[int, int] | None = None  # FILE's (device, inode) when it is a regular file
         self.done = Done()
 
     def open(self) -> JsonlWriter:
@@ -273,6 +274,7 @@ class OutputFile:
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise OutputError(f"-o {self.path}: is a directory")
         self.regular = st is None or stat.S_ISREG(st.st_mode)
+        self.identity = (st.st_dev, st.st_ino) if st is not None and self.regular else None
         if self.resume:
             self._open_resume()
         elif not self.regular:
@@ -326,6 +328,17 @@ class OutputFile:
                     os.fchown(self.fd, st.st_uid, st.st_gid)
             except OSError:
                 pass  # the old file's owner or mode cannot be given: the new one is still ours
+
+    def guard(self, items: Iterable[Item]) -> Iterator[Item]:
+        """``items``, stopping with :class:`OutputError` at one whose picture is this file:
+        committing would replace that picture with records. Inputs on stdin or found by ``-r``
+        are only known as they come, so each is checked then (one ``stat``, only while FILE
+        already exists as a regular file)."""
+        for item in items:
+            if self.identity is not None and item.path is not None and file_id(item.path) == self.identity:
+                raise OutputError(f"-o {self.path}: is also input {item.index + 1} ({item.label}); it would be "
+                                  "replaced by the records (nothing was written)")
+            yield item
 
     def commit(self) -> None:
         """The run ended: make the file durable and, without resume, put it in place."""

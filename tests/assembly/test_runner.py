@@ -138,3 +138,24 @@ def test_o_naming_a_picture_argument_is_refused_before_anything_runs(tmp_path):
                           RunOptions(paths=("a.png",), root=tmp_path, output=imgs[0]))
     assert {p: p.read_bytes() for p in imgs} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png", "out.jsonl"]
+
+
+@pytest.mark.parametrize("how", ["stdin", "records", "recursive"])
+def test_o_naming_a_picture_read_from_stdin_or_a_folder_is_refused_and_left_alone(tmp_path, monkeypatch, how):
+    import io
+
+    from emo.errors import OutputError
+
+    imgs, before = _pictures(tmp_path)
+    if how == "stdin":
+        data, run = b"".join(f"{p}\n".encode() for p in imgs), RunOptions(output=imgs[1])
+    elif how == "records":
+        data, run = b"".join(orjson.dumps({"path": p.name}) + b"\n" for p in imgs), RunOptions(output=imgs[1],
+                                                                                                 root=tmp_path)
+    else:
+        data, run = b"", RunOptions(paths=(str(tmp_path),), recursive=True, output=imgs[1])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    with pytest.raises(OutputError, match=f"-o {imgs[1]}: is also input 2"):
+        run_filter("features", FeaturesOptions(groups=("color",)), settings_from({}), run)
+    assert {p: p.read_bytes() for p in imgs} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png"]  # no temporary file left
