@@ -119,6 +119,7 @@ def _fit_regions(opts: dict[str, Any]) -> int:
     from emo.regions.fit_regions import fit_region_head, fit_settings
 
     records, bad = read_records(opts["records"])
+    _refuse_pictures(opts["output"], records, opts["root"], head=False)
     settings = fit_settings(settings_from(opts))
 
     def on_error(item) -> None:
@@ -164,6 +165,17 @@ def _check_output(out: Path, sources: tuple[str, ...]) -> Path:
             raise UsageError(f"-o {out}: is one of the record files being read")
     _make_parent(target)
     return target
+
+
+def _refuse_pictures(out: Path, records: list[dict[str, Any]], root: Path | None, head: bool = True) -> None:
+    """Refuse (exit 2) before training when the head file, or the readable ``.json`` copy a head
+    gets beside it, is one of the training pictures: writing it would replace that picture."""
+    from emo.io.output import refuse_inputs
+    from emo.io.records import record_name
+
+    names = [n for n in (record_name(r) for r in records) if n is not None]
+    for target in (out, out.with_name(out.name + ".json")) if head else (out,):
+        refuse_inputs(target, names, "training pictures", root)
 
 
 def _keep_mode(out: Path, mode: int | None) -> None:
@@ -247,6 +259,7 @@ def _fit_head(opts: dict[str, Any]) -> int:
             progress.print(f"emo fit: {msg}")
 
     records, bad_lines = read_records(opts["records"])
+    _refuse_pictures(opts["output"], records, opts["root"])
     label_prob = opts["label_prob"] or DEFAULT_LABEL_PROB
     refused: dict[int, str] = {}
     targets, kept, no_target = targets_from_records(records, task, labels, label_prob, refused)

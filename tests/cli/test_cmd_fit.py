@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import orjson
+import pytest
 
 from emo.models.head_file import load_head
 from tests.cli.test_cmd_models import emo
@@ -308,3 +309,17 @@ def test_a_records_argument_that_is_a_fifo_is_refused_not_waited_on(monkeypatch,
     assert r.code == 2 and r.err.splitlines() == [
         f"emo: error: cannot read {fifo}: it is a FIFO, not a file of records (pipe records in on stdin, as '-', instead)"]
     assert not (tmp_path / "m.head").exists()
+
+
+@pytest.mark.parametrize("task", ["va", "regions"])
+def test_o_naming_a_training_picture_is_refused_before_training(monkeypatch, tiny_backbone, tmp_path, task):
+    pics = [make_image(tmp_path / f"{i}.png", color=COLORS[c]) for i, c in enumerate(COLORS)]
+    before = pics[1].read_bytes()
+    recs = [{"path": p.name, "valence": 3.0, "arousal": 4.0, "regions": [{"box": [0, 0, 8, 8]}]} for p in pics]
+    data = _write(tmp_path, recs)
+    r = emo(monkeypatch, "fit", "--task", task, *FAST, "--root", str(tmp_path), str(data), "-o", str(pics[1]))
+    assert r.code == 2 and r.err.splitlines() == [
+        f"emo: error: -o {pics[1]}: is also one of the training pictures (1.png); it would be replaced by the "
+        "output (nothing was written)"]
+    assert pics[1].read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["0.png", "1.png", "2.png", "train.jsonl"]
