@@ -323,3 +323,11 @@ def test_o_naming_a_training_picture_is_refused_before_training(monkeypatch, tin
         "output (nothing was written)"]
     assert pics[1].read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["0.png", "1.png", "2.png", "train.jsonl"]
+
+
+def test_labels_with_a_repeated_or_empty_entry_are_a_usage_error(monkeypatch, tiny_backbone, tmp_path):
+    data = _write(tmp_path, _feature_records())
+    for spec in ("joy,sadness,joy", "joy,,fear"):
+        r = emo(monkeypatch, "fit", "--labels", spec, *FAST, str(data), "-o", str(tmp_path / "m.head"))
+        assert r.code == 2 and len(r.err.splitlines()) == 1 and r.err.startswith(f"emo: error: --labels '{spec}'")
+    assert not (tmp_path / "m.head").exists()
