@@ -665,11 +665,14 @@ def describe_source(path: str | Path, root: str | Path) -> dict[str, str]:
     to ``root`` (the file's own name when it lies outside), so no folder of the training machine leaks."""
     import hashlib
 
+    from emo.io.records import printable
+
     p, r = Path(path).resolve(), Path(root).resolve()
     try:
         name = p.relative_to(r).as_posix()
     except ValueError:
         name = p.name
+    name = printable(name)  # a header is UTF-8 JSON: bytes of a name that are not UTF-8 read as U+FFFD
     h = hashlib.sha256()
     with open(p, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

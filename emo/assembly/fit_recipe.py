@@ -417,14 +417,18 @@ def _write(opts, head, cfg, labels, label_prob, groups, counts, metrics, say) ->
 
     srcs = [describe_source(s, root or Path.cwd()) if s != "-" else {"path": "stdin"}
             for s in (opts["records"] or ("-",))]
+    from emo.io.records import printable
+
+    # Text from the command line or a file name may hold bytes that are not UTF-8 (surrogate
+    # escapes); a header holding them would be refused when the head is loaded.
     head.header.update({
-        "name": opts["name"] or out.name.split(".")[0],
+        "name": printable(opts["name"] or out.name.split(".")[0]),
         "label_set": labels.name if labels is not None else cfg.task,
         "training": {
             "command": _command_line(root),
             "config": {**cfg.as_dict(), "label_prob": label_prob, "features": list(groups),
                        "finetune": bool(opts["finetune"])},
-            "data": {"sources": srcs, "description": opts["data_description"] or "", "counts": counts},
+            "data": {"sources": srcs, "description": printable(opts["data_description"] or ""), "counts": counts},
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "emo_version": __version__,
         },

@@ -237,6 +237,9 @@ def save_head(head: Head, path: str | Path) -> Path:
     if bad:
         raise ModelError(f"cannot write {path}: training diverged, {bad[0]} holds values that are not finite "
                          "(a lower --lr or --weight-decay may help)")
+    where = surrogate_at(header)
+    if where is not None:  # load_head_file refuses such a header: never write a head emo cannot read
+        raise ModelError(f"cannot write {path}: its header's {where} holds text that is not UTF-8")
     try:
         text = json.dumps(header, indent=2, sort_keys=False, allow_nan=False)
     except ValueError:

@@ -331,3 +331,21 @@ def test_labels_with_a_repeated_or_empty_entry_are_a_usage_error(monkeypatch, ti
         r = emo(monkeypatch, "fit", "--labels", spec, *FAST, str(data), "-o", str(tmp_path / "m.head"))
         assert r.code == 2 and len(r.err.splitlines()) == 1 and r.err.startswith(f"emo: error: --labels '{spec}'")
     assert not (tmp_path / "m.head").exists()
+
+
+def test_text_that_is_not_utf8_in_a_name_or_description_gives_a_head_emo_can_load(monkeypatch, tiny_backbone, tmp_path):
+    # A name given in bytes that are not UTF-8 (a Latin-1 terminal, an -o named so) wrote a head
+    # whose header held lone surrogates, which loading it then refused.
+    import os
+
+    data = _write(tmp_path, _feature_records(), name=os.fsdecode(b"train\xff.jsonl"))
+    out = tmp_path / os.fsdecode(b"caf\xe9.head")
+    r = emo(monkeypatch, "fit", "--task", "va", *FAST, "--data-description", os.fsdecode(b"photos \xfe"),
+            str(data), "-o", str(out))
+    assert r.code == 0, r.err
+    h = load_head(str(out)).header
+    assert h["name"] == "caf\ufffd" and h["training"]["data"]["description"] == "photos \ufffd"
+    assert h["training"]["data"]["sources"][0]["path"] == "train\ufffd.jsonl"
+    r = emo(monkeypatch, "fit", "--task", "va", *FAST, "--name", os.fsdecode(b"n\xff"), str(data),
+            "-o", str(tmp_path / "b.head"))
+    assert r.code == 0 and load_head(str(tmp_path / "b.head")).header["name"] == "n\ufffd"
