@@ -163,6 +163,9 @@ def _check_output(out: Path, sources: tuple[str, ...]) -> Path:
     for src in sources:
         if src != "-" and os.path.realpath(src) == str(target):
             raise UsageError(f"-o {out}: is one of the record files being read")
+    from emo.io.output import refuse_inputs
+
+    refuse_inputs(target, sources or ("-",), "record files read")  # hard links, and stdin too
     _make_parent(target)
     return target
 

@@ -108,7 +108,7 @@ def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptio
     if run.resume and out_path is None:
         raise UsageError("--resume needs -o FILE: it continues the run whose records FILE holds")
     # Before any network loads: -o naming a picture argument would replace the picture.
-    refuse_inputs(out_path, run.paths, "pictures given", run.root)
+    refuse_inputs(out_path, run.paths or ("-",), "pictures given" if run.paths else "inputs", run.root)
     verbose_say: Callable[[str], None] | None = say if run.verbose else None
     stages = filter_stages(name, options, settings, BuildContext(root=run.root, say=verbose_say))
     stdin = _stdin(run)

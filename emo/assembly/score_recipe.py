@@ -126,7 +126,7 @@ def run_score(opts: dict[str, Any]) -> int:
     if opts["fmt"] == "table" and opts.get("output") is not None:
         raise UsageError("-o writes the JSON result; --format table is for a terminal (redirect it instead)")
     # Before anything is read: the result would replace the predictions or truth it came from.
-    refuse_inputs(opts.get("output"), [*(opts["predictions"] or ()), *([opts["truth"]] if opts["truth"] else [])],
+    refuse_inputs(opts.get("output"), [*(opts["predictions"] or ("-",)), *([opts["truth"]] if opts["truth"] else [])],
                   "record files read")
     join = JoinCounts() if opts["truth"] is not None else None
     bad: list[BadLines] = []

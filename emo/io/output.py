@@ -26,6 +26,7 @@ import hashlib
 import os
 import secrets
 import stat
+import sys
 from collections import Counter
 from collections.abc import Hashable, Iterable, Iterator
 from pathlib import Path
@@ -231,6 +232,15 @@ def file_id(path: str | Path) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
 
 
+def _stdin_id() -> tuple[int, int] | None:
+    """:func:`file_id` of the file stdin reads, when it is a regular file."""
+    try:
+        st = os.fstat(sys.stdin.fileno())
+    except (AttributeError, OSError, ValueError):  # closed, or no descriptor (tests)
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
 def refuse_inputs(out: Path | None, inputs: Iterable[str | Path], what: str = "inputs",
                   root: Path | None = None) -> None:
     """Raise :class:`OutputError` when the file ``-o out`` names is one of ``inputs`` (relative
@@ -241,7 +251,10 @@ def refuse_inputs(out: Path | None, inputs: Iterable[str | Path], what: str = "i
     if target is None:  # no file yet, or one written into rather than replaced (a FIFO, a device)
         return
     for src in inputs:
-        if str(src) == "-":
+        if str(src) == "-":  # stdin redirected from FILE itself: `emo ... -o list < list`
+            if _stdin_id() == target:
+                raise OutputError(f"-o {out}: is also the file on stdin, which is being read; it would be "
+                                  "replaced by the output (nothing was written)")
             continue
         p = Path(os.path.expanduser(str(src)))
         if root is not None and not p.is_absolute():

@@ -159,3 +159,16 @@ def test_o_naming_a_picture_read_from_stdin_or_a_folder_is_refused_and_left_alon
         run_filter("features", FeaturesOptions(groups=("color",)), settings_from({}), run)
     assert {p: p.read_bytes() for p in imgs} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png"]  # no temporary file left
+
+
+def test_o_naming_the_file_stdin_reads_is_refused_and_the_list_kept(tmp_path, monkeypatch):
+    from emo.errors import OutputError
+
+    imgs, _ = _pictures(tmp_path)
+    lst = tmp_path / "list.txt"
+    lst.write_bytes(b"".join(f"{p}\n".encode() for p in imgs))
+    with open(lst, "rb") as f:
+        monkeypatch.setattr(sys, "stdin", f)
+        with pytest.raises(OutputError, match=f"-o {lst}: is also the file on stdin"):
+            run_filter("features", FeaturesOptions(groups=("color",)), settings_from({}), RunOptions(output=lst))
+    assert lst.read_bytes() == b"".join(f"{p}\n".encode() for p in imgs)
