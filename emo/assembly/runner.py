@@ -97,6 +97,16 @@ def count_inputs(run: RunOptions, stdin: Any) -> int | None:
         return None
 
 
+# Options that name a file a filter reads its model from (a head, a layer, a scene model).
+MODEL_FILE_OPTIONS = ("sentiment_head", "region_head", "cam_file", "scene_model", "scene_labels")
+
+
+def model_files(options: Any, settings: config.Settings) -> list[str]:
+    """The files (or shipped names) a filter's options and settings name to load models from."""
+    named = [settings.head, *(getattr(options, k, None) for k in MODEL_FILE_OPTIONS)]
+    return [str(v) for v in named if v]
+
+
 def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptions) -> int:
     """Run filter ``name`` over the inputs ``run`` names; the process exit code (0, 1)."""
     from emo.io.output import OutputFile, refuse_inputs, skip_done
@@ -109,6 +119,7 @@ def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptio
         raise UsageError("--resume needs -o FILE: it continues the run whose records FILE holds")
     # Before any network loads: -o naming a picture argument would replace the picture.
     refuse_inputs(out_path, run.paths or ("-",), "pictures given" if run.paths else "inputs", run.root)
+    refuse_inputs(out_path, model_files(options, settings), "model files read")
     verbose_say: Callable[[str], None] | None = say if run.verbose else None
     stages = filter_stages(name, options, settings, BuildContext(root=run.root, say=verbose_say))
     stdin = _stdin(run)

@@ -172,3 +172,23 @@ def test_o_naming_the_file_stdin_reads_is_refused_and_the_list_kept(tmp_path, mo
         with pytest.raises(OutputError, match=f"-o {lst}: is also the file on stdin"):
             run_filter("features", FeaturesOptions(groups=("color",)), settings_from({}), RunOptions(output=lst))
     assert lst.read_bytes() == b"".join(f"{p}\n".encode() for p in imgs)
+
+
+def test_o_naming_the_head_file_the_run_reads_is_refused_before_it_is_replaced(tmp_path, monkeypatch):
+    # emo classify --head my.head a.png -o my.head replaced the head with the records, exit 0.
+    from dataclasses import replace as with_
+
+    from emo.assembly.classify_recipe import ClassifyOptions
+    from emo.errors import OutputError
+    from emo.models.head_file import save_head
+    from tests.models.test_head_file import _trained
+
+    head, _ = _trained(groups=("color",), dims={"color": 22})
+    path = save_head(head, tmp_path / "my.head")
+    before = path.read_bytes()
+    imgs, _ = _pictures(tmp_path)
+    for settings, options in ((with_(settings_from({}), head=str(path)), ClassifyOptions()),
+                              (settings_from({}), ClassifyOptions(sentiment_head=str(path)))):
+        with pytest.raises(OutputError, match=f"-o {path}: is also one of the model files read"):
+            run_filter("classify", options, settings, RunOptions(paths=(str(imgs[0]),), output=path))
+    assert path.read_bytes() == before
