@@ -65,14 +65,16 @@ def record_label(rec: dict[str, Any], index: int) -> str:
     return shown(name) if name is not None else f"record {index + 1}"
 
 
-def _say_refused(records: list[dict[str, Any]], refused: dict[int, str], quiet: bool, progress: Progress) -> None:
+def _say_refused(records: list[dict[str, Any]], refused: dict[int, str], quiet: bool,
+                 progress: Progress | None) -> None:
     """One stderr line per record whose target has the wrong type, as a bad input is named."""
     from emo.io.records import one_line
 
     if quiet:
         return
-    for i, problem in refused.items():
-        progress.print(one_line(f"emo: {record_label(records[i], i)}: bad_record: {problem} (skipped)"))
+    for i in sorted(refused):
+        line = one_line(f"emo: {record_label(records[i], i)}: bad_record: {refused[i]} (skipped)")
+        progress.print(line) if progress is not None else _say(line)
 
 
 def _portable(path: str, root: Path | None) -> str:
@@ -126,7 +128,12 @@ def _fit_regions(opts: dict[str, Any]) -> int:
         if not opts["quiet"]:
             _say(item.error_line(" (skipped)"))
 
-    layer, counts = fit_region_head(records, settings, opts["root"], seed=opts["seed"], on_error=on_error)
+    refused: dict[int, str] = {}
+    try:
+        layer, counts = fit_region_head(records, settings, opts["root"], seed=opts["seed"], on_error=on_error,
+                                        refused=refused)
+    finally:  # said even when no record was usable: these are often why
+        _say_refused(records, refused, opts["quiet"], None)
     layer.header["data"]["bad_lines"] = bad
     out: Path = opts["output"]
     mode = _old_mode(out)
