@@ -19,7 +19,7 @@ from emo.config import (KEY_EMOTION, KEY_ERROR, KEY_FEATURES, KEY_PATH, KEY_PATH
 from emo.errors import OutputError, PipeClosed
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
-_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+_DEFERRED = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
 
 
 def _default(obj: Any) -> Any:
@@ -120,7 +120,7 @@ def _is_regular(fd: int) -> bool:
 class JsonlWriter:
     """Writes batches of records to a file descriptor or a binary stream.
 
-    SIGINT and SIGTERM that come while a batch goes out take effect right after it, so Ctrl-C or
+    SIGINT, SIGTERM and SIGHUP that come while a batch goes out take effect right after it, so Ctrl-C or
     a kill stops the run between lines but never inside one: the reader only ever sees complete lines. When a regular file
     cannot take a whole batch (disk full), it is cut back to where the batch began, so it still
     ends with a complete line. A closed pipe raises :class:`BrokenPipeError` (the CLI exits
