@@ -108,7 +108,7 @@ def fit(opts: dict[str, Any]) -> int:
     from emo.tasks import REGIONS, get_task
 
     # Before any work: a place that cannot hold the head fails now, and a link is followed once.
-    opts["output"] = _check_output(opts["output"], opts["records"])
+    opts["output"] = _check_output(opts["output"], opts["records"], copy=get_task(opts["task"]) is not REGIONS)
     if get_task(opts["task"]) is REGIONS:
         return _fit_regions(opts)
     return _fit_head(opts)
@@ -151,9 +151,11 @@ def _fit_regions(opts: dict[str, Any]) -> int:
     return 0
 
 
-def _check_output(out: Path, sources: tuple[str, ...]) -> Path:
+def _check_output(out: Path, sources: tuple[str, ...], copy: bool = True) -> Path:
     """Where the head goes: ``out``, or the regular file a link there names. A folder, a device, a
-    FIFO or one of the record files being read is refused (exit 2) before any work is done."""
+    FIFO or one of the record files being read is refused (exit 2) before any work is done, and
+    so (``copy``: a head, which gets its readable ``.json`` beside it) is a folder or other file
+    that is not a regular one at that copy's name, which would fail only once the head is written."""
     import stat
 
     from emo.errors import UsageError
@@ -167,6 +169,14 @@ def _check_output(out: Path, sources: tuple[str, ...]) -> Path:
         raise UsageError(f"-o {out}: {getattr(e, 'strerror', None) or e}") from None
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise UsageError(f"-o {out}: not a regular file (a head file is written whole, then put in place)")
+    side = target.with_name(target.name + ".json")
+    try:
+        side_st = os.lstat(side) if copy else None
+    except (OSError, ValueError):
+        side_st = None
+    if side_st is not None and not (stat.S_ISREG(side_st.st_mode) or stat.S_ISLNK(side_st.st_mode)):
+        raise UsageError(f"-o {out}: {side.name} beside it, where the head's readable copy goes, is not a "
+                         "regular file")
     for src in sources:
         if src != "-" and os.path.realpath(src) == str(target):
             raise UsageError(f"-o {out}: is one of the record files being read")
