@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -107,6 +108,15 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def may_hold_surrogate(text: str) -> bool:
+    """Whether JSON ``text`` may parse to a string holding a lone surrogate: only an escape
+    ``\\uD800``-``\\uDFFF`` (or a surrogate in ``text`` itself) can make one."""
+    return _SURROGATE_ESCAPE.search(text) is not None or _has_surrogate(text)
+
+
 def surrogate_at(value: Any) -> str | None:
     """Where in a parsed JSON value a string or key holds a lone surrogate (``"\\ud800"`` is valid
     JSON that no UTF-8 text can hold), as ``labels[0]`` or ``training.command``; None if nowhere.
@@ -114,6 +124,15 @@ def surrogate_at(value: Any) -> str | None:
     Such text cannot be written to a record, a terminal or an XML sidecar, so a file that carries
     it (a head header) is refused where it is read rather than failing wherever it is used.
     """
+    import json
+
+    try:  # the common case, in C: a header of a million numbers is not walked in Python
+        json.dumps(value, ensure_ascii=False, allow_nan=True).encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        pass  # there is one: find where, for the message
+    except (TypeError, ValueError, RecursionError):
+        pass  # not plain JSON data: walk it
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         where, v = stack.pop()
@@ -127,7 +146,7 @@ def surrogate_at(value: Any) -> str | None:
                     return f"{where}.<key>" if where else "a key"
                 stack.append((f"{where}.{key}" if where else key, x))
         elif isinstance(v, list):
-            stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
+            stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v) if isinstance(x, (str, dict, list)))
     return None
 
 
