@@ -106,10 +106,16 @@ def label_set(spec: str) -> LabelSet:
     """A named set (``mikels8``, ``emotion6``, ``five``, ``sentiment``) or ``a,b,c`` (custom)."""
     if spec in LABEL_SETS:
         return LABEL_SETS[spec]
-    labels = tuple(dict.fromkeys(s.strip() for s in spec.split(",") if s.strip()))
-    if len(labels) < 2:
+    names = [s.strip() for s in spec.split(",")]
+    if len(names) < 2:
         raise ValueError(f"unknown label set {spec!r}: name one of {', '.join(LABEL_SETS)} or give a,b,c")
-    return LabelSet("custom", labels)
+    # A head's outputs are its labels: an empty or repeated one is a typo, not a class to train.
+    if "" in names:
+        raise ValueError(f"--labels {spec!r} has an empty label (two commas, or one at either end)")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"--labels {spec!r} names {twice[0]!r} more than once")
+    return LabelSet("custom", tuple(names))
 
 
 def from_labels(labels: Sequence[str]) -> LabelSet:
@@ -134,10 +140,13 @@ def wheel_distribution(label: int, p_star: float, distances: np.ndarray) -> np.n
 def distribution_vector(dist: Mapping[str, float], labels: LabelSet) -> np.ndarray:
     """A record's ``{class: probability}`` as a ``(C,)`` vector in the set's order, renormalised.
 
-    Classes missing from the mapping count 0; a name the set lacks raises KeyError.
+    Classes missing from the mapping count 0; a name the set lacks raises KeyError, a probability
+    that is not a number (a string, a boolean) TypeError.
     """
     v = np.zeros(len(labels), dtype=np.float64)
     for k, p in dist.items():
+        if isinstance(p, bool) or not isinstance(p, (int, float)):  # float() would take True or "0.5"
+            raise TypeError(f"probability of {k!r} is not a number")
         v[labels.index(k)] = float(p)
     s = v.sum()
     if not np.isfinite(s) or s <= 0 or (v < 0).any():

@@ -14,6 +14,7 @@ EXIT_USAGE = 2  # usage, model or configuration error: nothing useful can run
 EXIT_BROKEN_PIPE = 141  # downstream closed (``emo ... | head``): 128 + SIGPIPE
 EXIT_SIGINT = 130  # 128 + SIGINT
 EXIT_SIGTERM = 143  # 128 + SIGTERM
+EXIT_SIGHUP = 129  # 128 + SIGHUP: the terminal went away
 
 
 class EmoError(Exception):

@@ -87,7 +87,7 @@ def _record_target(rec: Mapping[str, Any], labels: LabelSet, label_prob: float,
     if labels.name == "sentiment":
         # Sentiment truth is valence above or below 5 where given (docs/heads.md), else the label's polarity.
         v = rec.get("valence")
-        s = sentiment_of_valence(float(v)) if isinstance(v, (int, float)) else (
+        s = sentiment_of_valence(float(v)) if _is_number(v) else (
             POLARITY.get(label) if isinstance(label, str) else None)
         if s is None:
             raise ValueError("no sentiment: valence exactly 5, or a label without polarity")
@@ -106,18 +106,77 @@ def _record_target(rec: Mapping[str, Any], labels: LabelSet, label_prob: float,
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def _json_type(value: Any) -> str:
+    """How JSON names the type of ``value``, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "an object" if isinstance(value, Mapping) else "a list" if isinstance(value, list) else type(value).__name__
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def target_problem(rec: Mapping[str, Any], task: str, labels: LabelSet | None = None) -> str:
+    """What is wrong with the type of a target field ``rec`` gives for ``task`` ("" when nothing).
+
+    A target of the wrong JSON type (``"valence": "5"``, ``"label": true``, a probability that is
+    a string) is refused by name rather than read as something else: Python would take ``True``
+    for 1 and ``"0.5"`` for 0.5. A field that is absent or null is no target, not a wrong one.
+    """
+    if get_task(task).regression:
+        numbers: tuple[str, ...] = ("valence", "arousal")
+        texts: tuple[str, ...] = ()
+        dist_key = None
+    else:
+        numbers = ("valence",) if labels is not None and labels.name == "sentiment" else ()
+        texts, dist_key = ("label",), "distribution"
+    for key in numbers:
+        v = rec.get(key)
+        if v is not None and not _is_number(v):
+            return f'"{key}" is {_json_type(v)}, not a number'
+    for key in texts:
+        v = rec.get(key)
+        if v is not None and not isinstance(v, str):
+            return f'"{key}" is {_json_type(v)}, not a class name'
+    if dist_key is not None and rec.get(dist_key) is not None:
+        d = rec[dist_key]
+        if not isinstance(d, Mapping):
+            return f'"{dist_key}" is {_json_type(d)}, not an object of class probabilities'
+        for k, p in d.items():
+            if not _is_number(p):
+                return f'"{dist_key}" gives {str(k)[:40]!r} {_json_type(p)}, not a number'
+    return ""
+
+
 def targets_from_records(records: Sequence[Mapping[str, Any]], task: str, labels: LabelSet | None = None,
-                         label_prob: float = DEFAULT_LABEL_PROB) -> tuple[Targets, list[int], list[int]]:
+                         label_prob: float = DEFAULT_LABEL_PROB,
+                         refused: dict[int, str] | None = None) -> tuple[Targets, list[int], list[int]]:
     """Targets for ``records``, the indices kept, and the indices of records with no usable target.
 
     ``classify``: ``label`` and/or ``distribution`` (for the ``sentiment`` set, ``valence`` above
-    or below 5 also serves). ``va``: numeric ``valence`` and ``arousal``.
+    or below 5 also serves). ``va``: numeric ``valence`` and ``arousal``. A record whose target
+    field has the wrong JSON type (:func:`target_problem`) is never used; when ``refused`` is
+    given it gets that record's index and what is wrong, else it counts among the skipped.
     """
     regression = get_task(task).regression
     keep, skipped = [], []
     ys, dists, ps, vas = [], [], [], []
     dmat = labels.distances() if labels is not None else None
     for i, rec in enumerate(records):
+        problem = target_problem(rec, task, labels)
+        if problem:
+            if refused is not None:
+                refused[i] = problem
+            else:
+                skipped.append(i)
+            continue
         try:
             if regression:
                 v, a = rec.get("valence"), rec.get("arousal")
@@ -606,11 +665,14 @@ def describe_source(path: str | Path, root: str | Path) -> dict[str, str]:
     to ``root`` (the file's own name when it lies outside), so no folder of the training machine leaks."""
     import hashlib
 
+    from emo.io.records import printable
+
     p, r = Path(path).resolve(), Path(root).resolve()
     try:
         name = p.relative_to(r).as_posix()
     except ValueError:
         name = p.name
+    name = printable(name)  # a header is UTF-8 JSON: bytes of a name that are not UTF-8 read as U+FFFD
     h = hashlib.sha256()
     with open(p, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

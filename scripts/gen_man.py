@@ -22,7 +22,7 @@ from emo import __version__, config
 from emo.cli import cli
 
 SECTION = "1"
-INTERRUPTED = ("130, 143", "Interrupted by SIGINT or SIGTERM; stdout holds only complete lines.")
+INTERRUPTED = ("129, 130, 143", "Stopped by SIGHUP (not under nohup), SIGINT or SIGTERM; stdout holds only complete lines.")
 PIPE_CLOSED = ("141", "The reader of stdout closed the pipe (emo ... | head); quietly.")
 EXIT_STATUS = [
     ("0", "Every input was done."),

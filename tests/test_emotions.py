@@ -76,7 +76,7 @@ def test_sets_off_the_wheel_spread_evenly():
 
 
 def test_custom_sets_and_lookup():
-    s = label_set("calm, tense ,calm")
+    s = label_set("calm, tense ")
     assert s.name == "custom" and s.labels == ("calm", "tense")
     with pytest.raises(ValueError):
         label_set("mikels9")
@@ -103,3 +103,12 @@ def test_sentiment_of_valence():
 
 def test_wheel_order_is_positive_then_negative():
     assert MIKELS_WHEEL[:4] == ("amusement", "awe", "contentment", "excitement")
+
+
+@pytest.mark.parametrize("spec, says", [("calm,tense,calm", "'calm' more than once"), ("calm,,tense", "empty label"),
+                                        ("calm,tense,", "empty label"), (",calm,tense", "empty label"),
+                                        ("calm, ,tense", "empty label"), ("a, a", "'a' more than once")])
+def test_custom_labels_with_an_empty_or_repeated_entry_are_refused(spec, says):
+    # They were dropped silently: "joy,,fear" trained a two-class head, as if the typo were meant.
+    with pytest.raises(ValueError, match=says):
+        label_set(spec)

@@ -254,3 +254,24 @@ def test_valence_past_float32_is_no_target():
 def test_a_val_split_too_large_for_the_records_names_val_split():
     with pytest.raises(UsageError, match="--val-split"):
         split_val(1, 0.5)
+
+
+def test_a_target_of_the_wrong_json_type_is_refused_not_coerced():
+    recs = [{"valence": "5", "arousal": 4.0}, {"valence": True, "arousal": 4.0}, {"valence": 3.0, "arousal": 4.0}]
+    refused: dict[int, str] = {}
+    t, kept, skipped = targets_from_records(recs, "va", refused=refused)
+    assert kept == [2] and skipped == [] and t.va.tolist() == [[3.0, 4.0]]
+    assert refused == {0: '"valence" is a string, not a number', 1: '"valence" is a boolean, not a number'}
+    # True is not valence 1 (negative), and "7" is not valence 7, for the sentiment set either.
+    s, kept, _ = targets_from_records([{"valence": True, "label": "joy"}, {"valence": "7"}], "classify",
+                                      LABEL_SETS["sentiment"], refused=(ref := {}))
+    assert kept == [] and set(ref) == {0, 1}
+    e6 = LABEL_SETS["emotion6"]
+    recs = [{"label": True}, {"distribution": {"joy": "0.5", "fear": 0.5}}, {"distribution": {"joy": True}},
+            {"distribution": [0.5, 0.5]}, {"label": "joy"}]
+    t, kept, skipped = targets_from_records(recs, "classify", e6, refused=(ref := {}))
+    assert kept == [4] and sorted(ref) == [0, 1, 2, 3]
+    assert ref[1] == "\"distribution\" gives 'joy' a string, not a number"
+    # Without a place to say why, such a record is still never used.
+    _, kept, skipped = targets_from_records(recs, "classify", e6)
+    assert kept == [4] and skipped == [0, 1, 2, 3]

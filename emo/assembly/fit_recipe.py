@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,26 @@ def collect_features(records: list[dict[str, Any]], groups: tuple[str, ...], set
     return feats, failed
 
 
+def record_label(rec: dict[str, Any], index: int) -> str:
+    """How a training record is named on stderr: its file's name, else its place in the input."""
+    from emo.io.records import record_name, shown
+
+    name = record_name(rec)
+    return shown(name) if name is not None else f"record {index + 1}"
+
+
+def _say_refused(records: list[dict[str, Any]], refused: dict[int, str], quiet: bool,
+                 progress: Progress | None) -> None:
+    """One stderr line per record whose target has the wrong type, as a bad input is named."""
+    from emo.io.records import one_line
+
+    if quiet:
+        return
+    for i in sorted(refused):
+        line = one_line(f"emo: {record_label(records[i], i)}: bad_record: {refused[i]} (skipped)")
+        progress.print(line) if progress is not None else _say(line)
+
+
 def _portable(path: str, root: Path | None) -> str:
     """A data file's name as a header may record it: relative to ``root`` when inside it, else its
     own name; never an absolute folder of the machine that trained the head. Bytes of a name that
@@ -88,7 +109,7 @@ def fit(opts: dict[str, Any]) -> int:
     from emo.tasks import REGIONS, get_task
 
     # Before any work: a place that cannot hold the head fails now, and a link is followed once.
-    opts["output"] = _check_output(opts["output"], opts["records"])
+    opts["output"] = _check_output(opts["output"], opts["records"], copy=get_task(opts["task"]) is not REGIONS)
     if get_task(opts["task"]) is REGIONS:
         return _fit_regions(opts)
     return _fit_head(opts)
@@ -101,13 +122,19 @@ def _fit_regions(opts: dict[str, Any]) -> int:
     from emo.regions.fit_regions import fit_region_head, fit_settings
 
     records, bad = read_records(opts["records"])
+    _refuse_pictures(opts["output"], records, opts["root"], head=False)
     settings = fit_settings(settings_from(opts))
 
     def on_error(item) -> None:
         if not opts["quiet"]:
             _say(item.error_line(" (skipped)"))
 
-    layer, counts = fit_region_head(records, settings, opts["root"], seed=opts["seed"], on_error=on_error)
+    refused: dict[int, str] = {}
+    try:
+        layer, counts = fit_region_head(records, settings, opts["root"], seed=opts["seed"], on_error=on_error,
+                                        refused=refused)
+    finally:  # said even when no record was usable: these are often why
+        _say_refused(records, refused, opts["quiet"], None)
     layer.header["data"]["bad_lines"] = bad
     out: Path = opts["output"]
     mode = _old_mode(out)
@@ -125,9 +152,11 @@ def _fit_regions(opts: dict[str, Any]) -> int:
     return 0
 
 
-def _check_output(out: Path, sources: tuple[str, ...]) -> Path:
+def _check_output(out: Path, sources: tuple[str, ...], copy: bool = True) -> Path:
     """Where the head goes: ``out``, or the regular file a link there names. A folder, a device, a
-    FIFO or one of the record files being read is refused (exit 2) before any work is done."""
+    FIFO or one of the record files being read is refused (exit 2) before any work is done, and
+    so (``copy``: a head, which gets its readable ``.json`` beside it) is a folder or other file
+    that is not a regular one at that copy's name, which would fail only once the head is written."""
     import stat
 
     from emo.errors import UsageError
@@ -141,11 +170,33 @@ def _check_output(out: Path, sources: tuple[str, ...]) -> Path:
         raise UsageError(f"-o {out}: {getattr(e, 'strerror', None) or e}") from None
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise UsageError(f"-o {out}: not a regular file (a head file is written whole, then put in place)")
+    side = target.with_name(target.name + ".json")
+    try:
+        side_st = os.lstat(side) if copy else None
+    except (OSError, ValueError):
+        side_st = None
+    if side_st is not None and not (stat.S_ISREG(side_st.st_mode) or stat.S_ISLNK(side_st.st_mode)):
+        raise UsageError(f"-o {out}: {side.name} beside it, where the head's readable copy goes, is not a "
+                         "regular file")
     for src in sources:
         if src != "-" and os.path.realpath(src) == str(target):
             raise UsageError(f"-o {out}: is one of the record files being read")
+    from emo.io.output import refuse_inputs
+
+    refuse_inputs(target, sources or ("-",), "record files read")  # hard links, and stdin too
     _make_parent(target)
     return target
+
+
+def _refuse_pictures(out: Path, records: list[dict[str, Any]], root: Path | None, head: bool = True) -> None:
+    """Refuse (exit 2) before training when the head file, or the readable ``.json`` copy a head
+    gets beside it, is one of the training pictures: writing it would replace that picture."""
+    from emo.io.output import refuse_inputs
+    from emo.io.records import record_name
+
+    names = [n for n in (record_name(r) for r in records) if n is not None]
+    for target in (out, out.with_name(out.name + ".json")) if head else (out,):
+        refuse_inputs(target, names, "training pictures", root)
 
 
 def _keep_mode(out: Path, mode: int | None) -> None:
@@ -229,15 +280,23 @@ def _fit_head(opts: dict[str, Any]) -> int:
             progress.print(f"emo fit: {msg}")
 
     records, bad_lines = read_records(opts["records"])
+    if not records:  # an empty file, or a FIFO nobody wrote to
+        where = ", ".join("stdin" if s == "-" else s for s in (opts["records"] or ("-",)))
+        raise UsageError(f"no records in {where}" + (f" ({counted(bad_lines, 'line')} not a JSON object)"
+                                                     if bad_lines else ""))
+    _refuse_pictures(opts["output"], records, opts["root"])
     label_prob = opts["label_prob"] or DEFAULT_LABEL_PROB
-    targets, kept, no_target = targets_from_records(records, task, labels, label_prob)
+    refused: dict[int, str] = {}
+    targets, kept, no_target = targets_from_records(records, task, labels, label_prob, refused)
+    _say_refused(records, refused, quiet, progress)
     if not kept:
         raise UsageError(f"none of the {len(records)} records has {spec.target} "
                          f"that fits the task" + (f" and the classes {', '.join(labels.labels)}" if labels else ""))
     recs = [records[i] for i in kept]
     if ft:
         return _finetune(opts, cfg, settings, recs, targets, labels, label_prob,
-                         {"records": len(records) + bad_lines, "bad_lines": bad_lines, "no_target": len(no_target)}, say,
+                         {"records": len(records) + bad_lines, "bad_lines": bad_lines, "no_target": len(no_target),
+                          "wrong_target": len(refused)}, say,
                          progress)
     with progress:
         feats, failed = collect_features(recs, groups, settings, opts["root"], verbose, quiet, opts["regions_k"],
@@ -251,9 +310,11 @@ def _fit_head(opts: dict[str, Any]) -> int:
         raise UsageError(f"{e}; {len(failed)} failed, the first: {next(iter(failed.values()))}") from None
     targets = targets.take(np.asarray(good))
     counts = {"records": len(records) + bad_lines, "bad_lines": bad_lines, "no_target": len(no_target),
-              "failed_features": len(failed), "wrong_dims": len(wrong), "used": len(good)}
+              "wrong_target": len(refused), "failed_features": len(failed), "wrong_dims": len(wrong),
+              "used": len(good)}
     say(f"{counted(len(good), 'record')} used; skipped: {counted(bad_lines, 'bad line')}, {len(no_target)} without a target, "
-        f"{len(failed)} whose features failed, {len(wrong)} with other dims")
+        f"{len(refused)} with a target of the wrong type, {len(failed)} whose features failed, "
+        f"{len(wrong)} with other dims")
 
     uses_net = any(g in NETWORK_GROUPS for g in groups)
     backbone_sha = ""
@@ -381,14 +442,18 @@ def _write(opts, head, cfg, labels, label_prob, groups, counts, metrics, say) ->
 
     srcs = [describe_source(s, root or Path.cwd()) if s != "-" else {"path": "stdin"}
             for s in (opts["records"] or ("-",))]
+    from emo.io.records import printable
+
+    # Text from the command line or a file name may hold bytes that are not UTF-8 (surrogate
+    # escapes); a header holding them would be refused when the head is loaded.
     head.header.update({
-        "name": opts["name"] or out.name.split(".")[0],
+        "name": printable(opts["name"] or out.name.split(".")[0]),
         "label_set": labels.name if labels is not None else cfg.task,
         "training": {
             "command": _command_line(root),
             "config": {**cfg.as_dict(), "label_prob": label_prob, "features": list(groups),
                        "finetune": bool(opts["finetune"])},
-            "data": {"sources": srcs, "description": opts["data_description"] or "", "counts": counts},
+            "data": {"sources": srcs, "description": printable(opts["data_description"] or ""), "counts": counts},
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "emo_version": __version__,
         },
@@ -408,8 +473,10 @@ def _write(opts, head, cfg, labels, label_prob, groups, counts, metrics, say) ->
     return 0
 
 
-def _decode_all(recs: list[dict[str, Any]], root: Path | None, size: int, settings: Any, say) -> tuple[Any, list[int]]:
-    """Every record's image as a ``size`` x ``size`` centre square (shorter side to ``size``)."""
+def _decode_all(recs: list[dict[str, Any]], root: Path | None, size: int, settings: Any,
+                say: Callable[[str], None]) -> tuple[Any, list[int]]:
+    """Every record's image as a ``size`` x ``size`` centre square (shorter side to ``size``);
+    each record that has none is named to ``say`` as one line, as a bad input is named."""
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
@@ -423,18 +490,22 @@ def _decode_all(recs: list[dict[str, Any]], root: Path | None, size: int, settin
 
     def one(i: int):
         item = item_from_record(i, dict(recs[i]), root)
-        if item.path is None:
-            return None, "no path"
+        if item.ok and item.path is None:
+            item.fail("bad_record", "--finetune needs the picture, and this record names none")
+        if not item.ok:
+            return None, item
         try:
-            return decode(item.path, (view,), settings.max_pixels, settings.max_bytes).views[view], None
+            return decode(item.path, (view,), settings.max_pixels, settings.max_bytes).views[view], item
         except InputError as e:
-            return None, f"{e.kind}: {e.message}"
+            item.fail(e.kind, e.message)
+            return None, item
 
     with ThreadPoolExecutor(decode_workers(settings)) as pool:
         res = list(pool.map(one, range(len(recs))))
-    bad = [i for i, (a, why) in enumerate(res) if a is None]
+    bad = [i for i, (a, _) in enumerate(res) if a is None]
     for i in bad:
-        say(f"{recs[i].get('path', f'record {i + 1}')}: {res[i][1]} (skipped)")
+        # A name can hold a newline or a terminal's escapes: error_line writes them escaped.
+        say(res[i][1].error_line(" (skipped)"))
     good = [a for a, _ in res if a is not None]
     return (np.stack(good) if good else np.zeros((0, size, size, 3), np.uint8)), bad
 
@@ -453,7 +524,8 @@ def _finetune(opts, cfg, settings, recs, targets, labels, label_prob, counts, sa
 
     entry = get(settings.backbone)
     pp = entry.preprocess
-    images, bad = _decode_all(recs, opts["root"], pp.resize, settings, say)
+    images, bad = _decode_all(recs, opts["root"], pp.resize, settings,
+                              lambda line: None if opts["quiet"] else progress.print(line))
     keep = np.asarray([i for i in range(len(recs)) if i not in set(bad)], dtype=np.int64)
     if len(keep) == 0:
         raise UsageError("--finetune needs images: no record's path could be decoded")

@@ -97,9 +97,19 @@ def count_inputs(run: RunOptions, stdin: Any) -> int | None:
         return None
 
 
+# Options that name a file a filter reads its model from (a head, a layer, a scene model).
+MODEL_FILE_OPTIONS = ("sentiment_head", "region_head", "cam_file", "scene_model", "scene_labels")
+
+
+def model_files(options: Any, settings: config.Settings) -> list[str]:
+    """The files (or shipped names) a filter's options and settings name to load models from."""
+    named = [settings.head, *(getattr(options, k, None) for k in MODEL_FILE_OPTIONS)]
+    return [str(v) for v in named if v]
+
+
 def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptions) -> int:
     """Run filter ``name`` over the inputs ``run`` names; the process exit code (0, 1)."""
-    from emo.io.output import OutputFile, skip_done
+    from emo.io.output import OutputFile, refuse_inputs, skip_done
     from emo.io.records import read_inputs
     from emo.pipeline import run as run_pipeline
 
@@ -107,6 +117,9 @@ def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptio
     out_path = run.output if run.output is not None and str(run.output) != "-" else None
     if run.resume and out_path is None:
         raise UsageError("--resume needs -o FILE: it continues the run whose records FILE holds")
+    # Before any network loads: -o naming a picture argument would replace the picture.
+    refuse_inputs(out_path, run.paths or ("-",), "pictures given" if run.paths else "inputs", run.root)
+    refuse_inputs(out_path, model_files(options, settings), "model files read")
     verbose_say: Callable[[str], None] | None = say if run.verbose else None
     stages = filter_stages(name, options, settings, BuildContext(root=run.root, say=verbose_say))
     stdin = _stdin(run)
@@ -115,6 +128,8 @@ def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptio
     items = read_inputs(run.paths, stdin, null=run.null, recursive=run.recursive, root=run.root)
     out = OutputFile(out_path, run.resume) if out_path is not None else None
     writer = out.open() if out is not None else stdout_writer()
+    if out is not None:
+        items = out.guard(items)  # pictures named on stdin, in records or found by -r
     if out is not None and out.done:
         items = skip_done(items, out.done)
     progress = Progress(not run.quiet and stderr_is_terminal())
@@ -133,10 +148,22 @@ def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptio
 
     start = time.perf_counter()
 
+    unwritable = 0
+
     def sink(batch: list[Any]) -> None:
+        nonlocal unwritable
         bad = next((i for i, it in enumerate(batch) if not it.ok), None) if run.fail_fast else None
         keep = batch if bad is None else batch[: bad + 1]
-        writer.write(it.record for it in keep)
+        # With --fail-fast one at a time: a record the writer must replace is a bad input too.
+        for part in ([[it] for it in keep] if run.fail_fast else [keep]):
+            for pos, error in writer.write([it.record for it in part]):
+                item = part[pos]
+                item.fail(error["kind"], error["message"])
+                unwritable += 1
+                on_error(item)
+                if run.fail_fast:
+                    progress.advance(keep.index(item) + 1)
+                    raise FailFast(item.label)
         progress.advance(len(keep))
         if bad is not None:
             raise FailFast(batch[bad].label)
@@ -166,8 +193,8 @@ def run_filter(name: str, options: Any, settings: config.Settings, run: RunOptio
 
         skipped_text = f", {len(out.done)} already in {out_path}" if out is not None and out.done else ""
         how = f", decoded by {summary.decoder}" if summary.decoder else ""  # empty when nothing was decoded
-        say(f"emo: {counted(summary.total, 'input')}, {summary.failed} failed{skipped_text}, {secs:.1f} s{how}")
-    return EXIT_SOME_FAILED if summary.failed else EXIT_OK
+        say(f"emo: {counted(summary.total, 'input')}, {summary.failed + unwritable} failed{skipped_text}, {secs:.1f} s{how}")
+    return EXIT_SOME_FAILED if summary.failed or unwritable else EXIT_OK
 
 
 class _compile_phase:

@@ -120,10 +120,14 @@ def score(predictions: Sequence[str], task: str = "auto", truth: Path | None = N
 
 def run_score(opts: dict[str, Any]) -> int:
     """``emo score`` with the command line's options; the exit code."""
+    from emo.io.output import refuse_inputs
     from emo.metrics import JoinCounts, out_of_range, why_nothing_scored
 
     if opts["fmt"] == "table" and opts.get("output") is not None:
         raise UsageError("-o writes the JSON result; --format table is for a terminal (redirect it instead)")
+    # Before anything is read: the result would replace the predictions or truth it came from.
+    refuse_inputs(opts.get("output"), [*(opts["predictions"] or ("-",)), *([opts["truth"]] if opts["truth"] else [])],
+                  "record files read")
     join = JoinCounts() if opts["truth"] is not None else None
     bad: list[BadLines] = []
     try:

@@ -66,7 +66,9 @@ def cli() -> None:
       1         some inputs became error records (emo score: nothing could be scored)
       2         usage (emo without a command too), model, configuration or output
                 error: nothing useful ran
-      130, 143  interrupted (SIGINT, SIGTERM); only whole lines were written
+      129, 130, 143
+                stopped by SIGHUP (not under nohup), SIGINT, SIGTERM; only whole
+                lines were written
       141       the reader closed the pipe (emo ... | head), quietly
     """
 

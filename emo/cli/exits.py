@@ -11,15 +11,29 @@ from collections.abc import Sequence
 
 import click
 
-from emo.errors import EXIT_BROKEN_PIPE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, EmoError, PipeClosed
+from emo.errors import (EXIT_BROKEN_PIPE, EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, EmoError,
+                        PipeClosed)
 
 
 class Terminated(BaseException):
-    """Raised in the main thread on SIGTERM, so the run unwinds like on Ctrl-C."""
+    """Raised in the main thread on SIGTERM or SIGHUP, so the run unwinds like on Ctrl-C (the
+    temporary file of ``-o`` removed, decode workers reaped) instead of dying where it stands."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
-def _on_sigterm(signum, frame) -> None:
-    raise Terminated()
+def _on_signal(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+def _catch_ending_signals() -> None:
+    """SIGTERM, and SIGHUP (the terminal closed) unless it is ignored (nohup), end the run cleanly."""
+    signal.signal(signal.SIGTERM, _on_signal)
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is not None and signal.getsignal(hup) is signal.SIG_DFL:
+        signal.signal(hup, _on_signal)
 
 
 class _PeopleStream:
@@ -119,10 +133,10 @@ def exit_now(code: int) -> None:
         if sys.stdout is not None:  # None when emo was started with stdout closed
             sys.stdout.flush()
     except BrokenPipeError:  # the reader left before the last bytes: as emo ... | head
-        code = code if code in (EXIT_SIGINT, EXIT_SIGTERM) else EXIT_BROKEN_PIPE
+        code = code if code in (EXIT_SIGINT, EXIT_SIGTERM, EXIT_SIGHUP) else EXIT_BROKEN_PIPE
     except (OSError, ValueError) as e:  # a full disk on the last flush: those records are lost
         code = max(code, EXIT_USAGE)
-        _say(f"emo: error: cannot write stdout: {getattr(e, 'strerror', None) or e}")
+        _say(error_line(f"cannot write stdout: {getattr(e, 'strerror', None) or e}"))
     with contextlib.suppress(Exception):  # among them, removing the folders engines were unpacked into
         atexit._run_exitfuncs()
     with contextlib.suppress(Exception):
@@ -133,6 +147,15 @@ def exit_now(code: int) -> None:
 def _say(line: str) -> None:
     with contextlib.suppress(Exception):
         sys.stderr.write(line + "\n")
+
+
+def error_line(message: object) -> str:
+    """``emo: error: MESSAGE`` as one line a terminal shows as it is: a message may quote a file
+    name or other user text holding a newline (which would forge a line of emo's own), a
+    terminal's escapes, or bytes that are not UTF-8; all are written escaped."""
+    from emo.io.records import one_line, shown
+
+    return f"emo: error: {one_line(shown(str(message)))}"
 
 
 def usage_line(e: click.ClickException) -> str:
@@ -164,7 +187,7 @@ def guarded(command: click.Command, args: Sequence[str] | None = None) -> int:
 
     ``args`` defaults to ``sys.argv[1:]``; tests pass their own to run in-process.
     """
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    _catch_ending_signals()
     try:
         try:
             rv = command.main(args=args, prog_name="emo", standalone_mode=False)
@@ -185,24 +208,25 @@ def guarded(command: click.Command, args: Sequence[str] | None = None) -> int:
         click.echo("emo: interrupted", err=True)
         return EXIT_SIGINT
     except EmoError as e:
-        click.echo(f"emo: error: {e}", err=True)
+        _say(error_line(e))
         return e.exit_code
     except (BrokenPipeError, PipeClosed):
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except OSError as e:  # a full disk or a closed stream under stdout: the output is not whole
-        click.echo(f"emo: error: cannot write: {e.strerror or e}", err=True)
+        _say(error_line(f"cannot write: {e.strerror or e}"))
         return EXIT_USAGE
     except KeyboardInterrupt:
         click.echo("emo: interrupted", err=True)
         return EXIT_SIGINT
-    except Terminated:
-        click.echo("emo: terminated", err=True)
-        return EXIT_SIGTERM
+    except Terminated as e:
+        hup = e.signum == getattr(signal, "SIGHUP", None)
+        _say("emo: hung up" if hup else "emo: terminated")
+        return EXIT_SIGHUP if hup else EXIT_SIGTERM
     except Exception as e:  # noqa: BLE001 - the last guard: a user never sees a traceback
         if os.environ.get("EMO_DEBUG"):
             raise
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        click.echo(f"emo: error: {type(e).__name__}: {first} (this is emo's fault or its environment's; "
-                   "EMO_DEBUG=1 shows where)", err=True)
+        _say(error_line(f"{type(e).__name__}: {first} (this is emo's fault or its environment's; "
+                        "EMO_DEBUG=1 shows where)"))
         return EXIT_USAGE

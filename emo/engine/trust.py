@@ -25,14 +25,21 @@ def trusted_uids() -> set[int]:
         name = name.strip()
         if not name:
             continue
-        if name.isdigit():
-            uids.add(int(name))
+        if name.isascii() and name.isdigit():  # "²" is a digit to str.isdigit, not to int()
+            uid = int(name)
+            if uid > MAX_UID:  # no account has it: a typo, which would otherwise trust nobody unsaid
+                raise ConfigError(f"{ENV_TRUSTED_USERS}: {name[:40]} is not a uid (0 to {MAX_UID})")
+            uids.add(uid)
             continue
         try:
             uids.add(pwd.getpwnam(name).pw_uid)
-        except KeyError:
-            raise ConfigError(f"{ENV_TRUSTED_USERS}: no user named {name!r}") from None
+        except (KeyError, ValueError, UnicodeError):  # no such user, or a name no account can have
+            raise ConfigError(f"{ENV_TRUSTED_USERS}: no user named {name[:80]!r}") from None
     return uids
+
+
+# The largest uid: uid_t is 32 bits and (uid_t)-1 means "no change" to chown, never an owner.
+MAX_UID = 2**32 - 2
 
 
 def _owner_name(uid: int) -> str:

@@ -26,6 +26,7 @@ import hashlib
 import os
 import secrets
 import stat
+import sys
 from collections import Counter
 from collections.abc import Hashable, Iterable, Iterator
 from pathlib import Path
@@ -221,6 +222,48 @@ def _new_temporary(target: Path) -> tuple[Path, int]:
     raise FileExistsError(errno.EEXIST, "cannot make a temporary file beside it")
 
 
+def file_id(path: str | Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of the regular file ``path`` names (through links), else None: what
+    tells that two names, links or hard links are one file."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def _stdin_id() -> tuple[int, int] | None:
+    """:func:`file_id` of the file stdin reads, when it is a regular file."""
+    try:
+        st = os.fstat(sys.stdin.fileno())
+    except (AttributeError, OSError, ValueError):  # closed, or no descriptor (tests)
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def refuse_inputs(out: Path | None, inputs: Iterable[str | Path], what: str = "inputs",
+                  root: Path | None = None) -> None:
+    """Raise :class:`OutputError` when the file ``-o out`` names is one of ``inputs`` (relative
+    ones resolved against ``root``), before any work: writing the output would replace it."""
+    if out is None or str(out) == "-":
+        return
+    target = file_id(out)
+    if target is None:  # no file yet, or one written into rather than replaced (a FIFO, a device)
+        return
+    for src in inputs:
+        if str(src) == "-":  # stdin redirected from FILE itself: `emo ... -o list < list`
+            if _stdin_id() == target:
+                raise OutputError(f"-o {out}: is also the file on stdin, which is being read; it would be "
+                                  "replaced by the output (nothing was written)")
+            continue
+        p = Path(os.path.expanduser(str(src)))
+        if root is not None and not p.is_absolute():
+            p = root / p
+        if file_id(p) == target:
+            raise OutputError(f"-o {out}: is also one of the {what} ({src}); it would be replaced by the output "
+                              "(nothing was written)")
+
+
 class OutputFile:
     """The ``-o FILE`` target: :meth:`open` gives a writer, :meth:`commit` or :meth:`abort` ends it."""
 
@@ -230,6 +273,7 @@ class OutputFile:
         self.tmp: Path | None = None
         self.fd: int | None = None
         self.regular = True
+        self.identity: tuple[int, int] | None = None  # FILE's (device, inode) when it is a regular file
         self.done = Done()
 
     def open(self) -> JsonlWriter:
@@ -243,6 +287,7 @@ class OutputFile:
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise OutputError(f"-o {self.path}: is a directory")
         self.regular = st is None or stat.S_ISREG(st.st_mode)
+        self.identity = (st.st_dev, st.st_ino) if st is not None and self.regular else None
         if self.resume:
             self._open_resume()
         elif not self.regular:
@@ -296,6 +341,17 @@ class OutputFile:
                     os.fchown(self.fd, st.st_uid, st.st_gid)
             except OSError:
                 pass  # the old file's owner or mode cannot be given: the new one is still ours
+
+    def guard(self, items: Iterable[Item]) -> Iterator[Item]:
+        """``items``, stopping with :class:`OutputError` at one whose picture is this file:
+        committing would replace that picture with records. Inputs on stdin or found by ``-r``
+        are only known as they come, so each is checked then (one ``stat``, only while FILE
+        already exists as a regular file)."""
+        for item in items:
+            if self.identity is not None and item.path is not None and file_id(item.path) == self.identity:
+                raise OutputError(f"-o {self.path}: is also input {item.index + 1} ({item.label}); it would be "
+                                  "replaced by the records (nothing was written)")
+            yield item
 
     def commit(self) -> None:
         """The run ended: make the file durable and, without resume, put it in place."""

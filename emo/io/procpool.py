@@ -305,6 +305,8 @@ class ProcessDecoder:
             gc.freeze()  # the parent's objects stay shared, not copied by the collector
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+                signal.signal(signal.SIGHUP, signal.SIG_DFL)  # the parent's handler unwinds the parent's run
             # Every other descriptor goes: a copy of another pool's task pipe held here would keep
             # that pool's workers from ever seeing end of input. Nothing may reach stdout (the
             # records) or take a stream lock some other thread of the parent held at the fork.

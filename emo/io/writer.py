@@ -19,7 +19,7 @@ from emo.config import (KEY_EMOTION, KEY_ERROR, KEY_FEATURES, KEY_PATH, KEY_PATH
 from emo.errors import OutputError, PipeClosed
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
-_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+_DEFERRED = (signal.SIGINT, signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
 
 
 def _default(obj: Any) -> Any:
@@ -73,28 +73,41 @@ def _unwritable(record: dict[str, Any], kind: str, message: str) -> dict[str, An
     try:
         orjson.dumps(keep, option=_OPTS, default=_default)
     except (TypeError, orjson.JSONEncodeError):
-        # The fields that name the file stay, so the error record still says which input it is.
-        keep = {k: record[k] for k in (KEY_PATH, KEY_PATH_BYTES) if isinstance(record.get(k), str)}
+        # The fields that name the file stay, so the error record still says which input it is;
+        # made valid UTF-8 (a lone surrogate as U+FFFD), as they may be what could not be written.
+        from emo.io.records import printable
+
+        keep = {KEY_PATH: printable(record[KEY_PATH])} if isinstance(record.get(KEY_PATH), str) else {}
+        exact = record.get(KEY_PATH_BYTES)
+        if isinstance(exact, str) and exact.isascii():  # base64; anything else names no file
+            keep[KEY_PATH_BYTES] = exact
     return {**keep, KEY_ERROR: {"kind": kind, "message": message}}
 
 
-def dumps(record: dict[str, Any]) -> bytes:
-    """One record as a JSON line (with its newline); numpy arrays become lists of numbers.
+def encode(record: dict[str, Any]) -> tuple[bytes, dict[str, str] | None]:
+    """One record as a JSON line (with its newline), and the ``error`` written in its place when
+    it could not be written as it is (None when it was); numpy arrays become lists of numbers.
 
     Whatever a record holds, the line is one whole JSON object on one line: U+2028, U+2029 and
     U+0085 are escaped; a result holding NaN or infinity (JSON has neither, and null is not a
     number) or a value JSON cannot hold becomes an error record for that input instead.
     """
+    replaced = None
     try:
         data = orjson.dumps(record, option=_OPTS, default=_default)
     except (TypeError, orjson.JSONEncodeError) as e:
-        data = orjson.dumps(_unwritable(record, "bad_record", f"cannot be written as JSON ({e})"),
-                            option=_OPTS, default=_default)
+        replaced = _unwritable(record, "bad_record", f"cannot be written as JSON ({e})")
+        data = orjson.dumps(replaced, option=_OPTS, default=_default)
     # orjson writes NaN and infinity as null: only a line holding a null needs the full walk.
     if b"null" in data and not all(_finite(record[k]) for k in RESULT_KEYS if k in record):
-        data = orjson.dumps(_unwritable(record, "bad_features", "the result holds a non-finite number (NaN or infinity)"),
-                            option=_OPTS, default=_default)
-    return _escape_breaks(data)
+        replaced = _unwritable(record, "bad_features", "the result holds a non-finite number (NaN or infinity)")
+        data = orjson.dumps(replaced, option=_OPTS, default=_default)
+    return _escape_breaks(data), (replaced[KEY_ERROR] if replaced is not None else None)
+
+
+def dumps(record: dict[str, Any]) -> bytes:
+    """One record as a JSON line (with its newline), as :func:`encode` writes it."""
+    return encode(record)[0]
 
 
 def _is_regular(fd: int) -> bool:
@@ -107,7 +120,7 @@ def _is_regular(fd: int) -> bool:
 class JsonlWriter:
     """Writes batches of records to a file descriptor or a binary stream.
 
-    SIGINT and SIGTERM that come while a batch goes out take effect right after it, so Ctrl-C or
+    SIGINT, SIGTERM and SIGHUP that come while a batch goes out take effect right after it, so Ctrl-C or
     a kill stops the run between lines but never inside one: the reader only ever sees complete lines. When a regular file
     cannot take a whole batch (disk full), it is cut back to where the batch began, so it still
     ends with a complete line. A closed pipe raises :class:`BrokenPipeError` (the CLI exits
@@ -120,15 +133,25 @@ class JsonlWriter:
         self.lines = 0
         self._regular = isinstance(out, int) and _is_regular(out)
 
-    def write(self, records: Iterable[dict[str, Any]]) -> None:
-        """Write ``records`` as lines, all or none of the batch (regular files)."""
-        data = b"".join(dumps(r) for r in records)
+    def write(self, records: Iterable[dict[str, Any]]) -> list[tuple[int, dict[str, str]]]:
+        """Write ``records`` as lines, all or none of the batch (regular files).
+
+        Returns ``(position in the batch, error written instead)`` for each record that could not
+        be written as it was (:func:`encode`), so the caller can count that input as failed.
+        """
+        lines, replaced = [], []
+        for n, r in enumerate(records):
+            line, error = encode(r)
+            lines.append(line)
+            if error is not None:
+                replaced.append((n, error))
+        data = b"".join(lines)
         if not data:
-            return
+            return replaced
         if threading.current_thread() is not threading.main_thread():
             self._write(data)  # only the main thread can hold signal handlers
             self.lines += data.count(b"\n")
-            return
+            return replaced
         # A signal mask would not do: any other thread (decode workers) can take a process-wide
         # SIGINT and Python then raises in the main thread mid-write. So the handlers note the
         # signal while the batch goes out, and it is raised again right after.
@@ -142,6 +165,7 @@ class JsonlWriter:
         self.lines += data.count(b"\n")
         if pending:
             signal.raise_signal(pending[0])
+        return replaced
 
     def _write(self, data: bytes) -> None:
         if not isinstance(self.out, int):

@@ -46,14 +46,44 @@ def sidecar_path(image: str | Path) -> Path:
     return p.with_name(p.name + ".xmp")
 
 
+# Characters a keyword cannot hold: those XML 1.0 cannot write at all (C0 controls but tab, newline
+# and carriage return; lone surrogates; U+FFFE, U+FFFF), the controls a parser would rewrite or a
+# library show as junk (tab, newline, carriage return, DEL, C1), and the hierarchy separator.
+_NOT_KEYWORD = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff" + re.escape(SEP) + "]")
+
+
+def label_problem(label: str) -> str:
+    """Why ``label`` cannot be a keyword leaf ("" when it can): a ``|`` would make ``emotion|a|b``
+    a deeper keyword than emo wrote, and a character XML cannot hold would break the sidecar."""
+    bad = _NOT_KEYWORD.search(label)
+    if bad is None:
+        return ""
+    c = bad.group()
+    if c == SEP:
+        return f"the label holds {SEP!r}, the separator of hierarchical keywords"
+    return f"the label holds U+{ord(c):04X}, which a keyword in XML cannot hold"
+
+
 def keywords(emotion: str | None, sentiment: str | None) -> list[str]:
-    """emo's hierarchical keywords for a picture; an uncertain (None) label gives none."""
+    """emo's hierarchical keywords for a picture; an uncertain (None) label gives none.
+
+    Raises :class:`SidecarError` for a label no keyword can hold (:func:`label_problem`).
+    """
     out = []
-    if emotion:
-        out.append(f"emotion{SEP}{emotion}")
-    if sentiment:
-        out.append(f"sentiment{SEP}{sentiment}")
+    for root, label in (("emotion", emotion), ("sentiment", sentiment)):
+        if label:
+            problem = label_problem(label)
+            if problem:
+                raise SidecarError(f'{root} label "{_shown(label)}": {problem}')
+            out.append(f"{root}{SEP}{label}")
     return out
+
+
+def _shown(label: str) -> str:
+    """A label for a one-line message: at most 40 characters, controls and surrogates escaped."""
+    from emo.io.records import one_line
+
+    return one_line(label[:40].encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def _q(ns: str, tag: str) -> str:
@@ -243,16 +273,21 @@ def write_sidecar(image: str | Path, emotion: str | None, sentiment: str | None)
 
     ``emotion`` / ``sentiment``: labels, or None for none (an uncertain label): any keyword emo
     wrote before in that tree is removed. Raises :class:`SidecarError` (nothing written) for a
-    sidecar that is corrupt, a symlink, not a regular file, or cannot be written.
+    sidecar that is corrupt, a symlink, not a regular file, or cannot be written, and for a label
+    no keyword can hold (:func:`label_problem`).
     """
     path = sidecar_path(image)
+    try:
+        new = keywords(emotion, sentiment)  # before the sidecar is read: a bad label touches nothing
+    except SidecarError as e:
+        raise SidecarError(f"{path}: {e}; no sidecar written") from None
     found = _read(path)
     if found is None:
         tree, prefixes, wrapper, mode = _new_tree(), [], "xpacket", None
     else:
         tree, prefixes, wrapper = _parse(found[0], path)
         mode = found[1]
-    merge_keywords(tree, keywords(emotion, sentiment))
+    merge_keywords(tree, new)
     try:
         _write_atomic(path, _serialise(tree, prefixes, wrapper), mode)
     except OSError as e:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emo.errors import ModelError
+from emo.io.jsonl import may_hold_surrogate, surrogate_at
+from emo.io.records import one_line, shown
 from emo.tasks import HEAD_TASKS, get_task
 
 if TYPE_CHECKING:
@@ -235,6 +237,9 @@ def save_head(head: Head, path: str | Path) -> Path:
     if bad:
         raise ModelError(f"cannot write {path}: training diverged, {bad[0]} holds values that are not finite "
                          "(a lower --lr or --weight-decay may help)")
+    where = surrogate_at(header)
+    if where is not None:  # load_head_file refuses such a header: never write a head emo cannot read
+        raise ModelError(f"cannot write {path}: its header's {where} holds text that is not UTF-8")
     try:
         text = json.dumps(header, indent=2, sort_keys=False, allow_nan=False)
     except ValueError:
@@ -358,9 +363,11 @@ def _str_list(header: Mapping[str, Any], key: str) -> list[str]:
     return v
 
 
-def check_header(header: Any) -> dict[str, Any]:
+def check_header(header: Any, text: str | None = None) -> dict[str, Any]:
     """The fields of a head header, each checked for its type; raises ValueError naming the first
-    wrong one (a header is data from a file, so every field is untrusted)."""
+    wrong one (a header is data from a file, so every field is untrusted). ``text``: the JSON the
+    header was parsed from, when known: without a ``\\uD800``-``\\uDFFF`` escape in it no string
+    can hold a lone surrogate, so the header is not walked for one."""
     if not isinstance(header, dict):
         raise ValueError(f"the header is a JSON {type(header).__name__}, not an object")
     if header.get("format") != FORMAT:
@@ -385,6 +392,9 @@ def check_header(header: Any) -> dict[str, Any]:
         raise ValueError("'finetuned' must be an object with a string id")
     if not isinstance(header.get("name", ""), str):
         raise ValueError("'name' must be a string")
+    where = surrogate_at(header) if text is None or may_hold_surrogate(text) else None
+    if where is not None:  # its labels and name go into records, messages and sidecars
+        raise ValueError(f"{one_line(shown(where))[:80]} holds a lone surrogate, text no UTF-8 can hold")
     return header
 
 
@@ -395,7 +405,7 @@ MAX_BACKBONE_VALUES = 1 << 28
 def _checked_header(path: Path, text: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The header and its architecture, every field checked; else a one-line :class:`ModelError`."""
     try:
-        header = check_header(json.loads(text, parse_constant=_no_constants))
+        header = check_header(json.loads(text, parse_constant=_no_constants), text)
         arch = header["architecture"] = _int_arch(header["architecture"])
         if len(header["labels"]) != int(arch["n_out"]) and not get_task(header["task"]).regression:
             raise ValueError("label count differs from the output size")

@@ -11,12 +11,13 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
 
 from emo.config import Settings, weights_cache
-from emo.errors import HashMismatch, WeightsNotFound
+from emo.errors import ConfigError, HashMismatch, WeightsNotFound
 from emo.models.registry import WeightsFile
 
 _verified: dict[tuple[str, float, int], str] = {}
@@ -64,13 +65,26 @@ def package_file(wf: WeightsFile) -> Path | None:
     return None
 
 
+def weights_dir(settings: Settings) -> Path:
+    """The ``--weights-dir`` / ``EMO_WEIGHTS_DIR`` folder; a :class:`ConfigError` when that names
+    something that is there but is no folder (a file), which would be searched in vain, unsaid."""
+    d = Path(settings.weights_dir).expanduser()
+    try:
+        st = os.stat(d)
+    except (OSError, ValueError):
+        return d  # not there (yet): the search finds nothing in it and says where else to put the file
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"weights folder {settings.weights_dir} (--weights-dir, EMO_WEIGHTS_DIR) is not a folder")
+    return d
+
+
 def candidates(wf: WeightsFile, settings: Settings, explicit: Path | None = None) -> list[tuple[str, Path]]:
     """Places the file may already be, in resolution order, as ``(source, path)``."""
     out: list[tuple[str, Path]] = []
     if explicit is not None:
         out.append(("explicit", explicit))
     if settings.weights_dir:
-        out.append(("weights-dir", Path(settings.weights_dir).expanduser() / wf.filename))
+        out.append(("weights-dir", weights_dir(settings) / wf.filename))
     out.append(("cache", weights_cache(settings) / wf.filename))
     pkg = package_file(wf)
     if pkg is not None:

@@ -9,6 +9,7 @@ fitted. The result is a ``region_head`` layer file for ``emo regions --region-he
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +30,7 @@ from emo.regions.proposals import anchors
 from emo.regions.emotion_score import label_anchors
 from emo.regions.layer_fit import fit_binary
 from emo.stages.backbone_stage import to_batch
-from emo.stages.regions_stage import given_regions
+from emo.stages.regions_stage import MAX_COORD, given_regions
 
 NEGATIVES_PER_POSITIVE = 3
 L2 = 10.0  # few images, 1280 features: a firm penalty
@@ -68,15 +69,47 @@ class _Samples:
             self.y.append(np.concatenate([np.ones(len(pos)), np.zeros(len(neg))]))
 
 
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def truth_problem(record: dict[str, Any]) -> str:
+    """What is wrong with the truth ``regions`` a record carries ("" when they are usable, or when
+    it carries none): each must be ``{"box": [x0, y0, x1, y1]}``, four numbers with x1 > x0, y1 > y0."""
+    regs = record.get(KEY_REGIONS)
+    if regs is None or given_regions(record) is not None:
+        return ""
+    if not isinstance(regs, list):
+        return f'"{KEY_REGIONS}" is not a list of {{"box": [x0, y0, x1, y1]}}'
+    for n, r in enumerate(regs):
+        box = r.get("box") if isinstance(r, dict) else None
+        if not (isinstance(box, list) and len(box) == 4 and all(_number(v) and abs(v) <= MAX_COORD for v in box)):
+            return f'"{KEY_REGIONS}"[{n}] has no "box" of four numbers (pixels, within ±{MAX_COORD:.0f})'
+        if not (box[2] > box[0] and box[3] > box[1]):
+            return f'"{KEY_REGIONS}"[{n}]: its box is empty (x1 must exceed x0, y1 y0)'
+    return f'"{KEY_REGIONS}" holds a region that is not as emo regions writes one (p_obj, label)'
+
+
 def fit_region_head(records: Sequence[dict[str, Any]], settings: Settings, root: Path | None, size: int = 320,
-                    seed: int = 0, on_error: Callable[[Any], None] | None = None) -> tuple[LinearLayer, dict[str, int]]:
-    """A ``region_head`` layer from records with truth ``regions``; also the counts used."""
+                    seed: int = 0, on_error: Callable[[Any], None] | None = None,
+                    refused: dict[int, str] | None = None) -> tuple[LinearLayer, dict[str, int]]:
+    """A ``region_head`` layer from records with truth ``regions``; also the counts used.
+
+    A record whose ``regions`` are malformed (:func:`truth_problem`) is never used; ``refused``,
+    when given, gets its index and what is wrong.
+    """
     from emo.engine import Profile, load
     from emo.io.decode import View
     from emo.models import create, get
     from emo.regions.find import LastMap
 
-    usable = [r for r in records if given_regions(r) is not None and len(r[KEY_REGIONS]) > 0]
+    usable = []
+    for i, r in enumerate(records):
+        problem = truth_problem(r)
+        if problem and refused is not None:
+            refused[i] = problem
+        elif not problem and given_regions(r) is not None and len(r[KEY_REGIONS]) > 0:
+            usable.append(r)
     if not usable:
         raise UsageError('no record has ground-truth "regions": [{"box": [x0, y0, x1, y1]}, ...] (EmotionROI format)')
     entry = get(settings.backbone)
@@ -94,6 +127,7 @@ def fit_region_head(records: Sequence[dict[str, Any]], settings: Settings, root:
     w, b = fit_binary(x, y, l2=L2)
     p = torch.sigmoid(torch.as_tensor(x) @ w.T + b).squeeze(1).numpy()
     counts = {"records": len(usable) - summary.failed, "failed": summary.failed,
+              "malformed_regions": len(refused or {}),
               "positives": int(y.sum()), "negatives": int(len(y) - y.sum())}
     header = {
         "kind": "region_head",

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emo.errors import ModelError
+from emo.io.jsonl import may_hold_surrogate, surrogate_at
+from emo.io.records import one_line, shown
 
 if TYPE_CHECKING:  # reading and checking a layer file needs no torch: a run checks it before torch loads
     import torch
@@ -108,7 +110,7 @@ def _checked_header(path: Path, meta: dict[str, str], kind: str) -> dict[str, An
         header = json.loads(meta["emo"], parse_constant=_no_constants)
     except (ValueError, RecursionError):
         raise ModelError(f"{path}: its header is not JSON") from None
-    problem = _header_problem(header)
+    problem = _header_problem(header, scan=may_hold_surrogate(meta["emo"]))
     if problem:
         raise ModelError(f"{path}: broken layer header ({problem})")
     if header.get("kind") != kind:
@@ -183,8 +185,9 @@ def _first_line(e: BaseException) -> str:
     return lines[0][:200] if lines else ""
 
 
-def _header_problem(header: Any) -> str:
-    """What is wrong with a layer header's types ("" when nothing is): it comes from a file."""
+def _header_problem(header: Any, scan: bool = True) -> str:
+    """What is wrong with a layer header's types ("" when nothing is): it comes from a file.
+    ``scan``: look for a lone surrogate too (only needed where its JSON holds such an escape)."""
     if not isinstance(header, dict):
         return f"a JSON {type(header).__name__}, not an object"
     if not isinstance(header.get("kind", ""), str):
@@ -195,4 +198,7 @@ def _header_problem(header: Any) -> str:
     for key in ("backbone", "backbone_sha256", "feature"):
         if not isinstance(header.get(key, ""), str):
             return f"{key!r} is not a string"
+    where = surrogate_at(header) if scan else None
+    if where is not None:  # its labels go into every region record
+        return f"{one_line(shown(where))[:80]} holds a lone surrogate, text no UTF-8 can hold"
     return ""

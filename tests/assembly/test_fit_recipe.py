@@ -102,3 +102,15 @@ def test_fit_with_folds_stores_a_fitted_temperature(monkeypatch, tiny_backbone, 
     cal = h["metrics"]["calibration"]
     assert h["temperature"] == pytest.approx(cal["temperature"]) and cal["temperature"] != 1.0
     assert 0 <= cal["ece_after"] <= 1 and 0 <= cal["ece_before"] <= 1
+
+
+def test_a_folder_where_the_heads_readable_copy_goes_is_refused_before_training(monkeypatch, tiny_backbone, tmp_path):
+    # The head was written (an old one replaced), then its .json copy failed: "cannot write the head", exit 2.
+    data = _write(tmp_path, _feature_records())
+    out = tmp_path / "m.head"
+    out.write_bytes(b"an older head")
+    (tmp_path / "m.head.json").mkdir()
+    r = emo(monkeypatch, "fit", "--task", "va", *FAST, str(data), "-o", str(out))
+    assert r.code == 2 and r.err.splitlines() == [
+        f"emo: error: -o {out}: m.head.json beside it, where the head's readable copy goes, is not a regular file"]
+    assert out.read_bytes() == b"an older head"

@@ -83,3 +83,112 @@ def test_closed_stdin_and_stdout_are_one_line_and_exit_2(tmp_path):
         err = run.stderr.decode()
         assert run.returncode == 2, (args, err)
         assert "Traceback" not in err and err.count("\n") == 1 and "closed" in err
+
+
+class _Unwritable:
+    """A stage that leaves a value JSON cannot hold in the second picture's record."""
+
+    views = ()
+
+    def wants(self, item):
+        return item.index == 1
+
+    def run(self, items):
+        for it in items:
+            it.record["note"] = "half\ud800"
+
+
+@pytest.mark.parametrize("fail_fast", [False, True])
+def test_a_record_the_writer_must_replace_counts_as_failed(tmp_path, monkeypatch, capsys, fail_fast):
+    import emo.assembly.runner as runner
+
+    real = runner.filter_stages
+    monkeypatch.setattr(runner, "filter_stages", lambda *a, **k: [*real(*a, **k), _Unwritable()])
+    imgs = [str(make_image(tmp_path / f"{i}.png")) for i in range(3)]
+    out = tmp_path / "out.jsonl"
+    code = run_filter("features", FeaturesOptions(groups=("color",)), settings_from({}),
+                      RunOptions(paths=tuple(imgs), output=out, fail_fast=fail_fast))
+    assert code == 1  # not 0: one input has an error record instead of its features
+    recs = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert [r.get("error", {}).get("kind") for r in recs] == ([None, "bad_record"] if fail_fast
+                                                              else [None, "bad_record", None])
+    err = capsys.readouterr().err
+    assert f"emo: {imgs[1]}: bad_record: cannot be written as JSON" in err
+
+
+def _pictures(tmp_path):
+    imgs = [make_image(tmp_path / f"{n}.png", color=(9 * i, 99, 9)) for i, n in enumerate("abc")]
+    return imgs, {p: p.read_bytes() for p in imgs}
+
+
+def test_o_naming_a_picture_argument_is_refused_before_anything_runs(tmp_path):
+    import emo.assembly.runner as runner
+    from emo.errors import OutputError
+
+    imgs, before = _pictures(tmp_path)
+    link = tmp_path / "out.jsonl"
+    link.symlink_to(imgs[2])
+    for out, given in ((imgs[1], imgs[1]), (link, imgs[2])):
+        with pytest.raises(OutputError, match=f"-o {out}: is also one of the pictures given"):
+            run_filter("features", FeaturesOptions(groups=("color",)), settings_from({}),
+                       RunOptions(paths=tuple(str(p) for p in imgs), output=out))
+    # Relative names are resolved against --root, as the pictures are.
+    with pytest.raises(OutputError):
+        runner.run_filter("features", FeaturesOptions(groups=("color",)), settings_from({}),
+                          RunOptions(paths=("a.png",), root=tmp_path, output=imgs[0]))
+    assert {p: p.read_bytes() for p in imgs} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png", "out.jsonl"]
+
+
+@pytest.mark.parametrize("how", ["stdin", "records", "recursive"])
+def test_o_naming_a_picture_read_from_stdin_or_a_folder_is_refused_and_left_alone(tmp_path, monkeypatch, how):
+    import io
+
+    from emo.errors import OutputError
+
+    imgs, before = _pictures(tmp_path)
+    if how == "stdin":
+        data, run = b"".join(f"{p}\n".encode() for p in imgs), RunOptions(output=imgs[1])
+    elif how == "records":
+        data, run = b"".join(orjson.dumps({"path": p.name}) + b"\n" for p in imgs), RunOptions(output=imgs[1],
+                                                                                                 root=tmp_path)
+    else:
+        data, run = b"", RunOptions(paths=(str(tmp_path),), recursive=True, output=imgs[1])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    with pytest.raises(OutputError, match=f"-o {imgs[1]}: is also input 2"):
+        run_filter("features", FeaturesOptions(groups=("color",)), settings_from({}), run)
+    assert {p: p.read_bytes() for p in imgs} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png"]  # no temporary file left
+
+
+def test_o_naming_the_file_stdin_reads_is_refused_and_the_list_kept(tmp_path, monkeypatch):
+    from emo.errors import OutputError
+
+    imgs, _ = _pictures(tmp_path)
+    lst = tmp_path / "list.txt"
+    lst.write_bytes(b"".join(f"{p}\n".encode() for p in imgs))
+    with open(lst, "rb") as f:
+        monkeypatch.setattr(sys, "stdin", f)
+        with pytest.raises(OutputError, match=f"-o {lst}: is also the file on stdin"):
+            run_filter("features", FeaturesOptions(groups=("color",)), settings_from({}), RunOptions(output=lst))
+    assert lst.read_bytes() == b"".join(f"{p}\n".encode() for p in imgs)
+
+
+def test_o_naming_the_head_file_the_run_reads_is_refused_before_it_is_replaced(tmp_path, monkeypatch):
+    # emo classify --head my.head a.png -o my.head replaced the head with the records, exit 0.
+    from dataclasses import replace as with_
+
+    from emo.assembly.classify_recipe import ClassifyOptions
+    from emo.errors import OutputError
+    from emo.models.head_file import save_head
+    from tests.models.test_head_file import _trained
+
+    head, _ = _trained(groups=("color",), dims={"color": 22})
+    path = save_head(head, tmp_path / "my.head")
+    before = path.read_bytes()
+    imgs, _ = _pictures(tmp_path)
+    for settings, options in ((with_(settings_from({}), head=str(path)), ClassifyOptions()),
+                              (settings_from({}), ClassifyOptions(sentiment_head=str(path)))):
+        with pytest.raises(OutputError, match=f"-o {path}: is also one of the model files read"):
+            run_filter("classify", options, settings, RunOptions(paths=(str(imgs[0]),), output=path))
+    assert path.read_bytes() == before

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import orjson
+import pytest
 
 from emo.models.head_file import load_head
 from tests.cli.test_cmd_models import emo
@@ -246,3 +247,105 @@ def test_va_ratings_all_alike_still_give_a_head(monkeypatch, tiny_backbone, tmp_
             assert "valence_r" not in metrics["cv"] and metrics["out_of_fold"]["valence_r"] is None
         else:
             assert metrics["validation"]["valence_r"] is None
+
+
+def test_targets_of_the_wrong_json_type_are_refused_per_record(monkeypatch, tiny_backbone, tmp_path):
+    recs = _feature_records()
+    recs[0]["valence"] = "5"
+    recs[1]["valence"] = True
+    recs[2]["arousal"] = "4.5"
+    data = _write(tmp_path, recs)
+    out = tmp_path / "va.head"
+    r = emo(monkeypatch, "fit", "--task", "va", *FAST, str(data), "-o", str(out))
+    assert r.code == 0, r.err
+    lines = r.err.splitlines()
+    assert 'emo: img0.jpg: bad_record: "valence" is a string, not a number (skipped)' in lines
+    assert 'emo: img1.jpg: bad_record: "valence" is a boolean, not a number (skipped)' in lines
+    assert 'emo: img2.jpg: bad_record: "arousal" is a string, not a number (skipped)' in lines
+    counts = load_head(str(out)).header["training"]["data"]["counts"]
+    assert (counts["used"], counts["wrong_target"], counts["no_target"]) == (57, 3, 0)
+    recs = _feature_records(6)
+    for rec in recs:
+        rec["label"] = True
+    r = emo(monkeypatch, "fit", "--labels", "joy,sadness,fear", *FAST, str(_write(tmp_path, recs, "b.jsonl")),
+            "-o", str(tmp_path / "b.head"))
+    assert r.code == 2 and "Traceback" not in r.err
+    assert 'emo: img0.jpg: bad_record: "label" is a boolean, not a class name (skipped)' in r.err.splitlines()
+
+
+def test_finetune_names_skipped_pictures_escaped_one_line_each(monkeypatch, tiny_backbone, tmp_path):
+    # A name holding a newline and a terminal escape forged an "emo fit: wrote ..." line and coloured the terminal.
+    forged = "nope\x1b[31m\nemo fit: wrote forged.head\u0085.png"
+    recs = [{"path": forged, "label": "joy"}, {"features": {"deep": [0.0] * 8}, "label": "fear"}]
+    data = _write(tmp_path, recs)
+    r = emo(monkeypatch, "fit", "--finetune", "--labels", "joy,sadness,fear", "--backbone", "tiny_test",
+            "--root", str(tmp_path), str(data), "-o", str(tmp_path / "ft.head"))
+    assert r.code == 2 and "\x1b" not in r.err and "\x85" not in r.err
+    lines = r.err.splitlines()
+    assert lines[0] == ("emo: nope\\x1b[31m\\nemo fit: wrote forged.head\\x85.png: not_found: "
+                        "no such file (skipped)")
+    assert lines[1] == "emo: <input 2>: bad_record: --finetune needs the picture, and this record names none (skipped)"
+    assert len(lines) == 3 and lines[2].startswith("emo: error: --finetune needs images")
+
+
+def test_a_records_argument_that_is_a_fifo_without_a_writer_is_not_waited_on(monkeypatch, tiny_backbone, tmp_path):
+    import os
+
+    import threading
+
+    fifo = tmp_path / "train.json"
+    os.mkfifo(fifo)
+    # Should emo wait on the FIFO after all, a late writer that sends nothing ends the wait.
+    done = threading.Event()
+
+    def late_writer():
+        if not done.wait(5):
+            fd = os.open(fifo, os.O_RDWR)  # never blocks, and counts as a writer
+            os.close(fd)
+
+    threading.Thread(target=late_writer, daemon=True).start()
+    r = emo(monkeypatch, "fit", "--task", "va", *FAST, str(fifo), "-o", str(tmp_path / "m.head"))
+    done.set()
+    assert r.code == 2 and r.err.splitlines() == [f"emo: error: no records in {fifo}"]
+    assert not (tmp_path / "m.head").exists()
+
+
+@pytest.mark.parametrize("task", ["va", "regions"])
+def test_o_naming_a_training_picture_is_refused_before_training(monkeypatch, tiny_backbone, tmp_path, task):
+    pics = [make_image(tmp_path / f"{i}.png", color=COLORS[c]) for i, c in enumerate(COLORS)]
+    before = pics[1].read_bytes()
+    recs = [{"path": p.name, "valence": 3.0, "arousal": 4.0, "regions": [{"box": [0, 0, 8, 8]}]} for p in pics]
+    data = _write(tmp_path, recs)
+    r = emo(monkeypatch, "fit", "--task", task, *FAST, "--root", str(tmp_path), str(data), "-o", str(pics[1]))
+    assert r.code == 2 and r.err.splitlines() == [
+        f"emo: error: -o {pics[1]}: is also one of the training pictures (1.png); it would be replaced by the "
+        "output (nothing was written)"]
+    assert pics[1].read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["0.png", "1.png", "2.png", "train.jsonl"]
+
+
+def test_labels_with_a_repeated_or_empty_entry_are_a_usage_error(monkeypatch, tiny_backbone, tmp_path):
+    data = _write(tmp_path, _feature_records())
+    for spec in ("joy,sadness,joy", "joy,,fear"):
+        r = emo(monkeypatch, "fit", "--labels", spec, *FAST, str(data), "-o", str(tmp_path / "m.head"))
+        assert r.code == 2 and len(r.err.splitlines()) == 1 and r.err.startswith(f"emo: error: --labels '{spec}'")
+    assert not (tmp_path / "m.head").exists()
+
+
+def test_text_that_is_not_utf8_in_a_name_or_description_gives_a_head_emo_can_load(monkeypatch, tiny_backbone, tmp_path):
+    # A name given in bytes that are not UTF-8 (a Latin-1 terminal, an -o named so) wrote a head
+    # whose header held lone surrogates, which loading it then refused.
+    import os
+
+    data = _write(tmp_path, _feature_records(), name=os.fsdecode(b"train\xff.jsonl"))
+    out = tmp_path / os.fsdecode(b"caf\xe9.head")
+    r = emo(monkeypatch, "fit", "--task", "va", *FAST, "--data-description", os.fsdecode(b"photos \xfe"),
+            str(data), "-o", str(out))
+    assert r.code == 0, r.err
+    h = load_head(str(out)).header
+    assert h["name"] == "caf\ufffd" and h["training"]["data"]["description"] == "photos \ufffd"
+    source = h["training"]["data"]["sources"][0]["path"]  # relative to the current folder when inside it
+    assert source.split("/")[-1] == "train\ufffd.jsonl" and not source.startswith("/")
+    r = emo(monkeypatch, "fit", "--task", "va", *FAST, "--name", os.fsdecode(b"n\xff"), str(data),
+            "-o", str(tmp_path / "b.head"))
+    assert r.code == 0 and load_head(str(tmp_path / "b.head")).header["name"] == "n\ufffd"

@@ -74,3 +74,25 @@ def test_a_run_whose_inputs_all_failed_scores_nothing_with_exit_1(monkeypatch):
     assert "pipe emo classify" not in r.err and "1 with errors" in r.err
     r = emo(monkeypatch, "score", input=b"")  # an upstream run over no inputs at all
     assert r.code == 1 and "pipe emo classify" not in r.err
+
+
+@pytest.mark.parametrize("which", ["predictions", "truth", "link to predictions", "hard link to truth"])
+def test_o_naming_a_file_being_read_is_refused_before_it_is_replaced(monkeypatch, tmp_path, which):
+    import os
+
+    recs = [dict(r, label=t) for r, (t, _) in zip(_preds(), PAIRS)]
+    preds, truth = tmp_path / "preds.jsonl", tmp_path / "truth.jsonl"
+    preds.write_bytes(_lines(recs))
+    truth.write_bytes(_lines([{"path": r["path"], "label": r["label"]} for r in recs]))
+    before = {p: p.read_bytes() for p in (preds, truth)}
+    out = {"predictions": preds, "truth": truth}.get(which)
+    if which == "link to predictions":
+        out = tmp_path / "out.jsonl"
+        out.symlink_to(preds)
+    elif which == "hard link to truth":
+        out = tmp_path / "out.jsonl"
+        os.link(truth, out)
+    r = emo(monkeypatch, "score", str(preds), "--truth", str(truth), "-o", str(out))
+    assert r.code == 2 and r.err.startswith(f"emo: error: -o {out}: is also one of the record files read")
+    assert {p: p.read_bytes() for p in (preds, truth)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"preds.jsonl", "truth.jsonl", out.name})

@@ -45,3 +45,20 @@ def test_a_closed_pipe_exits_141_quietly_whatever_writes_stdout(tmp_path, args):
         os.close(write_end)
     assert proc.returncode == 141, proc.stderr
     assert proc.stderr == b""
+
+
+@pytest.mark.parametrize("name", ["no\nemo: wrote forged.jsonl", "no\x1b[2J\x1b[31m.jsonl", "caf\udcff\u2028.jsonl"])
+def test_the_run_level_error_line_escapes_the_user_text_it_quotes(tmp_path, name):
+    """A file name quoted in ``emo: error: ...`` cannot forge a second line or steer the terminal."""
+    from click.testing import CliRunner
+
+    from emo.cli import cli
+    from emo.cli.exits import guarded
+
+    missing = str(tmp_path / name)
+    with CliRunner().isolation() as (_, err, _):
+        code = guarded(cli, ["score", missing])
+        sys.stderr.flush()
+    text = err.getvalue().decode("utf-8")  # valid UTF-8: a name's stray bytes are written \xNN
+    assert code == 2 and text.count("\n") == 1 and text.startswith("emo: error: cannot read ")
+    assert "\x1b" not in text and "\u2028" not in text

@@ -47,3 +47,14 @@ def test_trusted_users_by_name_and_uid(monkeypatch):
     monkeypatch.setenv("EMO_TRUSTED_USERS", "nobody-by-that-name")
     with pytest.raises(ConfigError):
         trusted_uids()
+
+
+@pytest.mark.parametrize("value, says", [("99999999999999999999999", "is not a uid"), ("4294967295", "is not a uid"),
+                                         ("\u00b2", "no user named"), ("\u0661\u0662", "no user named")])
+def test_a_trusted_user_that_no_account_can_be_is_a_config_error(monkeypatch, value, says):
+    # "²" passed str.isdigit() and then int() raised; a uid past 32 bits trusted nobody without a word.
+    monkeypatch.setenv("EMO_TRUSTED_USERS", f"{value}")
+    with pytest.raises(ConfigError, match=says):
+        trusted_uids()
+    monkeypatch.setenv("EMO_TRUSTED_USERS", "4294967294")
+    assert 4294967294 in trusted_uids()

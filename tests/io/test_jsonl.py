@@ -35,3 +35,62 @@ def test_an_endless_line_does_not_fill_memory(tmp_path, monkeypatch):
 
     monkeypatch.setattr("emo.io.jsonl._open", lambda src: Endless())
     assert read_records(["zeros"]) == ([], 1)
+
+
+def _read_within(paths, seconds=10):
+    """read_records on another thread: (result or exception, whether it returned in time)."""
+    import threading
+
+    got: list = []
+
+    def go():
+        try:
+            got.append(read_records(paths))
+        except BaseException as e:  # noqa: BLE001 - handed back to the test
+            got.append(e)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(seconds)
+    return (got[0] if got else None), not t.is_alive()
+
+
+def test_a_record_file_that_is_a_device_or_a_folder_is_refused_at_once(tmp_path):
+    import os
+
+    import pytest
+
+    from emo.errors import UsageError
+
+    folder = tmp_path / "dir.jsonl"
+    folder.mkdir()
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(b'{"path": "a.jpg"}\n')
+    for path, what in (("/dev/zero", "a device"), (folder, "a folder")):
+        # Every file is opened before any is read: a good file first changes nothing.
+        got, returned = _read_within([str(good), str(path)])
+        assert returned, f"{path} hung the reader"  # /dev/zero has no end
+        assert isinstance(got, UsageError) and f"it is {what}, not a file of records" in str(got)
+    assert read_records([str(good)]) == ([{"path": "a.jpg"}], 0)
+    with pytest.raises(UsageError, match="cannot read"):
+        read_records([str(tmp_path / "missing.jsonl")])
+
+
+def test_a_pipe_given_as_a_record_file_is_read_and_a_fifo_without_a_writer_is_empty(tmp_path):
+    """emo score <(emo classify ...) reads the pipe to its end; a FIFO nobody writes to does not
+    hold the run waiting for a writer."""
+    import os
+
+    r, w = os.pipe()
+    os.write(w, b'{"path": "a.jpg"}\nnot json\n{"path": "b.jpg"}\n')
+    os.close(w)
+    try:
+        got, returned = _read_within([f"/proc/self/fd/{r}"])
+    finally:
+        os.close(r)
+    assert returned and got == ([{"path": "a.jpg"}, {"path": "b.jpg"}], 1)
+    fifo = tmp_path / "train.jsonl"
+    os.mkfifo(fifo)
+    got, returned = _read_within([str(fifo)])
+    assert returned, "a FIFO without a writer hung the reader"
+    assert got == ([], 0)

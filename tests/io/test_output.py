@@ -259,3 +259,31 @@ def test_a_new_output_gets_the_umask_mode(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "out.jsonl").stat().st_mode) == 0o640
+
+
+def test_refuse_inputs_tells_one_file_by_any_name_and_stdin_redirected_from_it(tmp_path, monkeypatch):
+    # `emo features -o list.txt < list.txt` replaced the list of inputs with the records.
+    import os
+    import sys
+
+    import pytest
+
+    from emo.errors import OutputError
+    from emo.io.output import refuse_inputs
+
+    lst = tmp_path / "list.txt"
+    lst.write_text("a.jpg\n")
+    os.link(lst, tmp_path / "hard.txt")
+    (tmp_path / "soft.txt").symlink_to(lst)
+    other = tmp_path / "other.txt"
+    other.write_text("b.jpg\n")
+    refuse_inputs(tmp_path / "new.jsonl", [str(lst)])  # no file yet: nothing to replace
+    refuse_inputs(other, [str(lst), "-"])
+    for out in (lst, tmp_path / "hard.txt", tmp_path / "soft.txt"):
+        with pytest.raises(OutputError, match="is also one of the inputs"):
+            refuse_inputs(out, ["list.txt"], root=tmp_path)
+    with open(lst, "rb") as f:
+        monkeypatch.setattr(sys, "stdin", f)
+        with pytest.raises(OutputError, match="is also the file on stdin"):
+            refuse_inputs(tmp_path / "hard.txt", ["-"])
+        refuse_inputs(other, ["-"])

@@ -117,3 +117,16 @@ def test_a_table_on_a_closed_pipe_raises_pipe_closed_not_system_exit():
     con = writer_mod.table_console(file=ClosedPipe())
     with pytest.raises(PipeClosed):
         con.print(t)
+
+
+@pytest.mark.parametrize("record", [
+    {"path": "a\ud800.jpg", "regions": [{"emotion": "joy\ud800"}]},
+    {"path": "a.jpg", "path_bytes": "\ud800", "regions": [{"emotion": "joy\ud800"}]},
+    {"path": "caf\udcff.jpg", "path_bytes": "Y2Fm/y5qcGc=", "regions": [], "note": "\ud800"},
+])
+def test_a_lone_surrogate_where_the_file_is_named_still_gives_one_error_record(record):
+    # The error record keeps the fields naming the file; when those held the surrogate, it raised.
+    out = orjson.loads(dumps(record))
+    assert out["error"]["kind"] == "bad_record" and "regions" not in out
+    assert out["path"].startswith(("a", "caf")) and "\ud800" not in out["path"]
+    assert out.get("path_bytes") in (None, "Y2Fm/y5qcGc=")

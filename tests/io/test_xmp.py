@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -209,3 +210,17 @@ def test_the_docs_example_sidecar_is_what_emo_writes(tmp_path):
     Image.new("RGB", (8, 8)).save(picture)
     written = write_sidecar(picture, "joy", "positive").read_text(encoding="utf-8")
     assert shown.group(1) == written
+
+
+@pytest.mark.parametrize("label, says", [("calm|joy", "'|', the separator"), ("joy\x01", "U+0001"),
+                                         ("joy\ud800", "U+D800"), ("a\nb", "U+000A"), ("x\ufffe", "U+FFFE")])
+def test_a_label_no_keyword_can_hold_writes_no_sidecar(photo, label, says):
+    side = sidecar_path(photo)
+    side.write_text(DARKTABLE)
+    with pytest.raises(SidecarError, match=re.escape(says)) as e:
+        write_sidecar(photo, label, "positive")
+    assert side.read_text() == DARKTABLE  # left exactly as it was
+    assert "\n" not in str(e.value) and "\x01" not in str(e.value)
+    with pytest.raises(SidecarError):
+        write_sidecar(photo, "joy", label)
+    assert side.read_text() == DARKTABLE and sorted(p.name for p in photo.parent.iterdir()) == [photo.name, side.name]

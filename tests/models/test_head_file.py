@@ -236,3 +236,26 @@ def test_a_header_claiming_a_huge_architecture_is_refused_at_once(tmp_path, fiel
     with pytest.raises(ModelError, match="does not match the stored tensors"):
         load_head_file(path)
     assert time.monotonic() - start < 2
+
+
+@pytest.mark.parametrize("where", ["labels", "name", "training", "key"])
+def test_a_header_holding_a_lone_surrogate_is_refused_at_load(tmp_path, where):
+    # "\ud800" is valid JSON that no UTF-8 can hold: every record of the run became a bad_record.
+    from safetensors.numpy import load_file, save_file
+
+    head, _ = _trained()
+    path = save_head(head, tmp_path / "h.head")
+    meta = json.loads((tmp_path / "h.head.json").read_text())
+    if where == "labels":
+        meta["labels"][0] = "anger\ud800"
+    elif where == "name":
+        meta["name"] = "n\ud800"
+    elif where == "training":
+        meta["training"] = {"command": "emo fit \udcff"}
+    else:
+        meta["metrics"] = {"k\ud800": 1}
+    save_file(load_file(str(path)), str(path), metadata={"emo_head": json.dumps(meta)})
+    with pytest.raises(ModelError, match="lone surrogate") as e:
+        load_head_file(path)
+    str(e.value).encode("utf-8")  # the message itself is text a terminal can show
+    assert "\n" not in str(e.value)

@@ -250,3 +250,16 @@ def test_a_file_that_is_not_a_checkpoint_is_a_model_error(tmp_path):
     p.write_bytes(b"\x00garbage" * 10)
     with pytest.raises(ModelError, match="junk.pth"):
         W.load_state_dict(p)
+
+
+def test_a_weights_dir_that_is_a_file_is_a_config_error_not_searched_in_vain(tmp_path, carrier, monkeypatch):
+    from emo.errors import ConfigError
+
+    wfile = tmp_path / "weights.pth"
+    wfile.write_bytes(PAYLOAD)
+    monkeypatch.setenv("EMO_WEIGHTS_DIR", str(wfile))
+    with pytest.raises(ConfigError, match=f"weights folder {wfile} .* is not a folder"):
+        W.locate(_wf(), from_env())
+    # A folder that is not there yet is searched as before: nothing in it, the next place is.
+    monkeypatch.setenv("EMO_WEIGHTS_DIR", str(tmp_path / "later"))
+    assert W.locate(_wf(), from_env()) == ("package emo-test-carrier", carrier)

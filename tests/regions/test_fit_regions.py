@@ -49,3 +49,21 @@ def test_a_trained_region_head_ranks_the_truth_box_first(monkeypatch, tmp_path):
 def test_fit_regions_without_truth_boxes_is_a_usage_error(monkeypatch, tmp_path):
     r = emo(monkeypatch, "fit", "--task", "regions", "-o", str(tmp_path / "x.head"), input='{"path": "a.jpg"}\n')
     assert r.code == 2 and "ground-truth" in r.err
+
+
+def test_malformed_truth_regions_are_named_per_record_not_dropped_silently(monkeypatch, tmp_path):
+    # Boxes of strings, of three numbers, empty or an object in place of the list were skipped without a word.
+    recs = [{"path": "a.jpg", "regions": [{"box": ["0", True, None, 5]}]},
+            {"path": "b.jpg", "regions": {"box": [0, 0, 5, 5]}},
+            {"path": "c.jpg", "regions": [{"box": [5, 5, 5, 9]}]},
+            {"path": "d.jpg", "regions": [{"box": [0, 0, 5, 5]}, 7]}]
+    r = emo(monkeypatch, "fit", "--task", "regions", "-o", str(tmp_path / "x.head"),
+            input="".join(json.dumps(x) + "\n" for x in recs))
+    assert r.code == 2 and "Traceback" not in r.err
+    lines = r.err.splitlines()
+    assert lines[:4] == [
+        'emo: a.jpg: bad_record: "regions"[0] has no "box" of four numbers (pixels, within ±2147483648) (skipped)',
+        'emo: b.jpg: bad_record: "regions" is not a list of {"box": [x0, y0, x1, y1]} (skipped)',
+        'emo: c.jpg: bad_record: "regions"[0]: its box is empty (x1 must exceed x0, y1 y0) (skipped)',
+        'emo: d.jpg: bad_record: "regions"[1] has no "box" of four numbers (pixels, within ±2147483648) (skipped)']
+    assert lines[4].startswith("emo: error: no record has ground-truth")

@@ -130,3 +130,12 @@ def test_a_layer_without_a_label_per_output_is_refused_at_load(tmp_path, header)
     with pytest.raises(ModelError, match="labels") as e:
         read_layer(_raw(tmp_path / "cam.safetensors", "F32", 4, header), "cam", 8)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("header", [{"kind": "cam", "labels": ["a", "b\ud800", "c"]},
+                                    {"kind": "cam", "labels": ["a", "b", "c"], "data": {"k\udcff": 1}}])
+def test_a_layer_whose_header_holds_a_lone_surrogate_is_refused_at_load(tmp_path, header):
+    # Its labels go into every region record, which the writer then could not write.
+    with pytest.raises(ModelError, match="lone surrogate") as e:
+        read_layer(_raw(tmp_path / "cam.safetensors", "F32", 4, header), "cam", 8)
+    str(e.value).encode("utf-8")

@@ -45,8 +45,9 @@ def _whole_lines(data: bytes) -> list[dict]:
     return [orjson.loads(x) for x in data.splitlines()]
 
 
-@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
-                         ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated"),
+                                            (signal.SIGHUP, 129, "hung up")],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_mid_run_leaves_whole_lines(tiny, tmp_path, sig, code, word):
     good = make_image(tmp_path / "good.png")
     proc = spawn(TINY + ["--batch-size", "2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -195,3 +196,25 @@ def test_killed_run_resumes_to_the_uninterrupted_output(tiny, tmp_path):
     assert run.code == 0, run.err
     assert len(out.read_bytes().splitlines()) == len(paths)
     assert_same_records(out.read_bytes(), full.read_bytes())
+
+
+def test_sighup_mid_run_with_o_leaves_no_temporary_file(tiny, tmp_path):
+    # A closed terminal (SIGHUP) killed the run where it stood: ".out.jsonl.PID.XXXX.tmp" stayed
+    # beside the output, a file the user never named.
+    good = make_image(tmp_path / "good.png")
+    out_file = tmp_path / "out.jsonl"
+    proc = spawn(TINY + ["--batch-size", "2", "-o", str(out_file)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE)
+    stop = threading.Event()
+    _feed_forever(proc, str(good).encode() + b"\n", stop)
+    deadline = time.monotonic() + TIMEOUT
+    while not any(p.name.endswith(".tmp") and p.stat().st_size for p in tmp_path.iterdir()):  # records flowing
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGHUP)
+    try:
+        _, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        stop.set()
+    assert proc.returncode == 129 and b"hung up" in err and b"Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["good.png"]

@@ -110,3 +110,20 @@ def test_xmp_names_the_sidecar_written_when_path_and_path_bytes_disagree(tmp_pat
     assert read_keywords(sidecar_path(other))[1] == ["fear"]
     assert items[0].record["xmp"] == str(tmp_path) + "/caf\ufffd.png.xmp"
     assert items[1].record["xmp"] == str(other) + ".xmp"
+
+
+def test_a_label_with_the_separator_or_a_control_is_that_records_sidecar_error(tmp_path):
+    pics = []
+    for n in "abc":
+        p = tmp_path / f"{n}.jpg"
+        Image.new("RGB", (8, 8)).save(p)
+        pics.append(p)
+    items = [_item(0, pics[0], {"label": "calm|joy", "p": 0.9, "probs": {}}),
+             _item(1, pics[1], {"label": "joy", "p": 0.9, "probs": {}}),
+             _item(2, pics[2], {"label": "joy\x07", "p": 0.9, "probs": {}})]
+    XmpStage().run(items)
+    assert [it.error.kind if it.error else None for it in items] == ["sidecar_error", None, "sidecar_error"]
+    assert not sidecar_path(pics[0]).exists() and not sidecar_path(pics[2]).exists()
+    assert read_keywords(sidecar_path(pics[1])) == (["emotion|joy"], ["joy"])
+    out = [orjson.loads(dumps(it.record)) for it in items]
+    assert out[0]["emotion"]["label"] == "calm|joy" and "separator" in out[0]["error"]["message"]
