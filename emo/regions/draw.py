@@ -15,9 +15,11 @@ root with ``/`` turned into ``__``, plus ``.jpg``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import math
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,11 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from emo.io.decode import open_image
 
 # Best region red, then orange, yellow, and the rest in a pale green.
+# Written into every drawing as its JPEG comment: what lets a rerun tell emo's own drawing, which
+# it may replace, from a file of the user's that happens to have the same name.
+DRAWING_MARK = b"emo regions drawing"
+MARK_WITHIN = 1 << 16  # the comment follows the JPEG's first headers, well inside this
+
 COLOURS = [(230, 30, 30), (255, 140, 0), (250, 220, 0)]
 REST = (120, 230, 120)
 BACKGROUND = (40, 40, 40)
@@ -215,16 +222,41 @@ def _open_upright(path: Path, target: tuple[int, int], size: tuple[int, int] | N
         return ImageOps.exif_transpose(im).convert("RGB")
 
 
+def is_drawing(path: Path) -> bool:
+    """Whether the regular file ``path`` is a drawing emo wrote (it carries :data:`DRAWING_MARK`)."""
+    try:
+        with open(path, "rb") as f:
+            return DRAWING_MARK in f.read(MARK_WITHIN)
+    except OSError:
+        return False
+
+
+def _check_replaceable(out: Path) -> None:
+    """Refuse to replace a file at ``out`` that is not one of emo's drawings: ``--draw .`` beside a
+    user's own ``a.jpg.jpg`` must not turn that photo into a drawing of ``a.jpg``. Nothing there,
+    a link (replaced, never followed) or an earlier drawing may be replaced."""
+    try:
+        st = os.lstat(out)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode) or (stat.S_ISREG(st.st_mode) and is_drawing(out)):
+        return
+    what = "a file that is not an emo drawing" if stat.S_ISREG(st.st_mode) else "something that is not a file"
+    raise FileExistsError(errno.EEXIST, f"{what} has that name; it is left as it is")
+
+
 def _save_whole(img: Image.Image, out: Path) -> None:
     """Write ``out`` as a JPEG through a new temporary file beside it, then rename it into place.
 
     The temporary file is created exclusively: a name planted in the folder (a link to another
-    file) is never written through.
+    file) is never written through. A file of the user's at ``out`` is never replaced
+    (:func:`_check_replaceable`).
     """
+    _check_replaceable(out)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name[:100]}.", suffix=".tmp", dir=out.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            img.save(f, "JPEG", quality=90)
+            img.save(f, "JPEG", quality=90, comment=DRAWING_MARK)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
