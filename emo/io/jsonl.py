@@ -151,6 +151,16 @@ def surrogate_at(value: Any) -> str | None:
     return None
 
 
+def surrogate_problem(value: Any, text: str | None = None) -> str:
+    """Why a parsed JSON header cannot be used ("" when it can): a string or key holding a lone
+    surrogate, which no record, terminal or sidecar can write. ``text``: the JSON it was parsed
+    from, when known; without a ``\\uD800``-``\\uDFFF`` escape in it, nothing is walked."""
+    from emo.io.records import one_line, shown
+
+    where = surrogate_at(value) if text is None or may_hold_surrogate(text) else None
+    return "" if where is None else f"{one_line(shown(where))[:80]} holds a lone surrogate, text no UTF-8 can hold"
+
+
 def read_records(sources: Sequence[str]) -> tuple[list[dict[str, Any]], int]:
     """Every record of ``sources`` and the number of lines that were not JSON objects."""
     records, bad = [], 0

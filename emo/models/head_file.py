@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emo.errors import ModelError
-from emo.io.jsonl import may_hold_surrogate, surrogate_at
-from emo.io.records import one_line, shown
+from emo.io.jsonl import surrogate_at, surrogate_problem
 from emo.tasks import HEAD_TASKS, get_task
 
 if TYPE_CHECKING:
@@ -392,9 +391,9 @@ def check_header(header: Any, text: str | None = None) -> dict[str, Any]:
         raise ValueError("'finetuned' must be an object with a string id")
     if not isinstance(header.get("name", ""), str):
         raise ValueError("'name' must be a string")
-    where = surrogate_at(header) if text is None or may_hold_surrogate(text) else None
-    if where is not None:  # its labels and name go into records, messages and sidecars
-        raise ValueError(f"{one_line(shown(where))[:80]} holds a lone surrogate, text no UTF-8 can hold")
+    problem = surrogate_problem(header, text)
+    if problem:  # its labels and name go into records, messages and sidecars
+        raise ValueError(problem)
     return header
 
 

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emo.errors import ModelError
-from emo.io.jsonl import may_hold_surrogate, surrogate_at
-from emo.io.records import one_line, shown
+from emo.io.jsonl import surrogate_problem
 
 if TYPE_CHECKING:  # reading and checking a layer file needs no torch: a run checks it before torch loads
     import torch
@@ -110,7 +109,7 @@ def _checked_header(path: Path, meta: dict[str, str], kind: str) -> dict[str, An
         header = json.loads(meta["emo"], parse_constant=_no_constants)
     except (ValueError, RecursionError):
         raise ModelError(f"{path}: its header is not JSON") from None
-    problem = _header_problem(header, scan=may_hold_surrogate(meta["emo"]))
+    problem = _header_problem(header, meta["emo"])
     if problem:
         raise ModelError(f"{path}: broken layer header ({problem})")
     if header.get("kind") != kind:
@@ -185,9 +184,9 @@ def _first_line(e: BaseException) -> str:
     return lines[0][:200] if lines else ""
 
 
-def _header_problem(header: Any, scan: bool = True) -> str:
+def _header_problem(header: Any, text: str | None = None) -> str:
     """What is wrong with a layer header's types ("" when nothing is): it comes from a file.
-    ``scan``: look for a lone surrogate too (only needed where its JSON holds such an escape)."""
+    ``text``: the JSON it was parsed from, which spares the walk for a lone surrogate."""
     if not isinstance(header, dict):
         return f"a JSON {type(header).__name__}, not an object"
     if not isinstance(header.get("kind", ""), str):
@@ -198,7 +197,4 @@ def _header_problem(header: Any, scan: bool = True) -> str:
     for key in ("backbone", "backbone_sha256", "feature"):
         if not isinstance(header.get(key, ""), str):
             return f"{key!r} is not a string"
-    where = surrogate_at(header) if scan else None
-    if where is not None:  # its labels go into every region record
-        return f"{one_line(shown(where))[:80]} holds a lone surrogate, text no UTF-8 can hold"
-    return ""
+    return surrogate_problem(header, text)  # its labels go into every region record
