@@ -178,12 +178,9 @@ def _check_output(out: Path, sources: tuple[str, ...], copy: bool = True) -> Pat
     if side_st is not None and not (stat.S_ISREG(side_st.st_mode) or stat.S_ISLNK(side_st.st_mode)):
         raise UsageError(f"-o {out}: {side.name} beside it, where the head's readable copy goes, is not a "
                          "regular file")
-    for src in sources:
-        if src != "-" and os.path.realpath(src) == str(target):
-            raise UsageError(f"-o {out}: is one of the record files being read")
     from emo.io.output import refuse_inputs
 
-    refuse_inputs(target, sources or ("-",), "record files read")  # hard links, and stdin too
+    refuse_inputs(out, sources or ("-",), "record files read")  # by inode: links, hard links, stdin
     _make_parent(target)
     return target
 

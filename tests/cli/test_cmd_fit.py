@@ -349,3 +349,17 @@ def test_text_that_is_not_utf8_in_a_name_or_description_gives_a_head_emo_can_loa
     r = emo(monkeypatch, "fit", "--task", "va", *FAST, "--name", os.fsdecode(b"n\xff"), str(data),
             "-o", str(tmp_path / "b.head"))
     assert r.code == 0 and load_head(str(tmp_path / "b.head")).header["name"] == "n\ufffd"
+
+
+def test_o_naming_a_record_file_by_any_name_is_refused_and_the_file_kept(monkeypatch, tiny_backbone, tmp_path):
+    import os
+
+    data = _write(tmp_path, _feature_records())
+    before = data.read_bytes()
+    link, hard = tmp_path / "link.jsonl", tmp_path / "hard.jsonl"
+    link.symlink_to(data)
+    os.link(data, hard)
+    for out in (data, link, hard):
+        r = emo(monkeypatch, "fit", "--task", "va", *FAST, str(data), "-o", str(out))
+        assert r.code == 2 and r.err.startswith(f"emo: error: -o {out}: is also one of the record files read")
+    assert data.read_bytes() == before and link.is_symlink()
