@@ -19,12 +19,18 @@ def _item(i, path, emotion, sentiment=None):
     return Item(i, rec, path=path)
 
 
-def test_stage_writes_certain_labels_and_skips_uncertain_ones(tmp_path):
+def _pictures(folder, names):
+    """A small real JPEG per name, ``folder/NAME.jpg``."""
     pics = []
-    for n in "abc":
-        p = tmp_path / f"{n}.jpg"
+    for n in names:
+        p = folder / f"{n}.jpg"
         Image.new("RGB", (8, 8)).save(p)
         pics.append(p)
+    return pics
+
+
+def test_stage_writes_certain_labels_and_skips_uncertain_ones(tmp_path):
+    pics = _pictures(tmp_path, "abc")
     sidecar_path(pics[1]).write_text("<x:xmpmeta xmlns:x='adobe:ns:meta/'><broken")
     items = [
         _item(0, pics[0], {"label": "joy", "p": 0.6, "probs": {}}, {"label": "positive", "p": 0.8, "p_positive": 0.8}),
@@ -113,11 +119,7 @@ def test_xmp_names_the_sidecar_written_when_path_and_path_bytes_disagree(tmp_pat
 
 
 def test_a_label_with_the_separator_or_a_control_is_that_records_sidecar_error(tmp_path):
-    pics = []
-    for n in "abc":
-        p = tmp_path / f"{n}.jpg"
-        Image.new("RGB", (8, 8)).save(p)
-        pics.append(p)
+    pics = _pictures(tmp_path, "abc")
     items = [_item(0, pics[0], {"label": "calm|joy", "p": 0.9, "probs": {}}),
              _item(1, pics[1], {"label": "joy", "p": 0.9, "probs": {}}),
              _item(2, pics[2], {"label": "joy\x07", "p": 0.9, "probs": {}})]
